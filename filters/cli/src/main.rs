@@ -1,0 +1,3 @@
+//! The `layover` command.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Istio YAML → layover policy compiler (being written).

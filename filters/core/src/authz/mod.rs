@@ -1,0 +1,1 @@
+//! AuthorizationPolicy evaluation (being written).
