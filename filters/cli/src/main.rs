@@ -1,3 +1,165 @@
 //! The `layover` command.
+//!
+//! - `layover compile <files|dirs…> -o <out> [--json] [--waypoint ns/name]`: Istio YAML → policy
+//!   (binary protobuf, or proto3 JSON with `--json`; `-o -` writes to stdout). Notices go to
+//!   stderr; on any error every error is printed to stderr, nothing is written and the exit
+//!   status is 1.
+//! - `layover eval --config <paths…> (--request <file|-> | --requests <jsonl>)`: the offline
+//!   decision explain (see `eval.rs`).
 
-fn main() {}
+// The eval stub ignores its arguments until the real `layover eval` lands.
+#[allow(dead_code)]
+mod eval;
+
+use clap::{ArgGroup, Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "layover", version, about = "L7 waypoint policy for Istio ambient mesh")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compile Istio YAML (files or directories) into a layover policy.
+    Compile {
+        /// YAML files or directories (searched recursively for *.yaml / *.yml).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output file (`-` for stdout).
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+        /// Write proto3 JSON instead of binary protobuf.
+        #[arg(long)]
+        json: bool,
+        /// Waypoint Gateway to compile for (`namespace/name`), when the input has several.
+        #[arg(long)]
+        waypoint: Option<String>,
+    },
+    /// Evaluate requests against a configuration and explain the decisions.
+    #[command(group(ArgGroup::new("input").required(true).args(["request", "requests"])))]
+    Eval {
+        /// YAML files or directories holding the Istio configuration.
+        #[arg(long, required = true, num_args = 1..)]
+        config: Vec<PathBuf>,
+        /// One request as JSON (`-` for stdin).
+        #[arg(long)]
+        request: Option<PathBuf>,
+        /// Many requests, one JSON object per line.
+        #[arg(long)]
+        requests: Option<PathBuf>,
+        /// Print a table (one row per request) instead of JSON lines.
+        #[arg(long)]
+        table: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Compile {
+            paths,
+            out,
+            json,
+            waypoint,
+        } => match compile(&paths, &out, json, waypoint) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("{msg}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Eval {
+            config,
+            request,
+            requests,
+            table,
+        } => {
+            let args = eval::EvalArgs {
+                config,
+                request,
+                requests,
+                table,
+            };
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            match eval::run(&args, &mut lock) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(msg) => {
+                    let _ = lock.flush();
+                    eprintln!("error: {msg}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn compile(paths: &[PathBuf], out: &Path, json: bool, waypoint: Option<String>) -> Result<(), String> {
+    let opts = layover_config::CompileOptions { waypoint };
+    let compiled = match layover_config::compile_paths_with(paths, &opts) {
+        Ok(c) => c,
+        Err(errors) => {
+            let n = errors.0.len();
+            return Err(format!(
+                "{errors}\nlayover compile: {n} error{}; nothing written",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+    };
+    for n in &compiled.notices {
+        eprintln!("{n}");
+    }
+    let bytes = if json {
+        let mut s = serde_json::to_string_pretty(&compiled.policy)
+            .map_err(|e| format!("error: cannot encode JSON: {e}"))?;
+        s.push('\n');
+        s.into_bytes()
+    } else {
+        prost::Message::encode_to_vec(&compiled.policy)
+    };
+    write_output(out, &bytes)?;
+    let p = &compiled.policy;
+    eprintln!(
+        "layover compile: {} service{}, {} authorization polic{}, {} cluster{}{} → {}",
+        p.services.len(),
+        if p.services.len() == 1 { "" } else { "s" },
+        p.authorization_policies.len(),
+        if p.authorization_policies.len() == 1 { "y" } else { "ies" },
+        p.clusters.len(),
+        if p.clusters.len() == 1 { "" } else { "s" },
+        if p.waypoint.is_empty() {
+            String::new()
+        } else {
+            format!(" for waypoint {}", p.waypoint)
+        },
+        out.display()
+    );
+    Ok(())
+}
+
+/// Writes through a temporary file and a rename, so a failure never leaves a partial policy.
+fn write_output(out: &Path, bytes: &[u8]) -> Result<(), String> {
+    if out == Path::new("-") {
+        let mut so = std::io::stdout().lock();
+        return so
+            .write_all(bytes)
+            .and_then(|_| so.flush())
+            .map_err(|e| format!("error: cannot write to stdout: {e}"));
+    }
+    let file_name = out
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_else(|| "policy".into());
+    let tmp = out.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, out))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("error: cannot write {}: {e}", out.display())
+        })
+}

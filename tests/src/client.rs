@@ -1,0 +1,174 @@
+//! A small HTTP client for tests: HTTP/1.1 or h2c (prior knowledge), bounded by a timeout.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::envoy::HarnessError;
+use crate::TEST_TIMEOUT;
+
+/// A complete response.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status code.
+    pub status: StatusCode,
+    /// Protocol version of the response.
+    pub version: Version,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// Whole response body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as (lossy) UTF-8.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body parsed as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HarnessError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            HarnessError::Http(format!(
+                "response body is not the expected JSON ({e}): status {} body {:?}",
+                self.status,
+                self.text()
+            ))
+        })
+    }
+
+    /// A response header as a string (`None` when absent or not UTF-8).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A pooled HTTP client; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: Client<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl HttpClient {
+    /// HTTP/1.1 client.
+    pub fn http1() -> Self {
+        HttpClient {
+            inner: Client::builder(TokioExecutor::new()).build_http(),
+            timeout: TEST_TIMEOUT,
+        }
+    }
+
+    /// HTTP/2 cleartext client (prior knowledge, no upgrade).
+    pub fn h2c() -> Self {
+        HttpClient {
+            inner: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build_http(),
+            timeout: TEST_TIMEOUT,
+        }
+    }
+
+    /// Changes the per-request timeout (default [`TEST_TIMEOUT`]).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends a request and reads the whole response.
+    pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Reply, HarnessError> {
+        let what = format!("{} {}", req.method(), req.uri());
+        let exchange = async {
+            let resp = self
+                .inner
+                .request(req)
+                .await
+                .map_err(|e| HarnessError::Http(format!("{what}: {e:?}")))?;
+            let (parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| HarnessError::Http(format!("{what}: reading body: {e}")))?
+                .to_bytes();
+            Ok(Reply {
+                status: parts.status,
+                version: parts.version,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| {
+                HarnessError::Http(format!("{what}: no response within {:?}", self.timeout))
+            })?
+    }
+
+    /// `GET url`.
+    pub async fn get(&self, url: &str) -> Result<Reply, HarnessError> {
+        self.request(Method::GET, url, &[], Bytes::new()).await
+    }
+
+    /// `GET url` with extra request headers.
+    pub async fn get_with(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, HarnessError> {
+        self.request(Method::GET, url, headers, Bytes::new()).await
+    }
+
+    /// Any method, headers and body.
+    pub async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, HarnessError> {
+        let mut builder = Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let req = builder
+            .body(Full::new(body.into()))
+            .map_err(|e| HarnessError::Http(format!("building request for {url}: {e}")))?;
+        self.send(req).await
+    }
+}
+
+/// Sends raw bytes over a fresh TCP connection and returns everything the server sent until
+/// it closed the connection (or the timeout). For requests a well-behaved client cannot build
+/// (odd paths, malformed headers). Send `Connection: close` so the server ends the exchange.
+pub async fn raw_http1(addr: SocketAddr, request: &[u8]) -> Result<String, HarnessError> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| HarnessError::Http(format!("connecting to {addr}: {e}")))?;
+        stream
+            .write_all(request)
+            .await
+            .map_err(|e| HarnessError::Http(format!("writing to {addr}: {e}")))?;
+        let mut out = Vec::new();
+        stream
+            .read_to_end(&mut out)
+            .await
+            .map_err(|e| HarnessError::Http(format!("reading from {addr}: {e}")))?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    };
+    tokio::time::timeout(TEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| {
+            HarnessError::Http(format!(
+                "{addr}: connection not closed within {TEST_TIMEOUT:?}"
+            ))
+        })?
+}

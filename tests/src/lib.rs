@@ -1,0 +1,25 @@
+//! Harness for running layover under a real Envoy with real HTTP backends.
+//!
+//! - [`envoy`]: find the Envoy binary, validate configs, start an Envoy per test on free
+//!   loopback ports and stop it on drop.
+//! - [`backend`]: programmable HTTP/1.1 + h2c backends that echo what they received as JSON.
+//! - [`client`]: a small HTTP client (HTTP/1.1 or h2c) for test requests.
+//!
+//! Every piece binds its own ports and uses no shared state, so tests run in parallel.
+
+pub mod backend;
+pub mod client;
+pub mod envoy;
+
+pub use backend::{Backend, Behavior, Echo};
+pub use client::{HttpClient, Reply};
+pub use envoy::{
+    find_envoy, validate_config, validate_config_with, Envoy, EnvoyOptions, HarnessError, Launch,
+    Ports,
+};
+
+use std::time::Duration;
+
+/// Upper bound for anything a test waits on (Envoy start, one request). Generous because CI
+/// machines are shared and slow; a healthy run stays far below it.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(30);
