@@ -145,9 +145,11 @@ impl HttpClient {
     }
 }
 
-/// Sends raw bytes over a fresh TCP connection and returns everything the server sent until
-/// it closed the connection (or the timeout). For requests a well-behaved client cannot build
-/// (odd paths, malformed headers). Send `Connection: close` so the server ends the exchange.
+/// Sends raw bytes over a fresh TCP connection and returns the response: everything up to the
+/// end of the first response when it has a `content-length`, else everything until the server
+/// closes the connection. For requests a well-behaved client cannot build (odd paths, malformed
+/// headers). Stopping at the end of the response matters: after a local error reply Envoy
+/// waits for the client to close (delayed close, 1 s by default).
 pub async fn raw_http1(addr: SocketAddr, request: &[u8]) -> Result<String, HarnessError> {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr)
@@ -158,17 +160,43 @@ pub async fn raw_http1(addr: SocketAddr, request: &[u8]) -> Result<String, Harne
             .await
             .map_err(|e| HarnessError::Http(format!("writing to {addr}: {e}")))?;
         let mut out = Vec::new();
-        stream
-            .read_to_end(&mut out)
-            .await
-            .map_err(|e| HarnessError::Http(format!("reading from {addr}: {e}")))?;
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = stream
+                .read(&mut buf)
+                .await
+                .map_err(|e| HarnessError::Http(format!("reading from {addr}: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+            if response_complete(&out) {
+                break;
+            }
+        }
         Ok(String::from_utf8_lossy(&out).into_owned())
     };
     tokio::time::timeout(TEST_TIMEOUT, exchange)
         .await
         .map_err(|_| {
             HarnessError::Http(format!(
-                "{addr}: connection not closed within {TEST_TIMEOUT:?}"
+                "{addr}: no complete response within {TEST_TIMEOUT:?}"
             ))
         })?
+}
+
+/// Whether `data` holds a complete HTTP/1 response head plus a `content-length` body.
+fn response_complete(data: &[u8]) -> bool {
+    let Some(head_end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]);
+    let length = head.lines().skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())
+            .flatten()
+    });
+    length.is_some_and(|len| data.len() >= head_end + 4 + len)
 }

@@ -1,7 +1,7 @@
 //! Harness for running layover under a real Envoy with real HTTP backends.
 //!
-//! - [`envoy`]: find the Envoy binary, validate configs, start an Envoy per test on free
-//!   loopback ports and stop it on drop.
+//! - [`envoy`]: find the Envoy binary, validate configs, start an Envoy per test (admin and
+//!   listeners on kernel-picked loopback ports, read back from Envoy) and stop it on drop.
 //! - [`backend`]: programmable HTTP/1.1 + h2c backends that echo what they received as JSON.
 //! - [`client`]: a small HTTP client (HTTP/1.1 or h2c) for test requests.
 //!

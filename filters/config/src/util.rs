@@ -39,7 +39,11 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
             "ms" => 1e6,
             "us" | "µs" => 1e3,
             "ns" => 1.0,
-            "" => return Err(format!("invalid duration {s:?}: missing unit (e.g. \"2s\")")),
+            "" => {
+                return Err(format!(
+                    "invalid duration {s:?}: missing unit (e.g. \"2s\")"
+                ))
+            }
             u => return Err(format!("invalid duration {s:?}: unknown unit {u:?}")),
         };
         total_ns += num * mul;

@@ -51,13 +51,19 @@ pub(crate) fn compile_virtual_services(
             continue;
         }
         if d.spec.hosts.is_empty() {
-            ctx.err(&o.at, "spec.hosts", "a VirtualService needs at least one host");
+            ctx.err(
+                &o.at,
+                "spec.hosts",
+                "a VirtualService needs at least one host",
+            );
         }
         applicable.push(o);
     }
 
     let mut out = HashMap::new();
+    // used: applies to some served service; translated: its errors were already collected.
     let mut used = vec![false; applicable.len()];
+    let mut translated = vec![false; applicable.len()];
     let services: Vec<(usize, Svc)> = ctx
         .services
         .iter()
@@ -114,6 +120,7 @@ pub(crate) fn compile_virtual_services(
         }
         if let Some(k) = chosen {
             used[k] = true;
+            translated[k] = true;
             let o = applicable[k];
             let ObjectKind::VirtualService(d) = &o.kind else {
                 continue;
@@ -131,13 +138,16 @@ pub(crate) fn compile_virtual_services(
         }
     }
     for (k, o) in applicable.iter().enumerate() {
-        if used[k] {
-            continue;
-        }
         let ObjectKind::VirtualService(d) = &o.kind else {
             continue;
         };
-        validate_only(ctx, o, &d.spec);
+        if !translated[k] {
+            // Shadowed or unused VirtualServices are still checked, so their errors surface.
+            validate_only(ctx, o, &d.spec);
+        }
+        if used[k] {
+            continue;
+        }
         ctx.info(
             &o.at,
             "spec.hosts",
@@ -213,7 +223,11 @@ fn translate_vs(
             matches.push((j, m));
         }
         if !http.matches.is_empty() && matches.is_empty() {
-            ctx.info(at, &path, "route dropped: none of its matches applies to a waypoint");
+            ctx.info(
+                at,
+                &path,
+                "route dropped: none of its matches applies to a waypoint",
+            );
             continue;
         }
         let ambiguous = http
@@ -222,9 +236,7 @@ fn translate_vs(
             .map(|d| &d.destination)
             .chain(http.mirror.iter())
             .chain(http.mirrors.iter().map(|m| &m.destination))
-            .any(|d| {
-                port_ambiguous(ctx, &fqdn(&d.host, &ns), d.port.as_ref().map(|p| p.number))
-            });
+            .any(|d| port_ambiguous(ctx, &fqdn(&d.host, &ns), d.port.as_ref().map(|p| p.number)));
         let listen_ports: Vec<Option<u32>> = match svc {
             Some(s) if ambiguous && s.ports.len() > 1 => {
                 s.ports.iter().map(|p| Some(p.number)).collect()
@@ -322,12 +334,16 @@ fn header_ops(h: Option<&VsHeaderOps>) -> Option<pb::HeaderOperations> {
     })
 }
 
+/// istio validatePercentage: 0, or within [0.0001, 100].
 fn percent(ctx: &mut Ctx, at: &ObjRef, path: &str, p: &Percent) -> f64 {
-    if !(0.0..=100.0).contains(&p.value) {
+    if !(0.0..=100.0).contains(&p.value) || (p.value > 0.0 && p.value < 0.0001) {
         ctx.err(
             at,
             format!("{path}.value"),
-            format!("percentage {} is outside 0..100", p.value),
+            format!(
+                "percentage {} is neither 0.0, nor in range [0.0001, 100.0]",
+                p.value
+            ),
         );
     }
     p.value
@@ -469,6 +485,30 @@ fn translate_http(
                 format!("redirect code {status} is not a 3xx status"),
             );
         }
+        // istio validateHTTPRedirect.
+        if rd.uri.is_none()
+            && rd.authority.is_none()
+            && rd.port.is_none()
+            && rd.scheme.is_none()
+            && rd.derive_port.is_none()
+        {
+            ctx.err(
+                at,
+                format!("{path}.redirect"),
+                "redirect must specify URI, authority, scheme, or port",
+            );
+        }
+        if let Some(sc) = rd
+            .scheme
+            .as_deref()
+            .filter(|s| *s != "http" && *s != "https")
+        {
+            ctx.err(
+                at,
+                format!("{path}.redirect.scheme"),
+                format!("invalid redirect scheme {sc:?}, must be \"http\" or \"https\""),
+            );
+        }
         let port_from_scheme = match rd.derive_port.as_deref() {
             None | Some("FROM_REQUEST_PORT") => false,
             Some("FROM_PROTOCOL_DEFAULT") => true,
@@ -476,7 +516,9 @@ fn translate_http(
                 ctx.err(
                     at,
                     format!("{path}.redirect.derivePort"),
-                    format!("unknown derivePort {other:?} (FROM_PROTOCOL_DEFAULT, FROM_REQUEST_PORT)"),
+                    format!(
+                        "unknown derivePort {other:?} (FROM_PROTOCOL_DEFAULT, FROM_REQUEST_PORT)"
+                    ),
                 );
                 false
             }
@@ -502,7 +544,7 @@ fn translate_http(
             ctx.err(
                 at,
                 format!("{path}.directResponse.status"),
-                format!("status {} is outside 200..599", dr.status),
+                format!("HTTP status {} is not in range 200-599", dr.status),
             );
         }
         let body = match &dr.body {
@@ -571,11 +613,7 @@ fn translate_http(
             weights.push(w as u64);
         }
         if http.route.len() > 1 && dests.is_empty() && ctx.errors.len() == nerr {
-            ctx.err(
-                at,
-                format!("{path}.route"),
-                "total destination weight = 0",
-            );
+            ctx.err(at, format!("{path}.route"), "total destination weight = 0");
         }
         if dests.len() == 1 {
             dests[0].weight = 100;
@@ -609,6 +647,26 @@ fn translate_http(
                 "uri and uriRegexRewrite are mutually exclusive",
             );
         }
+        // istio validateHTTPRewrite.
+        if rw.uri.as_deref().unwrap_or("").is_empty()
+            && rw.uri_regex_rewrite.is_none()
+            && rw.authority.as_deref().unwrap_or("").is_empty()
+        {
+            ctx.err(
+                at,
+                format!("{path}.rewrite"),
+                "rewrite must specify at least one of uri, uriRegexRewrite, or authority",
+            );
+        }
+        if let Some(rr) = &rw.uri_regex_rewrite {
+            if rr.pattern.is_empty() || rr.rewrite.is_empty() {
+                ctx.err(
+                    at,
+                    format!("{path}.rewrite.uriRegexRewrite"),
+                    "uriRegexRewrite requires both match and rewrite",
+                );
+            }
+        }
         let mut out = pb::Rewrite {
             authority: rw.authority.clone().unwrap_or_default(),
             ..Default::default()
@@ -635,6 +693,13 @@ fn translate_http(
         r.retries = convert_retry(ctx, at, &format!("{path}.retries"), rt);
     }
     if let Some(f) = &http.fault {
+        if f.delay.is_none() && f.abort.is_none() {
+            ctx.err(
+                at,
+                format!("{path}.fault"),
+                "HTTP fault injection must have an abort and/or a delay",
+            );
+        }
         let mut fi = pb::FaultInjection::default();
         if let Some(d) = &f.delay {
             let dp = format!("{path}.fault.delay");
@@ -642,7 +707,7 @@ fn translate_http(
                 ctx.err(
                     at,
                     format!("{dp}.exponentialDelay"),
-                    "exponentialDelay is not supported (Istio does not implement it either)",
+                    "exponentialDelay not supported yet",
                 );
             }
             let fixed = match &d.fixed_delay {
@@ -672,7 +737,7 @@ fn translate_http(
                 ctx.err(
                     at,
                     format!("{ap}.http2Error"),
-                    "http2Error aborts are not supported",
+                    "HTTP/2 abort fault injection not supported yet",
                 );
             }
             let grpc = match &a.grpc_status {

@@ -573,7 +573,7 @@ spec:
   hosts: [reviews]
   http:
   - route: [{destination: {host: reviews}}]
-    retries: {attempts: 3, perTryTimeout: 2s, retryOn: "503, 504,connect-failure", retryRemoteLocalities: true}
+    retries: {attempts: 3, perTryTimeout: 2s, retryOn: "503,504,connect-failure", retryRemoteLocalities: true}
 "#,
             check: |c| {
                 let r = reviews(c).routes[0].retries.clone().unwrap();
@@ -1027,8 +1027,8 @@ spec:
             },
         },
         Case {
-            name: "HTTPRoute timeouts: request → timeout, backendRequest → per-try timeout",
-            cite: "Gateway API HTTPRouteTimeouts (GEP-1742)",
+            name: "HTTPRoute timeouts: backendRequest replaces the timeout, or is the per-try timeout with retry",
+            cite: "istiod pilot/pkg/config/kube/gateway/conversion.go convertHTTPRoute (timeouts, retry)",
             yaml: r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -1036,14 +1036,49 @@ metadata: {name: r}
 spec:
   parentRefs: [{group: "", kind: Service, name: reviews}]
   rules:
-  - timeouts: {request: 10s, backendRequest: 2s}
+  - matches: [{path: {type: Exact, value: /a}}]
+    timeouts: {request: 10s, backendRequest: 2s}
+    backendRefs: [{name: reviews, port: 9080}]
+  - matches: [{path: {type: Exact, value: /b}}]
+    timeouts: {request: 10s, backendRequest: 2s}
+    retry: {codes: [503, 504], attempts: 3}
+    backendRefs: [{name: reviews, port: 9080}]
+  - matches: [{path: {type: Exact, value: /c}}]
+    timeouts: {request: 10s}
     backendRefs: [{name: reviews, port: 9080}]
 "#,
             check: |c| {
-                let r = &reviews(c).routes[0];
-                assert_eq!(r.timeout_ms, 10_000);
-                assert_eq!(r.retries.as_ref().unwrap().per_try_timeout_ms, 2000);
-                assert_eq!(r.retries.as_ref().unwrap().attempts, 2);
+                let r = &reviews(c).routes;
+                assert_eq!(r[0].timeout_ms, 2000);
+                assert!(r[0].retries.is_none());
+                assert_eq!(r[1].timeout_ms, 10_000);
+                let rt = r[1].retries.as_ref().unwrap();
+                assert_eq!((rt.attempts, rt.per_try_timeout_ms), (3, 2000));
+                assert_eq!(rt.retry_on, ["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"]);
+                assert_eq!(rt.retriable_status_codes, [503, 504]);
+                assert_eq!(r[2].timeout_ms, 10_000);
+            },
+        },
+        Case {
+            name: "HTTPRoute CORS filter",
+            cite: "istiod conversion.go createCorsFilter (exact origins, credentials only when true)",
+            yaml: r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews}]
+  rules:
+  - filters:
+    - type: CORS
+      cors: {allowOrigins: ["https://a.example"], allowMethods: [GET], allowCredentials: true, maxAge: 60}
+    backendRefs: [{name: reviews, port: 9080}]
+"#,
+            check: |c| {
+                let p = reviews(c).routes[0].cors.clone().unwrap();
+                assert_eq!(p.allow_origins, [exact("https://a.example").unwrap()]);
+                assert_eq!(p.allow_credentials, pb::OptionalBool::True as i32);
+                assert_eq!(p.max_age_seconds, 60);
             },
         },
         Case {
@@ -1320,8 +1355,17 @@ spec: {gatewayClassName: istio-waypoint}
 "#
     );
     let e = try_compile(&yaml).err().unwrap();
-    assert!(e.contains("several waypoint Gateways (default/a, default/b)"), "{e}");
-    let c = try_compile_opts(&yaml, &CompileOptions { waypoint: Some("default/b".into()) }).unwrap();
+    assert!(
+        e.contains("several waypoint Gateways (default/a, default/b)"),
+        "{e}"
+    );
+    let c = try_compile_opts(
+        &yaml,
+        &CompileOptions {
+            waypoint: Some("default/b".into()),
+        },
+    )
+    .unwrap();
     assert_eq!(c.policy.waypoint, "default/b");
 }
 
@@ -1333,6 +1377,15 @@ fn loader_accepts_kubectl_style_yaml() {
     let c = try_compile(yaml).unwrap();
     assert!(has_svc(&c, "a.x.svc.cluster.local"));
     assert!(has_svc(&c, "b.default.svc.cluster.local"));
+}
+
+#[test]
+fn kubectl_list_output_is_read() {
+    let c = try_compile(
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a, namespace: x}\n  spec: {ports: [{port: 80, name: http}]}\n",
+    )
+    .unwrap();
+    assert!(has_svc(&c, "a.x.svc.cluster.local"));
 }
 
 #[test]
@@ -1369,13 +1422,34 @@ fn bookinfo_testdata_compiles() {
     assert_eq!(rv.addresses, ["10.96.10.14"]);
     assert_eq!(rv.routes.len(), 2);
     assert_eq!(rv.routes[0].matches[0].headers[0].value, exact("jason"));
-    let split: Vec<_> = forward(&rv.routes[1]).destinations.iter().map(|d| (d.subset.clone(), d.weight)).collect();
-    assert_eq!(split, [("v1".to_string(), 40), ("v2".to_string(), 30), ("v3".to_string(), 30)]);
+    let split: Vec<_> = forward(&rv.routes[1])
+        .destinations
+        .iter()
+        .map(|d| (d.subset.clone(), d.weight))
+        .collect();
+    assert_eq!(
+        split,
+        [
+            ("v1".to_string(), 40),
+            ("v2".to_string(), 30),
+            ("v3".to_string(), 30)
+        ]
+    );
     let rt = rv.routes[1].retries.as_ref().unwrap();
     assert_eq!((rt.attempts, rt.per_try_timeout_ms), (3, 2000));
     assert_eq!(rt.retry_on, ["5xx", "connect-failure"]);
     let ra = p.services.iter().find(|s| s.name == "ratings").unwrap();
-    assert_eq!(ra.routes[0].fault.as_ref().unwrap().delay.as_ref().unwrap().fixed_delay_ms, 2000);
+    assert_eq!(
+        ra.routes[0]
+            .fault
+            .as_ref()
+            .unwrap()
+            .delay
+            .as_ref()
+            .unwrap()
+            .fixed_delay_ms,
+        2000
+    );
     assert_eq!(ra.routes[1].timeout_ms, 10_000);
     assert_eq!(p.authorization_policies.len(), 3);
     // Endpoints for the Envoy generator.
@@ -1383,6 +1457,138 @@ fn bookinfo_testdata_compiles() {
     assert_eq!(eps.len(), 1);
     assert_eq!((eps[0].address.as_str(), eps[0].port), ("127.0.0.1", 19085));
     assert_eq!(eps[0].service_account, "bookinfo-reviews");
-    assert_eq!(c.registry.clusters["outbound|9080||reviews.bookinfo.svc.cluster.local"].len(), 3);
+    assert_eq!(
+        c.registry.clusters["outbound|9080||reviews.bookinfo.svc.cluster.local"].len(),
+        3
+    );
     assert!(c.notices.is_empty(), "{}", notices(&c));
+}
+
+/// Invalid configuration istio's validation webhook would reject (pkg/config/validation):
+/// (yaml appended to BASE, expected `path: message` fragment).
+const VALIDATION: &[(&str, &str)] = &[
+    (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}}], retries: {attempts: 0, retryOn: 5xx}}]}",
+        "spec.http[0].retries: http retry policy configured when attempts are set to 0 (disabled)",
+    ),
+    (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}}], retries: {attempts: 2, retryOn: \"503, 504\"}}]}",
+        "spec.http[0].retries.retryOn: \" 504\" is not a valid retryOn policy",
+    ),
+    (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec: {hosts: [reviews], http: [{redirect: {}}]}",
+        "spec.http[0].redirect: redirect must specify URI, authority, scheme, or port",
+    ),
+    (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec: {hosts: [reviews], http: [{redirect: {scheme: ftp}}]}",
+        "spec.http[0].redirect.scheme: invalid redirect scheme \"ftp\"",
+    ),
+    (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec: {hosts: [reviews], http: [{rewrite: {}, route: [{destination: {host: reviews}}]}]}",
+        "spec.http[0].rewrite: rewrite must specify at least one of uri, uriRegexRewrite, or authority",
+    ),
+    (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec: {hosts: [reviews], http: [{fault: {}, route: [{destination: {host: reviews}}]}]}",
+        "spec.http[0].fault: HTTP fault injection must have an abort and/or a delay",
+    ),
+    (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec: {hosts: [reviews], http: [{fault: {abort: {httpStatus: 503, percentage: {value: 150}}}, route: [{destination: {host: reviews}}]}]}",
+        "spec.http[0].fault.abort.percentage.value: percentage 150 is neither 0.0, nor in range [0.0001, 100.0]",
+    ),
+    (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec: {hosts: [reviews], http: [{fault: {abort: {grpcStatus: NOPE}}, route: [{destination: {host: reviews}}]}]}",
+        "spec.http[0].fault.abort.grpcStatus: unknown gRPC status \"NOPE\"",
+    ),
+    (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec: {hosts: [reviews], http: [{directResponse: {status: 700}}]}",
+        "spec.http[0].directResponse.status: HTTP status 700 is not in range 200-599",
+    ),
+    (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec: {hosts: [reviews], http: [{match: [{uri: {exact: /a, prefix: /b}}], route: [{destination: {host: reviews}}]}]}",
+        "spec.http[0].match[0].uri: only one of exact, prefix, regex may be set",
+    ),
+    (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec: {hosts: [reviews], http: [{}]}",
+        "spec.http[0]: an HTTP route needs one of route, redirect or directResponse",
+    ),
+    (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {selector: {matchLabels: {app: x}}, targetRefs: [{kind: Service, group: \"\", name: reviews}]}",
+        "spec.selector: selector and targetRefs are mutually exclusive",
+    ),
+    (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {action: PERMIT, targetRefs: [{kind: Service, group: \"\", name: reviews}]}",
+        "spec.action: unknown action \"PERMIT\"",
+    ),
+    (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {targetRefs: [{kind: Service, group: \"\", name: reviews}], rules: [{when: [{key: source.colour, values: [red]}]}]}",
+        "spec.rules[0].when[0].key: unknown condition key \"source.colour\"",
+    ),
+    (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {targetRefs: [{kind: Service, group: \"\", name: reviews}], rules: [{when: [{key: remote.ip, values: [\"1.2.3.4/40\"]}]}]}",
+        "spec.rules[0].when[0].values[0]: invalid CIDR \"1.2.3.4/40\"",
+    ),
+    (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {targetRefs: [{kind: Pod, group: \"\", name: reviews}]}",
+        "spec.targetRefs[0].kind: unsupported targetRef /Pod",
+    ),
+    (
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {parentRefs: [{group: \"\", kind: Service, name: reviews}], rules: [{matches: [{path: {type: RegularExpression, value: \"(\"}}], backendRefs: [{name: reviews, port: 9080}]}]}",
+        "spec.rules[0].matches[0].path.value: invalid regex \"(\"",
+    ),
+    (
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {parentRefs: [{group: \"\", kind: Service, name: reviews}], rules: [{matches: [{path: {type: Glob, value: /a}}], backendRefs: [{name: reviews, port: 9080}]}]}",
+        "spec.rules[0].matches[0].path.type: unknown path match type \"Glob\"",
+    ),
+    (
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {parentRefs: [{group: \"\", kind: Service, name: reviews}], rules: [{backendRefs: [{name: reviews, port: 9080, kind: Pod}]}]}",
+        "spec.rules[0].backendRefs[0]: backend kind Pod (group \"\") is not supported; use a Service",
+    ),
+    (
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {parentRefs: [{group: \"\", kind: Service, name: reviews}], rules: [{backendRefs: [{name: reviews}]}]}",
+        "spec.rules[0].backendRefs[0].port: port is required in backendRef",
+    ),
+    (
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {parentRefs: [{group: \"\", kind: Service, name: reviews}], rules: [{backendRefs: [{name: reviews.default.svc.cluster.local, port: 9080}]}]}",
+        "spec.rules[0].backendRefs[0]: service name invalid; the name of the Service must be used, not the hostname",
+    ),
+    (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata: {mesh: \"pathNormalization: {normalization: WEIRD}\"}",
+        "data.mesh.pathNormalization.normalization: unknown normalization \"WEIRD\"",
+    ),
+];
+
+#[test]
+fn validation_errors_name_the_field() {
+    let mut failed = Vec::new();
+    for (yaml, want) in VALIDATION {
+        match try_compile(&format!("{BASE}\n---\n{yaml}\n")) {
+            Ok(_) => failed.push(format!("compiled, expected {want}")),
+            Err(e) if e.contains(want) => {}
+            Err(e) => failed.push(format!("want {want}\ngot {e}")),
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+#[test]
+fn later_definition_of_the_same_object_wins() {
+    let c = compile(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: ratings}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews}}]}]
+"#,
+    );
+    assert_eq!(forward(&reviews(&c).routes[0]).destinations[0].host, R);
+    assert!(notices(&c).contains("replaced by the later definition in test.yaml: document 5"));
 }

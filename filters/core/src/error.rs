@@ -7,7 +7,9 @@ use crate::authz_api::InvalidAuthz;
 #[derive(Debug, thiserror::Error)]
 pub enum InvalidPolicy {
     /// The policy was written for another schema version.
-    #[error("policy schema_version {found} is not supported (this build reads version {supported})")]
+    #[error(
+        "policy schema_version {found} is not supported (this build reads version {supported})"
+    )]
     SchemaVersion {
         /// Version found in the policy.
         found: u32,

@@ -99,7 +99,8 @@ impl RouteIndex {
                 .entry(value.to_ascii_lowercase().into_bytes().into())
                 .or_default()
                 .push(id),
-            UriCond::Prefix { value, ci: false } | UriCond::SeparatedPrefix { value, ci: false } => {
+            UriCond::Prefix { value, ci: false }
+            | UriCond::SeparatedPrefix { value, ci: false } => {
                 push_sorted_len(&mut self.prefix_lens, value.len());
                 self.prefix
                     .entry(value.as_bytes().into())
@@ -125,7 +126,10 @@ impl RouteIndex {
                     self.ungated_regex.push((id, src.to_string()));
                 } else {
                     push_sorted_len(&mut self.prefix_lens, lit.len());
-                    self.prefix.entry(lit.into_bytes().into()).or_default().push(id);
+                    self.prefix
+                        .entry(lit.into_bytes().into())
+                        .or_default()
+                        .push(id);
                 }
             }
         }
@@ -148,7 +152,11 @@ impl RouteIndex {
 
     /// Walk the candidate entries for `path` (no query) in evaluation order; return the first
     /// for which `accept` holds, with what `accept` returned.
-    pub(crate) fn first<T>(&self, path: &str, mut accept: impl FnMut(Entry) -> Option<T>) -> Option<T> {
+    pub(crate) fn first<T>(
+        &self,
+        path: &str,
+        mut accept: impl FnMut(Entry) -> Option<T>,
+    ) -> Option<T> {
         let mut srcs: [&[u32]; MAX_SOURCES] = [&[]; MAX_SOURCES];
         let mut n = 0usize;
         let mut spill: Vec<u32> = Vec::new();

@@ -42,7 +42,9 @@ pub(crate) fn compile_full_regex(pattern: &str) -> Result<Regex, regex::Error> {
 /// What a non-uri string match compiles to. `None` means "present": istiod turns a missing
 /// match type, and the regex `*`, into `present_match` (`canBeConvertedToPresentMatch`,
 /// istio/istio#20629).
-pub(crate) fn compile_value_match(m: Option<&wire::StringMatch>) -> Result<Option<StrMatcher>, String> {
+pub(crate) fn compile_value_match(
+    m: Option<&wire::StringMatch>,
+) -> Result<Option<StrMatcher>, String> {
     use wire::string_match::Kind;
     let Some(kind) = m.and_then(|m| m.kind.as_ref()) else {
         return Ok(None);
@@ -219,7 +221,11 @@ impl UriCond {
         match self {
             UriCond::Any => path.starts_with('/').then_some(1),
             UriCond::Exact { value, ci } => {
-                let ok = if *ci { path.eq_ignore_ascii_case(value) } else { path == value };
+                let ok = if *ci {
+                    path.eq_ignore_ascii_case(value)
+                } else {
+                    path == value
+                };
                 ok.then_some(value.len())
             }
             UriCond::Prefix { value, ci } => starts_with(path, value, *ci).then_some(value.len()),

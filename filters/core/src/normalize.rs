@@ -276,7 +276,8 @@ fn canonicalize(path: &str) -> Result<String, PathRejected> {
     if !ok {
         return Err(PathRejected::Invalid);
     }
-    Ok(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    Ok(String::from_utf8(out)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// Chromium `CheckForNestedEscapes`: after decoding right behind an invalid '%', make sure the
@@ -292,9 +293,8 @@ fn fix_nested_escape(spec: &[u8], next: usize, pct: usize, out: &mut Vec<u8>) {
         }
         out.push(spec[next]);
     }
-    let valid = out.len() >= pct + 3
-        && hex_val(out[pct + 1]).is_some()
-        && hex_val(out[pct + 2]).is_some();
+    let valid =
+        out.len() >= pct + 3 && hex_val(out[pct + 1]).is_some() && hex_val(out[pct + 2]).is_some();
     if valid {
         if !append_next {
             let c = out[pct + 1];

@@ -232,14 +232,20 @@ fn compile_uri(
         return Ok(UriCond::Any);
     };
     Ok(match kind {
-        Kind::Exact(e) => UriCond::Exact { value: e.clone(), ci },
+        Kind::Exact(e) => UriCond::Exact {
+            value: e.clone(),
+            ci,
+        },
         // istiod `TranslateRouteMatch`: Gateway API prefixes other than "/" become
         // `path_separated_prefix` with one trailing "/" trimmed.
         Kind::Prefix(p) if gateway && p != "/" => UriCond::SeparatedPrefix {
             value: p.strip_suffix('/').unwrap_or(p).to_string(),
             ci,
         },
-        Kind::Prefix(p) => UriCond::Prefix { value: p.clone(), ci },
+        Kind::Prefix(p) => UriCond::Prefix {
+            value: p.clone(),
+            ci,
+        },
         Kind::Regex(r) => UriCond::Regex(
             compile_full_regex(r).map_err(|e| ctx.err(format!("{field}.regex"), e.to_string()))?,
         ),
@@ -286,7 +292,10 @@ fn compile_match(
     }
     for (j, h) in m.without_headers.iter().enumerate() {
         if h.name.is_empty() {
-            return Err(ctx.err(f(&format!("without_headers[{j}].name")), "empty header name"));
+            return Err(ctx.err(
+                f(&format!("without_headers[{j}].name")),
+                "empty header name",
+            ));
         }
         let value = compile_value_match(h.value.as_ref())
             .map_err(|e| ctx.err(f(&format!("without_headers[{j}].value")), e))?;
@@ -303,7 +312,10 @@ fn compile_match(
     let mut query = Vec::new();
     for (j, q) in m.query_params.iter().enumerate() {
         if q.name.is_empty() {
-            return Err(ctx.err(f(&format!("query_params[{j}].name")), "empty parameter name"));
+            return Err(ctx.err(
+                f(&format!("query_params[{j}].name")),
+                "empty parameter name",
+            ));
         }
         let value = compile_value_match(q.value.as_ref())
             .map_err(|e| ctx.err(f(&format!("query_params[{j}].value")), e))?;
@@ -398,7 +410,9 @@ fn compile_route(
                 s => {
                     return Err(ctx.err(
                         "redirect.status",
-                        format!("{s} is not a redirect code Istio supports (301, 302, 303, 307, 308)"),
+                        format!(
+                            "{s} is not a redirect code Istio supports (301, 302, 303, 307, 308)"
+                        ),
                     ))
                 }
             };
@@ -443,7 +457,8 @@ fn compile_route(
     let mut rewrite = CompiledRewrite::default();
     if let Some(rw) = &r.rewrite {
         let has_regex = rw.uri_regex.as_ref().is_some_and(|x| !x.pattern.is_empty());
-        let n_kinds = usize::from(has_regex) + usize::from(rw.has_uri) + usize::from(rw.has_full_path);
+        let n_kinds =
+            usize::from(has_regex) + usize::from(rw.has_uri) + usize::from(rw.has_full_path);
         if n_kinds > 1 {
             return Err(ctx.err(
                 "rewrite",
@@ -457,7 +472,8 @@ fn compile_route(
                 .map_err(|e| ctx.err("rewrite.uri_regex.substitution", e))?;
             rewrite.uri_regex = Some((re, sub));
         }
-        if rw.has_uri {
+        // istiod only emits prefix_rewrite for a non-empty `rewrite.uri`.
+        if rw.has_uri && !rw.uri.is_empty() {
             rewrite.uri = Some(rw.uri.clone());
         }
         if rw.has_full_path {
@@ -484,10 +500,9 @@ fn compile_route(
                 Some(a) => {
                     let grpc_status = (a.grpc_status != 0).then_some(a.grpc_status);
                     if grpc_status.is_none() && !(200..=599).contains(&a.http_status) {
-                        return Err(ctx.err(
-                            "fault.abort.http_status",
-                            "status must be within 200..=599",
-                        ));
+                        return Err(
+                            ctx.err("fault.abort.http_status", "status must be within 200..=599")
+                        );
                     }
                     if a.grpc_status > 16 {
                         return Err(ctx.err("fault.abort.grpc_status", "not a gRPC status code"));
@@ -532,9 +547,11 @@ fn compile_route(
                     None => continue,
                     Some(Kind::Exact(e)) => StrMatcher::Exact(e.clone()),
                     Some(Kind::Prefix(p)) => StrMatcher::Prefix(p.clone()),
-                    Some(Kind::Regex(rx)) => StrMatcher::Regex(compile_full_regex(rx).map_err(
-                        |e| ctx.err(format!("cors.allow_origins[{i}].regex"), e.to_string()),
-                    )?),
+                    Some(Kind::Regex(rx)) => {
+                        StrMatcher::Regex(compile_full_regex(rx).map_err(|e| {
+                            ctx.err(format!("cors.allow_origins[{i}].regex"), e.to_string())
+                        })?)
+                    }
                 };
                 origins.push(m);
             }
@@ -604,7 +621,12 @@ fn compile_service(
         let number = u16::try_from(p.number)
             .ok()
             .filter(|n| *n != 0)
-            .ok_or_else(|| serr(&format!("ports[{i}].number"), format!("invalid port {}", p.number)))?;
+            .ok_or_else(|| {
+                serr(
+                    &format!("ports[{i}].number"),
+                    format!("invalid port {}", p.number),
+                )
+            })?;
         ports.push((
             number,
             vec![DestinationChoice {
@@ -660,7 +682,9 @@ fn split_host_port(authority: &str) -> (&str, Option<u16>) {
     if let Some(rest) = authority.strip_prefix('[') {
         if let Some(end) = rest.find(']') {
             let host = &rest[..end];
-            let port = rest[end + 1..].strip_prefix(':').and_then(|p| p.parse().ok());
+            let port = rest[end + 1..]
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok());
             return (host, port);
         }
         return (authority, None);
@@ -875,11 +899,13 @@ impl CompiledPolicy {
 
         if svc.route_source == wire::RouteSource::Default {
             let port = req.destination.port;
-            let found = svc
-                .ports
-                .iter()
-                .find(|(n, _)| *n == port)
-                .or_else(|| if svc.ports.len() == 1 && port == 0 { svc.ports.first() } else { None });
+            let found = svc.ports.iter().find(|(n, _)| *n == port).or_else(|| {
+                if svc.ports.len() == 1 && port == 0 {
+                    svc.ports.first()
+                } else {
+                    None
+                }
+            });
             let Some((_, dest)) = found else {
                 d.action = Action::NoRoute;
                 d.status = Some(404);
@@ -1035,9 +1061,15 @@ impl CompiledService {
 
 /// Envoy's CORS filter (`cors_filter.cc` `decodeHeaders` / `encodeHeaders`) for one route.
 fn evaluate_cors<'a>(c: &'a CompiledCors, req: &RequestView<'a>) -> Option<CorsDecision<'a>> {
-    let origin = req.header_values("origin").next().filter(|o| !o.is_empty())?;
+    let origin = req
+        .header_values("origin")
+        .next()
+        .filter(|o| !o.is_empty())?;
     // `isOriginAllowed`: a matcher that accepts "*" allows every origin.
-    let allowed = c.origins.iter().any(|m| m.matches("*") || m.matches(origin));
+    let allowed = c
+        .origins
+        .iter()
+        .any(|m| m.matches("*") || m.matches(origin));
     let nonempty = |s: &'a str| (!s.is_empty()).then_some(s);
     let acrm = req
         .header_values("access-control-request-method")
@@ -1052,7 +1084,11 @@ fn evaluate_cors<'a>(c: &'a CompiledCors, req: &RequestView<'a>) -> Option<CorsD
             allow_methods: None,
             allow_headers: None,
             max_age: None,
-            expose_headers: if allowed { nonempty(&c.expose_headers) } else { None },
+            expose_headers: if allowed {
+                nonempty(&c.expose_headers)
+            } else {
+                None
+            },
         });
     }
     if !allowed && c.forward_unmatched {

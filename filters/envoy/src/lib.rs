@@ -12,6 +12,9 @@
 
 #![forbid(unsafe_code)]
 
+mod filter;
+pub use filter::{endpoints_from_registry, wasm_filter};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -83,11 +86,12 @@ pub enum Format {
 /// Everything about the bootstrap that is not in the policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BootstrapOptions {
-    /// Admin interface port, bound on 127.0.0.1 only (the admin API can stop Envoy).
+    /// Admin interface port, bound on 127.0.0.1 only (the admin API can stop Envoy). 0 lets the
+    /// kernel pick (read it back with `--admin-address-path`).
     pub admin_port: u16,
     /// Address the HTTP listener binds (default `127.0.0.1`).
     pub listener_address: String,
-    /// Port of the HTTP listener.
+    /// Port of the HTTP listener; 0 lets the kernel pick (admin `/listeners` shows it).
     pub listener_port: u16,
     /// HCM `use_remote_address`. istiod builds waypoint connection managers with `false`: the
     /// waypoint sits behind ztunnel, and the client address arrives through HBONE, not the socket.
@@ -282,6 +286,18 @@ pub fn bootstrap_value(
             "listeners": [listener_json(mode, opts)],
             "clusters": clusters,
         },
+        // The runtime flags istiod's bootstrap sets (pkg/bootstrap): fragments are stripped
+        // rather than rejected, and RE2 programs get Istio's larger size limit.
+        "layered_runtime": {
+            "layers": [{
+                "name": "global config",
+                "static_layer": {
+                    "envoy.reloadable_features.http_reject_path_with_fragment": false,
+                    "re2.max_program_size.error_level": 32768,
+                    "overload.global_downstream_max_connections": 2147483647,
+                },
+            }],
+        },
     }))
 }
 
@@ -367,6 +383,21 @@ fn listener_json(mode: PathNormalization, opts: &BootstrapOptions) -> Value {
                     // Istio HTTP routes have no timeout unless the VirtualService sets one; the
                     // filter sets per-request timeouts through x-envoy-upstream-rq-timeout-ms.
                     "timeout": "0s",
+                    // The filter sets attempts / retry_on / per-try timeout per request through
+                    // the router's x-envoy-* headers; what headers cannot carry is fixed here,
+                    // as istiod writes it for every HTTP route (route/retry/retry.go): retry on
+                    // another host, up to 5 host selection attempts. No retry_on here, so a
+                    // request the filter sets no retries for is never retried.
+                    "retry_policy": {
+                        "num_retries": 0,
+                        "retry_host_predicate": [{
+                            "name": "envoy.retry_host_predicates.previous_hosts",
+                            "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+                            },
+                        }],
+                        "host_selection_retry_max_attempts": 5,
+                    },
                 },
                 // The header is an internal signal: the upstream must not see it. Route header
                 // removal runs after the cluster was chosen, so it does not affect routing.

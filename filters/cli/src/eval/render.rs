@@ -246,7 +246,16 @@ fn cors(c: &CorsDecision<'_>) -> Value {
 
 /// The demo's table: one row per request.
 pub fn write_table(out: &mut dyn Write, rows: &[(Option<String>, Value)]) -> std::io::Result<()> {
-    let header = ["REQUEST", "ACTION", "STATUS", "ROUTE", "DESTINATIONS", "RETRIES", "FAULT", "AUTHZ"];
+    let header = [
+        "REQUEST",
+        "ACTION",
+        "STATUS",
+        "ROUTE",
+        "DESTINATIONS",
+        "RETRIES",
+        "FAULT",
+        "AUTHZ",
+    ];
     let mut table: Vec<[String; 8]> = Vec::with_capacity(rows.len());
     for (i, (name, d)) in rows.iter().enumerate() {
         let s = |v: &Value| v.as_str().map(str::to_string);
@@ -279,7 +288,11 @@ pub fn write_table(out: &mut dyn Write, rows: &[(Option<String>, Value)]) -> std
             r => format!(
                 "{}x{}",
                 r["attempts"],
-                if r["source"] == "mesh_default" { " (mesh)" } else { "" }
+                if r["source"] == "mesh_default" {
+                    " (mesh)"
+                } else {
+                    ""
+                }
             ),
         };
         let fault = match &d["fault"] {
@@ -327,7 +340,10 @@ pub fn write_table(out: &mut dyn Write, rows: &[(Option<String>, Value)]) -> std
             }
             text.push_str(cell);
             if i + 1 < cells.len() {
-                text.extend(std::iter::repeat_n(' ', w.saturating_sub(cell.chars().count())));
+                text.extend(std::iter::repeat_n(
+                    ' ',
+                    w.saturating_sub(cell.chars().count()),
+                ));
             }
         }
         writeln!(out, "{text}")

@@ -29,9 +29,54 @@ impl RegexCache {
 pub(crate) enum StrMatch {
     /// Regex `.+`: any non-empty value.
     NonEmpty,
-    Exact(Box<str>),
-    Prefix(Box<str>),
-    Suffix(Box<str>),
+    Exact(Lit),
+    Prefix(Lit),
+    Suffix(Lit),
+}
+
+/// A pattern literal stored inline when short (most methods, header names, path prefixes),
+/// so matching does not chase one more pointer per comparison.
+#[derive(Clone)]
+pub(crate) enum Lit {
+    Inline { len: u8, buf: [u8; Lit::INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Lit {
+    const INLINE: usize = 22;
+
+    #[inline]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Lit::Inline { len, buf } => &buf[..usize::from(*len)],
+            Lit::Heap(b) => b,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+}
+
+impl From<&str> for Lit {
+    fn from(s: &str) -> Self {
+        let b = s.as_bytes();
+        match u8::try_from(b.len()) {
+            Ok(len) if b.len() <= Lit::INLINE => {
+                let mut buf = [0u8; Lit::INLINE];
+                buf[..b.len()].copy_from_slice(b);
+                Lit::Inline { len, buf }
+            }
+            _ => Lit::Heap(b.into()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Lit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
 }
 
 impl StrMatch {
@@ -51,11 +96,15 @@ impl StrMatch {
 
     /// Case-sensitive match of one value.
     pub(crate) fn matches(&self, s: &str) -> bool {
+        let s = s.as_bytes();
         match self {
             StrMatch::NonEmpty => !s.is_empty(),
-            StrMatch::Exact(e) => s == &**e,
-            StrMatch::Prefix(p) => s.starts_with(&**p),
-            StrMatch::Suffix(x) => s.ends_with(&**x),
+            StrMatch::Exact(e) => bytes_eq(s, e.as_bytes()),
+            StrMatch::Prefix(p) => s.get(..p.len()).is_some_and(|h| bytes_eq(h, p.as_bytes())),
+            StrMatch::Suffix(x) => s
+                .len()
+                .checked_sub(x.len())
+                .is_some_and(|i| bytes_eq(&s[i..], x.as_bytes())),
         }
     }
 
@@ -90,6 +139,15 @@ impl StrMatch {
         if it.next().is_none() {
             return self.matches(first);
         }
+        self.matches_joined_multi(values)
+    }
+
+    /// The rare repeated-header case, kept out of line so the common path stays small.
+    #[inline(never)]
+    fn matches_joined_multi<'a, I>(&self, values: I) -> bool
+    where
+        I: DoubleEndedIterator<Item = &'a str> + Clone,
+    {
         let total: usize = values.clone().map(|v| v.len() + 1).sum::<usize>() - 1;
         let forward = || {
             values
@@ -99,8 +157,10 @@ impl StrMatch {
         };
         match self {
             StrMatch::NonEmpty => total > 0,
-            StrMatch::Exact(e) => e.len() == total && forward().eq(e.bytes()),
-            StrMatch::Prefix(p) => p.len() <= total && forward().take(p.len()).eq(p.bytes()),
+            StrMatch::Exact(e) => e.len() == total && forward().eq(e.as_bytes().iter().copied()),
+            StrMatch::Prefix(p) => {
+                p.len() <= total && forward().take(p.len()).eq(p.as_bytes().iter().copied())
+            }
             StrMatch::Suffix(x) => {
                 x.len() <= total
                     && values
@@ -108,10 +168,33 @@ impl StrMatch {
                         .rev()
                         .flat_map(|v| v.bytes().rev().chain(std::iter::once(b',')))
                         .take(x.len())
-                        .eq(x.bytes().rev())
+                        .eq(x.as_bytes().iter().copied().rev())
             }
         }
     }
+}
+
+/// Byte equality that avoids a `memcmp` call for the short strings policies hold (methods,
+/// header names, path prefixes), which dominates evaluation time otherwise.
+#[inline]
+pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    // Up to 16 bytes: two overlapping 8-byte words per side, no call, no loop.
+    if a.len() >= 8 && a.len() <= 16 {
+        let w = |s: &[u8], i: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&s[i..i + 8]);
+            u64::from_le_bytes(x)
+        };
+        let last = a.len() - 8;
+        return w(a, 0) == w(b, 0) && w(a, last) == w(b, last);
+    }
+    if a.len() < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    a == b
 }
 
 /// Envoy `HeaderMatcher` from istiod's `matcher.HeaderMatcher(k, v)` (and `HostMatcher` with

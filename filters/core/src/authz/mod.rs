@@ -25,7 +25,7 @@ use crate::request::RequestView;
 use crate::wire;
 use cidr::{parse_cidr, CidrSet};
 use matchers::{
-    compile_path, compile_service_account, HeaderPat, NamespacePat, PathPat, PrincipalPat,
+    compile_path, compile_service_account, HeaderPat, Lit, NamespacePat, PathPat, PrincipalPat,
     RegexCache, StrMatch,
 };
 
@@ -572,9 +572,9 @@ enum Pred {
     /// Path matchers on the path without query.
     Path(Vec<PathPat>),
     /// `request.headers[name]`.
-    Header(Box<str>, Vec<HeaderPat>),
+    Header(Lit, Vec<HeaderPat>),
     /// `request.experimental.inline.headers[name]`.
-    InlineHeader(Box<str>, Vec<HeaderPat>),
+    InlineHeader(Lit, Vec<HeaderPat>),
     /// `connection.sni`.
     Sni(Vec<StrMatch>),
 }
@@ -591,9 +591,20 @@ impl Pred {
         }
     }
 
+    /// Hot predicates inline; the rare ones live in [`Pred::matches_cold`] to keep this small.
+    #[inline]
     fn matches(&self, input: &Input<'_, '_>) -> bool {
         let req = input.req;
         match self {
+            Pred::MethodSet(bits, others) => {
+                if input.method_bit == OTHER_METHOD {
+                    others.iter().any(|o| **o == *req.method)
+                } else {
+                    bits & input.method_bit != 0
+                }
+            }
+            Pred::Port(ports) => ports.contains(&req.destination.port),
+            Pred::Path(pats) => pats.iter().any(|m| m.matches(input.path)),
             Pred::Principal(pats) => req
                 .source
                 .principal
@@ -602,6 +613,17 @@ impl Pred {
                 .source
                 .principal
                 .is_some_and(|p| pats.iter().any(|m| m.matches(p))),
+            Pred::Header(name, pats) if name.as_bytes().first() != Some(&b':') => pats
+                .iter()
+                .any(|m| m.matches_joined(header_values(req.headers, name))),
+            _ => self.matches_cold(input),
+        }
+    }
+
+    #[inline(never)]
+    fn matches_cold(&self, input: &Input<'_, '_>) -> bool {
+        let req = input.req;
+        match self {
             Pred::ServiceAccount(res) => req
                 .source
                 .principal
@@ -609,21 +631,12 @@ impl Pred {
             Pred::SourceIp(set) => ip_in(req.source.ip, set),
             Pred::RemoteIp(set) => ip_in(req.remote_ip(), set),
             Pred::DestIp(set) => ip_in(req.destination.ip, set),
-            Pred::Port(ports) => ports.contains(&req.destination.port),
             Pred::Method(pats) => pats
                 .iter()
                 .any(|m| m.matches_one(non_empty(req.method), false)),
             Pred::Host(pats) => pats
                 .iter()
                 .any(|m| m.matches_one(non_empty(req.authority), true)),
-            Pred::MethodSet(bits, others) => {
-                if input.method_bit == OTHER_METHOD {
-                    others.iter().any(|o| **o == *req.method)
-                } else {
-                    bits & input.method_bit != 0
-                }
-            }
-            Pred::Path(pats) => pats.iter().any(|m| m.matches(input.path)),
             Pred::Header(name, pats) => match pseudo_header(req, name) {
                 Some(v) => pats.iter().any(|m| m.matches_one(v, false)),
                 None => pats
@@ -641,6 +654,12 @@ impl Pred {
                 let sni = req.sni.unwrap_or("");
                 pats.iter().any(|m| m.matches(sni))
             }
+            // Handled by `matches`; listed so a new variant must be placed deliberately.
+            Pred::MethodSet(..)
+            | Pred::Port(_)
+            | Pred::Path(_)
+            | Pred::Principal(_)
+            | Pred::Namespace(_) => self.matches(input),
         }
     }
 }
@@ -657,26 +676,23 @@ fn non_empty(s: &str) -> Option<&str> {
 /// carries as fields are answered by [`pseudo_header`] before this is consulted.
 fn header_values<'a>(
     headers: &'a [(&'a str, &'a str)],
-    name: &'a str,
+    name: &'a Lit,
 ) -> impl DoubleEndedIterator<Item = &'a str> + Clone + 'a {
     headers
         .iter()
-        .filter(move |(n, _)| *n == name)
+        .filter(move |(n, _)| matchers::bytes_eq(n.as_bytes(), name.as_bytes()))
         .map(|(_, v)| *v)
 }
 
 /// Envoy keeps `:method`, `:path` (with query), `:authority` and `:scheme` in the header map, so
 /// a `request.headers[:path]` condition sees them; the view carries them as fields.
 /// `Some(None)` means "a pseudo-header that is absent".
-fn pseudo_header<'a>(req: &RequestView<'a>, name: &str) -> Option<Option<&'a str>> {
-    if !name.starts_with(':') {
-        return None;
-    }
-    match name {
-        ":method" => Some(non_empty(req.method)),
-        ":path" => Some(non_empty(req.path)),
-        ":authority" => Some(non_empty(req.authority)),
-        ":scheme" => Some(non_empty(req.scheme)),
+fn pseudo_header<'a>(req: &RequestView<'a>, name: &Lit) -> Option<Option<&'a str>> {
+    match name.as_bytes() {
+        b":method" => Some(non_empty(req.method)),
+        b":path" => Some(non_empty(req.path)),
+        b":authority" => Some(non_empty(req.authority)),
+        b":scheme" => Some(non_empty(req.scheme)),
         _ => None,
     }
 }
@@ -929,9 +945,9 @@ fn compile_operation(cx: &Cx<'_>, at: &str, o: &wire::Operation) -> Result<Claus
 
 /// Name inside `[...]` as istiod's `extractNameInBrackets`, lower-cased like Envoy's
 /// `LowerCaseString` header names.
-fn bracket_name(rest: &str) -> Option<Box<str>> {
+fn bracket_name(rest: &str) -> Option<Lit> {
     let name = rest.strip_prefix('[')?.strip_suffix(']')?;
-    (!name.is_empty()).then(|| name.to_ascii_lowercase().into())
+    (!name.is_empty()).then(|| Lit::from(name.to_ascii_lowercase().as_str()))
 }
 
 fn compile_condition(

@@ -428,6 +428,17 @@ fn cases() -> Vec<Case> {
         // Envoy uri_template segments only match RFC 3986 pchar (no '*', '=').
         allow_case("template-segment-charset", vec![to(paths(&["/foo/{*}"]))], req().path("/foo/a=b"), false),
 
+        // --- prefilters (method bits, 8-byte path fingerprint) never hide a match
+        allow_case("prefilter-custom-method", vec![to(methods(&["PURGE"]))], req().method("PURGE"), true),
+        allow_case("prefilter-custom-method-case", vec![to(methods(&["PURGE"]))], req().method("purge"), false),
+        allow_case("prefilter-method-wildcard", vec![to(methods(&["P*"]))], req().method("PATCH"), true),
+        allow_case("prefilter-long-exact-path", vec![to(paths(&["/api/v1/users/list"]))], req().path("/api/v1/users/list?x"), true),
+        allow_case("prefilter-long-exact-path-differs-late", vec![to(paths(&["/api/v1/users/list"]))], req().path("/api/v1/users/lisT"), false),
+        allow_case("prefilter-short-prefix", vec![to(paths(&["/a*"]))], req().path("/abc"), true),
+        allow_case("prefilter-exact-is-not-prefix", vec![to(paths(&["/ip"]))], req().path("/ipx"), false),
+        allow_case("prefilter-op-without-paths", vec![rule(vec![], vec![paths(&["/x"]), methods(&["GET"])], vec![])], req(), true),
+        allow_case("prefilter-op-without-methods", vec![rule(vec![], vec![methods(&["POST"]), paths(&["/ip"])], vec![])], req(), true),
+
         // --- AP ref "Condition" keys
         allow_case("when-header-exact", vec![when(vec![cond("request.headers[X-User]", &["alice"], &[])])], req().header("x-user", "alice"), true),
         allow_case("when-header-prefix", vec![when(vec![cond("request.headers[user-agent]", &["curl/*"], &[])])], req().header("user-agent", "curl/8.1"), true),

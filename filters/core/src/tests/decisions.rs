@@ -9,18 +9,31 @@ fn one(r: wire::HttpRoute) -> CompiledPolicy {
     vs_policy(vec![r])
 }
 fn catch_all(f: impl FnOnce(&mut wire::HttpRoute)) -> wire::HttpRoute {
-    let mut r = route("r", vec![m_uri(prefix("/"))], &format!("outbound|9080||{HOST}"));
+    let mut r = route(
+        "r",
+        vec![m_uri(prefix("/"))],
+        &format!("outbound|9080||{HOST}"),
+    );
     f(&mut r);
     r
 }
 fn hv(name: &str, value: &str) -> wire::HeaderValue {
-    wire::HeaderValue { name: name.into(), value: value.into() }
+    wire::HeaderValue {
+        name: name.into(),
+        value: value.into(),
+    }
 }
 fn set(n: &str, v: &str) -> HeaderOp {
-    HeaderOp::Set { name: n.into(), value: v.into() }
+    HeaderOp::Set {
+        name: n.into(),
+        value: v.into(),
+    }
 }
 fn app(n: &str, v: &str) -> HeaderOp {
-    HeaderOp::Append { name: n.into(), value: v.into() }
+    HeaderOp::Append {
+        name: n.into(),
+        value: v.into(),
+    }
 }
 fn rm(n: &str) -> HeaderOp {
     HeaderOp::Remove { name: n.into() }
@@ -31,9 +44,17 @@ fn rm(n: &str) -> HeaderOp {
 fn two_services() -> CompiledPolicy {
     let mut a = service(HOST, wire::RouteSource::Default, vec![]);
     a.addresses = vec!["10.0.0.1".into(), "fd00::1".into()];
-    let mut b = service("ratings.default.svc.cluster.local", wire::RouteSource::Default, vec![]);
+    let mut b = service(
+        "ratings.default.svc.cluster.local",
+        wire::RouteSource::Default,
+        vec![],
+    );
     b.addresses = vec!["10.0.0.2".into()];
-    let c = service("reviews.other.svc.cluster.local", wire::RouteSource::Default, vec![]);
+    let c = service(
+        "reviews.other.svc.cluster.local",
+        wire::RouteSource::Default,
+        vec![],
+    );
     let e = service("api.example.com", wire::RouteSource::Default, vec![]);
     CompiledPolicy::compile(&policy(vec![a, b, c, e])).unwrap()
 }
@@ -45,12 +66,37 @@ fn service_selection_by_fqdn_ip_and_unknown() {
     let cp = two_services();
     let rows: &[(&str, Option<&str>, Option<&str>, Option<&str>)] = &[
         ("FQDN exact", Some(HOST), None, Some(HOST)),
-        ("FQDN is case-insensitive (DNS names, RFC 4343)", Some("Reviews.Default.SVC.cluster.local"), None, Some(HOST)),
-        ("FQDN with trailing dot", Some("ratings.default.svc.cluster.local."), None, Some("ratings.default.svc.cluster.local")),
-        ("no FQDN: VIP selects the service", None, Some("10.0.0.2"), Some("ratings.default.svc.cluster.local")),
+        (
+            "FQDN is case-insensitive (DNS names, RFC 4343)",
+            Some("Reviews.Default.SVC.cluster.local"),
+            None,
+            Some(HOST),
+        ),
+        (
+            "FQDN with trailing dot",
+            Some("ratings.default.svc.cluster.local."),
+            None,
+            Some("ratings.default.svc.cluster.local"),
+        ),
+        (
+            "no FQDN: VIP selects the service",
+            None,
+            Some("10.0.0.2"),
+            Some("ratings.default.svc.cluster.local"),
+        ),
         ("IPv6 VIP", None, Some("fd00::1"), Some(HOST)),
-        ("unknown FQDN falls back to the VIP", Some("nope.default.svc.cluster.local"), Some("10.0.0.1"), Some(HOST)),
-        ("unknown service and VIP", Some("nope.default.svc.cluster.local"), Some("10.9.9.9"), None),
+        (
+            "unknown FQDN falls back to the VIP",
+            Some("nope.default.svc.cluster.local"),
+            Some("10.0.0.1"),
+            Some(HOST),
+        ),
+        (
+            "unknown service and VIP",
+            Some("nope.default.svc.cluster.local"),
+            Some("10.9.9.9"),
+            None,
+        ),
     ];
     for (why, svc, vip, want) in rows {
         let mut req = rv("/", &[]);
@@ -59,7 +105,11 @@ fn service_selection_by_fqdn_ip_and_unknown() {
         let d = cp.decide(&req);
         assert_eq!(d.service.map(|s| s.hostname), *want, "{why}");
         if want.is_none() {
-            assert_eq!((d.action, d.status, d.reason), (Action::UnknownService, Some(404), "unknown_service"), "{why}");
+            assert_eq!(
+                (d.action, d.status, d.reason),
+                (Action::UnknownService, Some(404), "unknown_service"),
+                "{why}"
+            );
         }
     }
 }
@@ -74,10 +124,22 @@ fn service_for_authority_like_virtual_host_domains() {
         ("ratings", Some("ratings.default.svc.cluster.local")),
         ("ratings:9080", Some("ratings.default.svc.cluster.local")),
         ("ratings.default", Some("ratings.default.svc.cluster.local")),
-        ("ratings.default:8080", Some("ratings.default.svc.cluster.local")),
-        ("ratings.default.svc", Some("ratings.default.svc.cluster.local")),
-        ("ratings.default.svc.cluster.local", Some("ratings.default.svc.cluster.local")),
-        ("ratings.default.svc.cluster.local:9080", Some("ratings.default.svc.cluster.local")),
+        (
+            "ratings.default:8080",
+            Some("ratings.default.svc.cluster.local"),
+        ),
+        (
+            "ratings.default.svc",
+            Some("ratings.default.svc.cluster.local"),
+        ),
+        (
+            "ratings.default.svc.cluster.local",
+            Some("ratings.default.svc.cluster.local"),
+        ),
+        (
+            "ratings.default.svc.cluster.local:9080",
+            Some("ratings.default.svc.cluster.local"),
+        ),
         ("RATINGS.Default", Some("ratings.default.svc.cluster.local")),
         ("ratings:1234", None),
         ("10.0.0.2:9080", Some("ratings.default.svc.cluster.local")),
@@ -99,7 +161,11 @@ fn service_for_authority_like_virtual_host_domains() {
 
 // ---------------------------------------------------------------- authz order
 
-fn authz_policy(name: &str, action: wire::AuthorizationAction, rules: Vec<wire::AuthorizationRule>) -> wire::AuthorizationPolicy {
+fn authz_policy(
+    name: &str,
+    action: wire::AuthorizationAction,
+    rules: Vec<wire::AuthorizationRule>,
+) -> wire::AuthorizationPolicy {
     wire::AuthorizationPolicy {
         origin: Some(wire::Origin {
             kind: "AuthorizationPolicy".into(),
@@ -113,7 +179,11 @@ fn authz_policy(name: &str, action: wire::AuthorizationAction, rules: Vec<wire::
     }
 }
 
-fn with_authz(p: wire::AuthorizationPolicy, routes: Vec<wire::HttpRoute>, source: wire::RouteSource) -> CompiledPolicy {
+fn with_authz(
+    p: wire::AuthorizationPolicy,
+    routes: Vec<wire::HttpRoute>,
+    source: wire::RouteSource,
+) -> CompiledPolicy {
     let mut s = service(HOST, source, routes);
     s.authorization_policies = vec![0];
     let mut pol = policy(vec![s]);
@@ -127,7 +197,11 @@ fn with_authz(p: wire::AuthorizationPolicy, routes: Vec<wire::HttpRoute>, source
 #[test]
 fn authz_deny_precedes_routing() {
     let cp = with_authz(
-        authz_policy("deny-all", wire::AuthorizationAction::Deny, vec![wire::AuthorizationRule::default()]),
+        authz_policy(
+            "deny-all",
+            wire::AuthorizationAction::Deny,
+            vec![wire::AuthorizationRule::default()],
+        ),
         vec![route("x", vec![m_uri(exact("/only"))], "c")],
         wire::RouteSource::VirtualService,
     );
@@ -144,7 +218,11 @@ fn authz_deny_precedes_routing() {
 // An ALLOW policy with no rules matches nothing: with it bound, everything is denied.
 #[test]
 fn authz_allow_without_rules_denies() {
-    let cp = with_authz(authz_policy("allow-nothing", wire::AuthorizationAction::Allow, vec![]), vec![], wire::RouteSource::Default);
+    let cp = with_authz(
+        authz_policy("allow-nothing", wire::AuthorizationAction::Allow, vec![]),
+        vec![],
+        wire::RouteSource::Default,
+    );
     let d = cp.decide(&rv("/", &[]));
     assert_eq!((d.action, d.status), (Action::Deny, Some(403)));
 }
@@ -152,7 +230,11 @@ fn authz_allow_without_rules_denies() {
 #[test]
 fn authz_allow_all_then_routes() {
     let cp = with_authz(
-        authz_policy("allow-all", wire::AuthorizationAction::Allow, vec![wire::AuthorizationRule::default()]),
+        authz_policy(
+            "allow-all",
+            wire::AuthorizationAction::Allow,
+            vec![wire::AuthorizationRule::default()],
+        ),
         vec![],
         wire::RouteSource::Default,
     );
@@ -169,10 +251,21 @@ fn authz_allow_all_then_routes() {
 // no timeout (istiod BuildDefaultHTTPOutboundRoute / waypoint default routes).
 #[test]
 fn default_route_per_port_with_mesh_retry() {
-    let cp = CompiledPolicy::compile(&policy(vec![service(HOST, wire::RouteSource::Default, vec![])])).unwrap();
+    let cp = CompiledPolicy::compile(&policy(vec![service(
+        HOST,
+        wire::RouteSource::Default,
+        vec![],
+    )]))
+    .unwrap();
     let rows: &[(u16, Option<&str>)] = &[
-        (9080, Some("outbound|9080||reviews.default.svc.cluster.local")),
-        (8080, Some("outbound|8080||reviews.default.svc.cluster.local")),
+        (
+            9080,
+            Some("outbound|9080||reviews.default.svc.cluster.local"),
+        ),
+        (
+            8080,
+            Some("outbound|8080||reviews.default.svc.cluster.local"),
+        ),
         (1234, None),
     ];
     for (port, want) in rows {
@@ -193,7 +286,10 @@ fn default_route_per_port_with_mesh_retry() {
                 assert_eq!(d.path, "/a?b=c");
                 assert_eq!(d.normalized_path, "/a");
             }
-            None => assert_eq!((d.action, d.status, d.reason), (Action::NoRoute, Some(404), "no_service_port")),
+            None => assert_eq!(
+                (d.action, d.status, d.reason),
+                (Action::NoRoute, Some(404), "no_service_port")
+            ),
         }
     }
 }
@@ -213,8 +309,19 @@ fn weighted_destinations_and_sample_statistics() {
     }));
     let d = cp.decide(&rv("/", &[]));
     assert_eq!(d.action, Action::Forward);
-    let probs: Vec<(String, u32, f64)> = d.destinations.iter().map(|x| (x.subset.clone(), x.weight, x.probability)).collect();
-    assert_eq!(probs, vec![("v1".into(), 50, 0.5), ("v2".into(), 30, 0.3), ("v3".into(), 20, 0.2)]);
+    let probs: Vec<(String, u32, f64)> = d
+        .destinations
+        .iter()
+        .map(|x| (x.subset.clone(), x.weight, x.probability))
+        .collect();
+    assert_eq!(
+        probs,
+        vec![
+            ("v1".into(), 50, 0.5),
+            ("v2".into(), 30, 0.3),
+            ("v3".into(), 20, 0.2)
+        ]
+    );
     let mut counts = [0u32; 3];
     let n = 100_000u64;
     for e in 0..n {
@@ -231,7 +338,9 @@ fn weighted_destinations_and_sample_statistics() {
 // istiod applyHTTPRouteDestination: 0-weight destinations are dropped when there are several.
 #[test]
 fn zero_weight_destination_is_dropped() {
-    let cp = one(catch_all(|r| r.action = fwd(vec![dest("a", 100), dest("b", 0)])));
+    let cp = one(catch_all(|r| {
+        r.action = fwd(vec![dest("a", 100), dest("b", 0)])
+    }));
     let d = cp.decide(&rv("/", &[]));
     assert_eq!(d.destinations.len(), 1);
     assert_eq!(d.destinations[0].cluster, "a");
@@ -241,10 +350,27 @@ fn zero_weight_destination_is_dropped() {
 // Subsets are part of the cluster name `outbound|<port>|<subset>|<fqdn>` and reported.
 #[test]
 fn subset_destination_reported() {
-    let cp = one(catch_all(|r| r.action = to(&format!("outbound|9080|v2|{HOST}"))));
+    let cp = one(catch_all(|r| {
+        r.action = to(&format!("outbound|9080|v2|{HOST}"))
+    }));
     let d = cp.decide(&rv("/", &[]));
     let x = &d.destinations[0];
-    assert_eq!((x.cluster.as_str(), x.host.as_str(), x.port, x.subset.as_str(), x.weight), (format!("outbound|9080|v2|{HOST}").as_str(), HOST, 9080, "v2", 100));
+    assert_eq!(
+        (
+            x.cluster.as_str(),
+            x.host.as_str(),
+            x.port,
+            x.subset.as_str(),
+            x.weight
+        ),
+        (
+            format!("outbound|9080|v2|{HOST}").as_str(),
+            HOST,
+            9080,
+            "v2",
+            100
+        )
+    );
 }
 
 // A destination that cannot be served answers like Envoy's missing cluster: 503, or 500 for
@@ -256,8 +382,16 @@ fn unavailable_destination() {
     let r = catch_all(|r| r.action = fwd(vec![bad.clone()]));
     let d_vs = one(r.clone());
     let d = d_vs.decide(&rv("/", &[]));
-    assert_eq!((d.action, d.status, d.reason), (Action::Unavailable, Some(503), "cluster_not_found"));
-    let gw = CompiledPolicy::compile(&policy(vec![service(HOST, wire::RouteSource::HttpRoute, vec![r])])).unwrap();
+    assert_eq!(
+        (d.action, d.status, d.reason),
+        (Action::Unavailable, Some(503), "cluster_not_found")
+    );
+    let gw = CompiledPolicy::compile(&policy(vec![service(
+        HOST,
+        wire::RouteSource::HttpRoute,
+        vec![r],
+    )]))
+    .unwrap();
     let d = gw.decide(&rv("/", &[]));
     assert_eq!((d.action, d.status), (Action::Unavailable, Some(500)));
 
@@ -292,15 +426,49 @@ fn retries_explicit_vs_mesh_default() {
         host_selection_retry_max_attempts: 5,
         retry_remote_localities: true,
     };
-    let rows: Vec<(&str, Option<wire::RetryPolicy>, bool, Option<wire::RetryPolicy>, bool)> = vec![
-        ("route policy wins", Some(explicit.clone()), true, Some(explicit.clone()), false),
-        ("no route policy: mesh default", None, true, Some(mesh_retry()), true),
-        ("attempts 0 disables retries but is still the route's policy", Some(wire::RetryPolicy::default()), true, Some(wire::RetryPolicy::default()), false),
-        ("no route policy and no mesh default: none", None, false, None, false),
+    let rows: Vec<(
+        &str,
+        Option<wire::RetryPolicy>,
+        bool,
+        Option<wire::RetryPolicy>,
+        bool,
+    )> = vec![
+        (
+            "route policy wins",
+            Some(explicit.clone()),
+            true,
+            Some(explicit.clone()),
+            false,
+        ),
+        (
+            "no route policy: mesh default",
+            None,
+            true,
+            Some(mesh_retry()),
+            true,
+        ),
+        (
+            "attempts 0 disables retries but is still the route's policy",
+            Some(wire::RetryPolicy::default()),
+            true,
+            Some(wire::RetryPolicy::default()),
+            false,
+        ),
+        (
+            "no route policy and no mesh default: none",
+            None,
+            false,
+            None,
+            false,
+        ),
     ];
     for (why, route_retry, mesh_default, want, from_mesh) in rows {
         let r = catch_all(|r| r.retries = route_retry);
-        let mut p = policy(vec![service(HOST, wire::RouteSource::VirtualService, vec![r])]);
+        let mut p = policy(vec![service(
+            HOST,
+            wire::RouteSource::VirtualService,
+            vec![r],
+        )]);
         if !mesh_default {
             p.mesh = None;
         }
@@ -324,10 +492,20 @@ fn timeout_reported() {
 
 // ---------------------------------------------------------------- faults
 
-fn fault(delay: Option<(u64, f64)>, abort: Option<(u32, u32, f64)>) -> Option<wire::FaultInjection> {
+fn fault(
+    delay: Option<(u64, f64)>,
+    abort: Option<(u32, u32, f64)>,
+) -> Option<wire::FaultInjection> {
     Some(wire::FaultInjection {
-        delay: delay.map(|(ms, p)| wire::FaultDelay { fixed_delay_ms: ms, percentage: p }),
-        abort: abort.map(|(h, g, p)| wire::FaultAbort { http_status: h, grpc_status: g, percentage: p }),
+        delay: delay.map(|(ms, p)| wire::FaultDelay {
+            fixed_delay_ms: ms,
+            percentage: p,
+        }),
+        abort: abort.map(|(h, g, p)| wire::FaultAbort {
+            http_status: h,
+            grpc_status: g,
+            percentage: p,
+        }),
     })
 }
 
@@ -336,7 +514,10 @@ fn fault(delay: Option<(u64, f64)>, abort: Option<(u32, u32, f64)>) -> Option<wi
 fn fault_abort_always() {
     let cp = one(catch_all(|r| r.fault = fault(None, Some((418, 0, 100.0)))));
     let d = cp.decide(&rv("/", &[]));
-    assert_eq!((d.action, d.status, d.reason), (Action::Abort, Some(418), "fault_filter_abort"));
+    assert_eq!(
+        (d.action, d.status, d.reason),
+        (Action::Abort, Some(418), "fault_filter_abort")
+    );
     let s = d.sample(1);
     assert_eq!(s.status, Some(418));
     assert_eq!(s.abort.map(|a| a.http_status), Some(418));
@@ -347,10 +528,16 @@ fn fault_abort_always() {
 fn fault_abort_preempts_direct_response() {
     let cp = one(catch_all(|r| {
         r.fault = fault(None, Some((503, 0, 100.0)));
-        r.action = Some(WA::DirectResponse(wire::DirectResponse { status: 200, body: b"hi".to_vec() }));
+        r.action = Some(WA::DirectResponse(wire::DirectResponse {
+            status: 200,
+            body: b"hi".to_vec(),
+        }));
     }));
     let d = cp.decide(&rv("/", &[]));
-    assert_eq!((d.action, d.status, d.body), (Action::Abort, Some(503), None));
+    assert_eq!(
+        (d.action, d.status, d.body),
+        (Action::Abort, Some(503), None)
+    );
 }
 
 // gRPC abort: HTTP 200 with grpc-status (HTTPFaultInjection.Abort.grpcStatus).
@@ -366,7 +553,9 @@ fn fault_grpc_abort() {
 // (Envoy fault filter, MILLION denominator from istiod translatePercentToFractionalPercent).
 #[test]
 fn fault_percentages_sample_statistics() {
-    let cp = one(catch_all(|r| r.fault = fault(Some((2000, 50.0)), Some((503, 0, 25.0)))));
+    let cp = one(catch_all(|r| {
+        r.fault = fault(Some((2000, 50.0)), Some((503, 0, 25.0)))
+    }));
     let d = cp.decide(&rv("/", &[]));
     assert_eq!((d.action, d.status), (Action::Forward, None));
     let n = 100_000u64;
@@ -385,12 +574,18 @@ fn fault_percentages_sample_statistics() {
     let f = |c: u32| f64::from(c) / n as f64;
     assert!((f(delayed) - 0.5).abs() < 0.01, "delay {}", f(delayed));
     assert!((f(aborted) - 0.25).abs() < 0.01, "abort {}", f(aborted));
-    assert!((f(both) - 0.125).abs() < 0.01, "independent draws {}", f(both));
+    assert!(
+        (f(both) - 0.125).abs() < 0.01,
+        "independent draws {}",
+        f(both)
+    );
 }
 
 #[test]
 fn fault_zero_percent_never_fires() {
-    let cp = one(catch_all(|r| r.fault = fault(Some((100, 0.0)), Some((500, 0, 0.0)))));
+    let cp = one(catch_all(|r| {
+        r.fault = fault(Some((100, 0.0)), Some((500, 0, 0.0)))
+    }));
     let d = cp.decide(&rv("/", &[]));
     for e in 0..1000 {
         let s = d.sample(e);
@@ -400,7 +595,11 @@ fn fault_zero_percent_never_fires() {
 
 // ---------------------------------------------------------------- header operations
 
-fn ops(set: &[(&str, &str)], add: &[(&str, &str)], remove: &[&str]) -> Option<wire::HeaderOperations> {
+fn ops(
+    set: &[(&str, &str)],
+    add: &[(&str, &str)],
+    remove: &[&str],
+) -> Option<wire::HeaderOperations> {
     Some(wire::HeaderOperations {
         set: set.iter().map(|(n, v)| hv(n, v)).collect(),
         add: add.iter().map(|(n, v)| hv(n, v)).collect(),
@@ -423,9 +622,19 @@ fn header_ops_single_destination_order() {
     let d = cp.decide(&rv("/", &[]));
     assert_eq!(
         d.destinations[0].request_header_ops,
-        vec![rm("x-rrm"), rm("x-drm"), set("x-r", "rv"), app("x-ra", "1"), set("x-d", "dv"), app("x-da", "1")]
+        vec![
+            rm("x-rrm"),
+            rm("x-drm"),
+            set("x-r", "rv"),
+            app("x-ra", "1"),
+            set("x-d", "dv"),
+            app("x-da", "1")
+        ]
     );
-    assert_eq!(d.destinations[0].response_header_ops, vec![rm("server"), set("x-resp", "r"), app("x-resp-d", "1")]);
+    assert_eq!(
+        d.destinations[0].response_header_ops,
+        vec![rm("server"), set("x-resp", "r"), app("x-resp-d", "1")]
+    );
 }
 
 // Several destinations: Envoy evaluates the weighted cluster's parser, then the route's
@@ -440,14 +649,24 @@ fn header_ops_weighted_destination_order() {
         r.action = fwd(vec![d0, d1]);
     }));
     let d = cp.decide(&rv("/", &[]));
-    assert_eq!(d.destinations[0].request_header_ops, vec![rm("x-drm"), set("x-d", "a"), rm("x-rrm"), set("x-r", "rv")]);
-    assert_eq!(d.destinations[1].request_header_ops, vec![rm("x-rrm"), set("x-r", "rv")]);
+    assert_eq!(
+        d.destinations[0].request_header_ops,
+        vec![rm("x-drm"), set("x-d", "a"), rm("x-rrm"), set("x-r", "rv")]
+    );
+    assert_eq!(
+        d.destinations[1].request_header_ops,
+        vec![rm("x-rrm"), set("x-r", "rv")]
+    );
 }
 
 // ---------------------------------------------------------------- rewrites
 
 fn rw_uri(u: &str) -> Option<wire::Rewrite> {
-    Some(wire::Rewrite { uri: u.into(), has_uri: true, ..Default::default() })
+    Some(wire::Rewrite {
+        uri: u.into(),
+        has_uri: true,
+        ..Default::default()
+    })
 }
 
 struct RwRow {
@@ -464,16 +683,104 @@ struct RwRow {
 // (RouteEntryImplBase::currentUrlPathAfterRewriteWithMatchedPath). The query is kept.
 // istio.io/latest/docs/reference/config/networking/virtual-service/#HTTPRewrite
 const RW_ROWS: &[RwRow] = &[
-    RwRow { why: "prefix match: prefix replaced", m: || vec![m_uri(prefix("/old"))], rewrite: || rw_uri("/new"), path: "/old/x?q=1", want_path: "/new/x?q=1" },
-    RwRow { why: "prefix match to root", m: || vec![m_uri(prefix("/api/"))], rewrite: || rw_uri("/"), path: "/api/v1", want_path: "/v1" },
-    RwRow { why: "exact match: whole path replaced, query kept", m: || vec![m_uri(exact("/login"))], rewrite: || rw_uri("/auth/login"), path: "/login?next=/x", want_path: "/auth/login?next=/x" },
-    RwRow { why: "regex match: whole path replaced", m: || vec![m_uri(regex("/u/[0-9]+"))], rewrite: || rw_uri("/user"), path: "/u/42?a", want_path: "/user?a" },
-    RwRow { why: "no uri match: Envoy prefix \"/\" is what gets replaced", m: Vec::new, rewrite: || rw_uri("/v2/"), path: "/foo", want_path: "/v2/foo" },
-    RwRow { why: "ignoreUriCase prefix: matched length replaced", m: || vec![wire::RouteMatch { uri: prefix("/OLD"), ignore_uri_case: true, ..Default::default() }], rewrite: || rw_uri("/new"), path: "/old/x", want_path: "/new/x" },
-    RwRow { why: "uriRegexRewrite with group reference (Envoy regex_rewrite)", m: || vec![m_uri(prefix("/"))], rewrite: || Some(wire::Rewrite { uri_regex: Some(wire::RegexRewrite { pattern: "^/service/([^/]+)(/.*)$".into(), substitution: "\\2/instance/\\1".into() }), ..Default::default() }), path: "/service/foo/v1/api?x=1", want_path: "/v1/api/instance/foo?x=1" },
-    RwRow { why: "uriRegexRewrite replaces every match (RE2 GlobalReplace)", m: || vec![m_uri(prefix("/"))], rewrite: || Some(wire::Rewrite { uri_regex: Some(wire::RegexRewrite { pattern: "o".into(), substitution: "0".into() }), ..Default::default() }), path: "/foo/boo", want_path: "/f00/b00" },
-    RwRow { why: "Gateway API ReplaceFullPath keeps the query", m: || vec![m_uri(prefix("/"))], rewrite: || Some(wire::Rewrite { full_path: "/full".into(), has_full_path: true, ..Default::default() }), path: "/a/b?c=d", want_path: "/full?c=d" },
-    RwRow { why: "no rewrite: path unchanged", m: || vec![m_uri(prefix("/"))], rewrite: || None, path: "/a?b", want_path: "/a?b" },
+    RwRow {
+        why: "prefix match: prefix replaced",
+        m: || vec![m_uri(prefix("/old"))],
+        rewrite: || rw_uri("/new"),
+        path: "/old/x?q=1",
+        want_path: "/new/x?q=1",
+    },
+    RwRow {
+        why: "prefix match to root",
+        m: || vec![m_uri(prefix("/api/"))],
+        rewrite: || rw_uri("/"),
+        path: "/api/v1",
+        want_path: "/v1",
+    },
+    RwRow {
+        why: "exact match: whole path replaced, query kept",
+        m: || vec![m_uri(exact("/login"))],
+        rewrite: || rw_uri("/auth/login"),
+        path: "/login?next=/x",
+        want_path: "/auth/login?next=/x",
+    },
+    RwRow {
+        why: "regex match: whole path replaced",
+        m: || vec![m_uri(regex("/u/[0-9]+"))],
+        rewrite: || rw_uri("/user"),
+        path: "/u/42?a",
+        want_path: "/user?a",
+    },
+    RwRow {
+        why: "no uri match: Envoy prefix \"/\" is what gets replaced",
+        m: Vec::new,
+        rewrite: || rw_uri("/v2/"),
+        path: "/foo",
+        want_path: "/v2/foo",
+    },
+    RwRow {
+        why: "ignoreUriCase prefix: matched length replaced",
+        m: || {
+            vec![wire::RouteMatch {
+                uri: prefix("/OLD"),
+                ignore_uri_case: true,
+                ..Default::default()
+            }]
+        },
+        rewrite: || rw_uri("/new"),
+        path: "/old/x",
+        want_path: "/new/x",
+    },
+    RwRow {
+        why: "uriRegexRewrite with group reference (Envoy regex_rewrite)",
+        m: || vec![m_uri(prefix("/"))],
+        rewrite: || {
+            Some(wire::Rewrite {
+                uri_regex: Some(wire::RegexRewrite {
+                    pattern: "^/service/([^/]+)(/.*)$".into(),
+                    substitution: "\\2/instance/\\1".into(),
+                }),
+                ..Default::default()
+            })
+        },
+        path: "/service/foo/v1/api?x=1",
+        want_path: "/v1/api/instance/foo?x=1",
+    },
+    RwRow {
+        why: "uriRegexRewrite replaces every match (RE2 GlobalReplace)",
+        m: || vec![m_uri(prefix("/"))],
+        rewrite: || {
+            Some(wire::Rewrite {
+                uri_regex: Some(wire::RegexRewrite {
+                    pattern: "o".into(),
+                    substitution: "0".into(),
+                }),
+                ..Default::default()
+            })
+        },
+        path: "/foo/boo",
+        want_path: "/f00/b00",
+    },
+    RwRow {
+        why: "Gateway API ReplaceFullPath keeps the query",
+        m: || vec![m_uri(prefix("/"))],
+        rewrite: || {
+            Some(wire::Rewrite {
+                full_path: "/full".into(),
+                has_full_path: true,
+                ..Default::default()
+            })
+        },
+        path: "/a/b?c=d",
+        want_path: "/full?c=d",
+    },
+    RwRow {
+        why: "no rewrite: path unchanged",
+        m: || vec![m_uri(prefix("/"))],
+        rewrite: || None,
+        path: "/a?b",
+        want_path: "/a?b",
+    },
 ];
 
 #[test]
@@ -485,16 +792,29 @@ fn rewrite_rows() {
         let d = cp.decide(&rv(row.path, &[]));
         assert_eq!(d.action, Action::Forward, "{}", row.why);
         assert_eq!(d.path, row.want_path, "{}", row.why);
-        assert_eq!(d.normalized_path, row.path.split('?').next().unwrap(), "{}", row.why);
+        assert_eq!(
+            d.normalized_path,
+            row.path.split('?').next().unwrap(),
+            "{}",
+            row.why
+        );
     }
 }
 
 // HTTPRewrite.authority → Envoy host_rewrite_literal.
 #[test]
 fn rewrite_authority() {
-    let cp = one(catch_all(|r| r.rewrite = Some(wire::Rewrite { authority: "new.example".into(), ..Default::default() })));
+    let cp = one(catch_all(|r| {
+        r.rewrite = Some(wire::Rewrite {
+            authority: "new.example".into(),
+            ..Default::default()
+        })
+    }));
     let d = cp.decide(&rv("/x", &[]));
-    assert_eq!((d.authority.as_ref(), d.path.as_ref()), ("new.example", "/x"));
+    assert_eq!(
+        (d.authority.as_ref(), d.path.as_ref()),
+        ("new.example", "/x")
+    );
     let plain = one(catch_all(|_| {}));
     assert_eq!(plain.decide(&rv("/x", &[])).authority, "reviews:9080");
 }
@@ -512,8 +832,17 @@ fn gateway_replace_prefix_match() {
     for (pfx, uri, path, want) in rows {
         let mut r = route("gw", vec![m_uri(prefix(pfx))], "c");
         r.rewrite = rw_uri(uri);
-        let cp = CompiledPolicy::compile(&policy(vec![service(HOST, wire::RouteSource::HttpRoute, vec![r])])).unwrap();
-        assert_eq!(cp.decide(&rv(path, &[])).path, *want, "prefix {pfx} uri {uri} path {path}");
+        let cp = CompiledPolicy::compile(&policy(vec![service(
+            HOST,
+            wire::RouteSource::HttpRoute,
+            vec![r],
+        )]))
+        .unwrap();
+        assert_eq!(
+            cp.decide(&rv(path, &[])).path,
+            *want,
+            "prefix {pfx} uri {uri} path {path}"
+        );
     }
 }
 
@@ -540,20 +869,166 @@ struct RdRow {
 // istiod ApplyRedirect → Envoy RedirectAction; Location built by Envoy Http::Utility::newUri.
 // istio.io/latest/docs/reference/config/networking/virtual-service/#HTTPRedirect
 const RD_ROWS: &[RdRow] = &[
-    RdRow { why: "defaults: 301, same scheme/host/path, query kept", m: || vec![m_uri(prefix("/"))], rd: |_| {}, scheme: "http", authority: "reviews:9080", path: "/a?b=1", headers: &[], status: 301, location: "http://reviews:9080/a?b=1" },
-    RdRow { why: "uri replaces the path, request query kept", m: || vec![m_uri(prefix("/"))], rd: |r| r.uri = "/new".into(), scheme: "http", authority: "reviews", path: "/old?x=1", headers: &[], status: 301, location: "http://reviews/new?x=1" },
-    RdRow { why: "uri with its own query drops the request query", m: || vec![m_uri(prefix("/"))], rd: |r| r.uri = "/new?y=2".into(), scheme: "http", authority: "reviews", path: "/old?x=1", headers: &[], status: 301, location: "http://reviews/new?y=2" },
-    RdRow { why: "authority replaces the whole host incl. port", m: || vec![m_uri(prefix("/"))], rd: |r| r.authority = "other.example".into(), scheme: "http", authority: "reviews:9080", path: "/p", headers: &[], status: 301, location: "http://other.example/p" },
-    RdRow { why: "port replaces the request port", m: || vec![m_uri(prefix("/"))], rd: |r| r.port = 8443, scheme: "http", authority: "reviews:9080", path: "/p", headers: &[], status: 301, location: "http://reviews:8443/p" },
-    RdRow { why: "istiod drops an explicit :80 for http (request port kept)", m: || vec![m_uri(prefix("/"))], rd: |r| r.port = 80, scheme: "http", authority: "reviews:9080", path: "/p", headers: &[], status: 301, location: "http://reviews:9080/p" },
-    RdRow { why: "scheme change strips the old default port (processRequestHost)", m: || vec![m_uri(prefix("/"))], rd: |r| r.scheme = "https".into(), scheme: "http", authority: "reviews:80", path: "/p", headers: &[], status: 301, location: "https://reviews/p" },
-    RdRow { why: "scheme change keeps a non-default port", m: || vec![m_uri(prefix("/"))], rd: |r| r.scheme = "https".into(), scheme: "http", authority: "reviews:9080", path: "/p", headers: &[], status: 301, location: "https://reviews:9080/p" },
-    RdRow { why: "port stripping follows x-forwarded-proto", m: || vec![m_uri(prefix("/"))], rd: |r| r.scheme = "http".into(), scheme: "http", authority: "reviews:443", path: "/p", headers: &[("x-forwarded-proto", "https")], status: 301, location: "http://reviews/p" },
-    RdRow { why: "derivePort FROM_PROTOCOL_DEFAULT: no port_redirect, host kept", m: || vec![m_uri(prefix("/"))], rd: |r| { r.port_from_scheme = true; r.port = 9999; }, scheme: "http", authority: "reviews:9080", path: "/p", headers: &[], status: 301, location: "http://reviews:9080/p" },
-    RdRow { why: "redirectCode 308", m: || vec![m_uri(prefix("/"))], rd: |r| r.status = 308, scheme: "http", authority: "reviews", path: "/p", headers: &[], status: 308, location: "http://reviews/p" },
-    RdRow { why: "redirectCode 302", m: || vec![m_uri(prefix("/"))], rd: |r| r.status = 302, scheme: "http", authority: "reviews", path: "/p", headers: &[], status: 302, location: "http://reviews/p" },
-    RdRow { why: "replace_prefix (Gateway ReplacePrefixMatch → prefix_rewrite), query kept", m: || vec![m_uri(prefix("/old"))], rd: |r| { r.uri = "/new".into(); r.replace_prefix = true; }, scheme: "http", authority: "reviews", path: "/old/x?q", headers: &[], status: 301, location: "http://reviews/new/x?q" },
-    RdRow { why: "relative uri gets a leading slash", m: || vec![m_uri(prefix("/"))], rd: |r| r.uri = "rel".into(), scheme: "http", authority: "reviews", path: "/p", headers: &[], status: 301, location: "http://reviews/rel" },
+    RdRow {
+        why: "defaults: 301, same scheme/host/path, query kept",
+        m: || vec![m_uri(prefix("/"))],
+        rd: |_| {},
+        scheme: "http",
+        authority: "reviews:9080",
+        path: "/a?b=1",
+        headers: &[],
+        status: 301,
+        location: "http://reviews:9080/a?b=1",
+    },
+    RdRow {
+        why: "uri replaces the path, request query kept",
+        m: || vec![m_uri(prefix("/"))],
+        rd: |r| r.uri = "/new".into(),
+        scheme: "http",
+        authority: "reviews",
+        path: "/old?x=1",
+        headers: &[],
+        status: 301,
+        location: "http://reviews/new?x=1",
+    },
+    RdRow {
+        why: "uri with its own query drops the request query",
+        m: || vec![m_uri(prefix("/"))],
+        rd: |r| r.uri = "/new?y=2".into(),
+        scheme: "http",
+        authority: "reviews",
+        path: "/old?x=1",
+        headers: &[],
+        status: 301,
+        location: "http://reviews/new?y=2",
+    },
+    RdRow {
+        why: "authority replaces the whole host incl. port",
+        m: || vec![m_uri(prefix("/"))],
+        rd: |r| r.authority = "other.example".into(),
+        scheme: "http",
+        authority: "reviews:9080",
+        path: "/p",
+        headers: &[],
+        status: 301,
+        location: "http://other.example/p",
+    },
+    RdRow {
+        why: "port replaces the request port",
+        m: || vec![m_uri(prefix("/"))],
+        rd: |r| r.port = 8443,
+        scheme: "http",
+        authority: "reviews:9080",
+        path: "/p",
+        headers: &[],
+        status: 301,
+        location: "http://reviews:8443/p",
+    },
+    RdRow {
+        why: "istiod drops an explicit :80 for http (request port kept)",
+        m: || vec![m_uri(prefix("/"))],
+        rd: |r| r.port = 80,
+        scheme: "http",
+        authority: "reviews:9080",
+        path: "/p",
+        headers: &[],
+        status: 301,
+        location: "http://reviews:9080/p",
+    },
+    RdRow {
+        why: "scheme change strips the old default port (processRequestHost)",
+        m: || vec![m_uri(prefix("/"))],
+        rd: |r| r.scheme = "https".into(),
+        scheme: "http",
+        authority: "reviews:80",
+        path: "/p",
+        headers: &[],
+        status: 301,
+        location: "https://reviews/p",
+    },
+    RdRow {
+        why: "scheme change keeps a non-default port",
+        m: || vec![m_uri(prefix("/"))],
+        rd: |r| r.scheme = "https".into(),
+        scheme: "http",
+        authority: "reviews:9080",
+        path: "/p",
+        headers: &[],
+        status: 301,
+        location: "https://reviews:9080/p",
+    },
+    RdRow {
+        why: "port stripping follows x-forwarded-proto",
+        m: || vec![m_uri(prefix("/"))],
+        rd: |r| r.scheme = "http".into(),
+        scheme: "http",
+        authority: "reviews:443",
+        path: "/p",
+        headers: &[("x-forwarded-proto", "https")],
+        status: 301,
+        location: "http://reviews/p",
+    },
+    RdRow {
+        why: "derivePort FROM_PROTOCOL_DEFAULT: no port_redirect, host kept",
+        m: || vec![m_uri(prefix("/"))],
+        rd: |r| {
+            r.port_from_scheme = true;
+            r.port = 9999;
+        },
+        scheme: "http",
+        authority: "reviews:9080",
+        path: "/p",
+        headers: &[],
+        status: 301,
+        location: "http://reviews:9080/p",
+    },
+    RdRow {
+        why: "redirectCode 308",
+        m: || vec![m_uri(prefix("/"))],
+        rd: |r| r.status = 308,
+        scheme: "http",
+        authority: "reviews",
+        path: "/p",
+        headers: &[],
+        status: 308,
+        location: "http://reviews/p",
+    },
+    RdRow {
+        why: "redirectCode 302",
+        m: || vec![m_uri(prefix("/"))],
+        rd: |r| r.status = 302,
+        scheme: "http",
+        authority: "reviews",
+        path: "/p",
+        headers: &[],
+        status: 302,
+        location: "http://reviews/p",
+    },
+    RdRow {
+        why: "replace_prefix (Gateway ReplacePrefixMatch → prefix_rewrite), query kept",
+        m: || vec![m_uri(prefix("/old"))],
+        rd: |r| {
+            r.uri = "/new".into();
+            r.replace_prefix = true;
+        },
+        scheme: "http",
+        authority: "reviews",
+        path: "/old/x?q",
+        headers: &[],
+        status: 301,
+        location: "http://reviews/new/x?q",
+    },
+    RdRow {
+        why: "relative uri gets a leading slash",
+        m: || vec![m_uri(prefix("/"))],
+        rd: |r| r.uri = "rel".into(),
+        scheme: "http",
+        authority: "reviews",
+        path: "/p",
+        headers: &[],
+        status: 301,
+        location: "http://reviews/rel",
+    },
 ];
 
 #[test]
@@ -567,9 +1042,19 @@ fn redirect_rows() {
         req.scheme = row.scheme;
         req.authority = row.authority;
         let d = cp.decide(&req);
-        assert_eq!((d.action, d.status), (Action::Redirect, Some(row.status)), "{}", row.why);
+        assert_eq!(
+            (d.action, d.status),
+            (Action::Redirect, Some(row.status)),
+            "{}",
+            row.why
+        );
         assert_eq!(d.location.as_deref(), Some(row.location), "{}", row.why);
-        assert_eq!(d.response_header_ops, &[set("x-rd", "1")][..], "{}", row.why);
+        assert_eq!(
+            d.response_header_ops,
+            &[set("x-rd", "1")][..],
+            "{}",
+            row.why
+        );
     }
 }
 
@@ -579,20 +1064,37 @@ fn redirect_rows() {
 #[test]
 fn direct_response() {
     let cp = one(catch_all(|r| {
-        r.action = Some(WA::DirectResponse(wire::DirectResponse { status: 503, body: b"unavailable".to_vec() }));
+        r.action = Some(WA::DirectResponse(wire::DirectResponse {
+            status: 503,
+            body: b"unavailable".to_vec(),
+        }));
         r.response_headers = ops(&[("content-type", "text/plain")], &[], &[]);
     }));
     let d = cp.decide(&rv("/x", &[]));
-    assert_eq!((d.action, d.status, d.body), (Action::DirectResponse, Some(503), Some(&b"unavailable"[..])));
-    assert_eq!(d.response_header_ops, &[set("content-type", "text/plain")][..]);
+    assert_eq!(
+        (d.action, d.status, d.body),
+        (Action::DirectResponse, Some(503), Some(&b"unavailable"[..]))
+    );
+    assert_eq!(
+        d.response_header_ops,
+        &[set("content-type", "text/plain")][..]
+    );
     assert!(d.destinations.is_empty());
 }
 
 // HTTPMirrorPolicy percentage → RequestMirrorPolicy runtime fraction; independent per mirror.
 #[test]
 fn mirrors_percentages() {
-    let m = |c: &str, p: f64| wire::Mirror { cluster: c.into(), host: "m".into(), port: 80, subset: String::new(), percentage: p };
-    let cp = one(catch_all(|r| r.mirrors = vec![m("always", 100.0), m("never", 0.0), m("half", 50.0)]));
+    let m = |c: &str, p: f64| wire::Mirror {
+        cluster: c.into(),
+        host: "m".into(),
+        port: 80,
+        subset: String::new(),
+        percentage: p,
+    };
+    let cp = one(catch_all(|r| {
+        r.mirrors = vec![m("always", 100.0), m("never", 0.0), m("half", 50.0)]
+    }));
     let d = cp.decide(&rv("/", &[]));
     assert_eq!(d.mirrors.len(), 3);
     assert_eq!(d.mirrors[2].percentage, 50.0);
@@ -612,7 +1114,10 @@ fn mirrors_percentages() {
 
 fn cors(f: impl FnOnce(&mut wire::CorsPolicy)) -> wire::HttpRoute {
     let mut c = wire::CorsPolicy {
-        allow_origins: vec![exact("https://a.example").unwrap(), regex("https://.*\\.b\\.example").unwrap()],
+        allow_origins: vec![
+            exact("https://a.example").unwrap(),
+            regex("https://.*\\.b\\.example").unwrap(),
+        ],
         allow_methods: vec!["GET".into(), "POST".into()],
         allow_headers: vec!["x-a".into(), "x-b".into()],
         expose_headers: vec!["x-exp".into()],
@@ -635,9 +1140,15 @@ fn options<'a>(headers: &'a [(&'a str, &'a str)]) -> RequestView<'a> {
 #[test]
 fn cors_preflight_allowed() {
     let cp = one(cors(|_| {}));
-    let h = [("origin", "https://x.b.example"), ("access-control-request-method", "POST")];
+    let h = [
+        ("origin", "https://x.b.example"),
+        ("access-control-request-method", "POST"),
+    ];
     let d = cp.decide(&options(&h));
-    assert_eq!((d.action, d.status, d.reason), (Action::DirectResponse, Some(200), "cors_preflight"));
+    assert_eq!(
+        (d.action, d.status, d.reason),
+        (Action::DirectResponse, Some(200), "cors_preflight")
+    );
     let c = d.cors.unwrap();
     assert_eq!(c.kind, CorsKind::Preflight);
     assert_eq!(
@@ -656,7 +1167,10 @@ fn cors_preflight_allowed() {
 // unless unmatchedPreflights: IGNORE), else answered 200 without allow-origin.
 #[test]
 fn cors_preflight_not_allowed() {
-    let h = [("origin", "https://evil.example"), ("access-control-request-method", "GET")];
+    let h = [
+        ("origin", "https://evil.example"),
+        ("access-control-request-method", "GET"),
+    ];
     let cp = one(cors(|_| {}));
     let d = cp.decide(&options(&h));
     assert_eq!(d.action, Action::Forward);
@@ -679,10 +1193,21 @@ fn cors_preflight_wildcards_echo() {
         c.allow_headers = vec!["*".into()];
         c.allow_origins = vec![exact("*").unwrap()];
     }));
-    let h = [("origin", "https://any.example"), ("access-control-request-method", "PATCH"), ("access-control-request-headers", "x-z")];
+    let h = [
+        ("origin", "https://any.example"),
+        ("access-control-request-method", "PATCH"),
+        ("access-control-request-headers", "x-z"),
+    ];
     let c = cp.decide(&options(&h)).cors.unwrap();
-    assert_eq!(c.allow_origin, Some("https://any.example"), "exact \"*\" allows any origin (isOriginAllowed matches \"*\")");
-    assert_eq!((c.allow_methods, c.allow_headers), (Some("PATCH"), Some("x-z")));
+    assert_eq!(
+        c.allow_origin,
+        Some("https://any.example"),
+        "exact \"*\" allows any origin (isOriginAllowed matches \"*\")"
+    );
+    assert_eq!(
+        (c.allow_methods, c.allow_headers),
+        (Some("PATCH"), Some("x-z"))
+    );
 }
 
 // Actual cross-origin request: response gets allow-origin, credentials and expose-headers.
@@ -696,11 +1221,20 @@ fn cors_actual_request() {
     assert_eq!(c.kind, CorsKind::Actual);
     assert_eq!(
         c.response_headers(),
-        vec![("access-control-allow-origin", "https://a.example"), ("access-control-allow-credentials", "true"), ("access-control-expose-headers", "x-exp")]
+        vec![
+            ("access-control-allow-origin", "https://a.example"),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-expose-headers", "x-exp")
+        ]
     );
     // Not allowed: no headers.
     let h = [("origin", "https://evil.example")];
-    assert!(cp.decide(&rv("/x", &h)).cors.unwrap().response_headers().is_empty());
+    assert!(cp
+        .decide(&rv("/x", &h))
+        .cors
+        .unwrap()
+        .response_headers()
+        .is_empty());
     // No Origin: the CORS filter does nothing.
     assert!(cp.decide(&rv("/x", &[])).cors.is_none());
     // OPTIONS without Access-Control-Request-Method is not a preflight.
@@ -714,7 +1248,10 @@ fn cors_preflight_before_fault() {
     let mut r = cors(|_| {});
     r.fault = fault(None, Some((500, 0, 100.0)));
     let cp = one(r);
-    let h = [("origin", "https://a.example"), ("access-control-request-method", "GET")];
+    let h = [
+        ("origin", "https://a.example"),
+        ("access-control-request-method", "GET"),
+    ];
     let d = cp.decide(&options(&h));
     assert_eq!((d.action, d.status), (Action::DirectResponse, Some(200)));
     assert_eq!(d.sample(3).status, Some(200));
@@ -724,13 +1261,36 @@ fn cors_preflight_before_fault() {
 
 #[test]
 fn matched_route_metadata() {
-    let mut r = route("named", vec![m_uri(exact("/a")), wire::RouteMatch { uri: exact("/b"), name: "second".into(), ..Default::default() }], "c");
+    let mut r = route(
+        "named",
+        vec![
+            m_uri(exact("/a")),
+            wire::RouteMatch {
+                uri: exact("/b"),
+                name: "second".into(),
+                ..Default::default()
+            },
+        ],
+        "c",
+    );
     r.origin.as_mut().unwrap().index = 3;
     let cp = one(r);
     let d = cp.decide(&rv("/b", &[]));
     let m = d.route.unwrap();
-    assert_eq!((m.index, m.match_index, m.match_name, m.is_default), (Some(0), Some(1), "second", false));
+    assert_eq!(
+        (m.index, m.match_index, m.match_name, m.is_default),
+        (Some(0), Some(1), "second", false)
+    );
     let o = m.origin.unwrap();
-    assert_eq!((o.kind.as_str(), o.namespace.as_str(), o.name.as_str(), o.index, o.element_name.as_str()), ("VirtualService", "default", "reviews", 3, "named"));
+    assert_eq!(
+        (
+            o.kind.as_str(),
+            o.namespace.as_str(),
+            o.name.as_str(),
+            o.index,
+            o.element_name.as_str()
+        ),
+        ("VirtualService", "default", "reviews", 3, "named")
+    );
     assert_eq!(d.service.unwrap().hostname, HOST);
 }

@@ -4,7 +4,11 @@ use super::*;
 use crate::Action;
 
 fn ci(uri: Option<wire::StringMatch>) -> wire::RouteMatch {
-    wire::RouteMatch { uri, ignore_uri_case: true, ..Default::default() }
+    wire::RouteMatch {
+        uri,
+        ignore_uri_case: true,
+        ..Default::default()
+    }
 }
 fn with(uri: &str, f: impl FnOnce(&mut wire::RouteMatch)) -> wire::RouteMatch {
     let mut m = m_uri(prefix(uri));
@@ -14,7 +18,9 @@ fn with(uri: &str, f: impl FnOnce(&mut wire::RouteMatch)) -> wire::RouteMatch {
 
 /// The route table every row of `MATCH_ROWS` runs against (order matters: first match wins).
 fn match_table() -> CompiledPolicy {
-    let r = |name: &str, m: wire::RouteMatch| route(name, vec![m], &format!("outbound|9080|{name}|{HOST}"));
+    let r = |name: &str, m: wire::RouteMatch| {
+        route(name, vec![m], &format!("outbound|9080|{name}|{HOST}"))
+    };
     vs_policy(vec![
         r("exact", m_uri(exact("/exact"))),
         r("prefix", m_uri(prefix("/pre/"))),
@@ -22,26 +28,86 @@ fn match_table() -> CompiledPolicy {
         r("ci-exact", ci(exact("/CaseExact"))),
         r("ci-prefix", ci(prefix("/CasePre/"))),
         r("method", with("/m/", |m| m.method = exact("POST"))),
-        r("authority", with("/auth/", |m| m.authority = exact("reviews.example:9080"))),
-        r("authority-prefix", with("/ap/", |m| m.authority = prefix("reviews"))),
+        r(
+            "authority",
+            with("/auth/", |m| m.authority = exact("reviews.example:9080")),
+        ),
+        r(
+            "authority-prefix",
+            with("/ap/", |m| m.authority = prefix("reviews")),
+        ),
         r("scheme", with("/scheme/", |m| m.scheme = exact("https"))),
-        r("hdr-exact", with("/h/", |m| m.headers = vec![hdr("x-h", exact("v"))])),
-        r("hdr-prefix", with("/hp/", |m| m.headers = vec![hdr("x-hp", prefix("ab"))])),
-        r("hdr-regex", with("/hr/", |m| m.headers = vec![hdr("x-hr", regex("[a-z]+"))])),
-        r("hdr-present", with("/hpres/", |m| m.headers = vec![hdr("x-present", None)])),
-        r("hdr-star", with("/hstar/", |m| m.headers = vec![hdr("x-star", regex("*"))])),
-        r("without", with("/wo/", |m| m.without_headers = vec![hdr("x-wo", exact("bad"))])),
-        r("without-present", with("/wp/", |m| m.without_headers = vec![hdr("x-wop", None)])),
-        r("without-regex", with("/wr/", |m| m.without_headers = vec![hdr("x-wr", regex(".*"))])),
-        r("query-exact", with("/q/", |m| m.query_params = vec![qp("q", exact("1"))])),
-        r("query-regex", with("/qr/", |m| m.query_params = vec![qp("id", regex("[0-9]+"))])),
-        r("query-present", with("/qp/", |m| m.query_params = vec![qp("debug", None)])),
+        r(
+            "hdr-exact",
+            with("/h/", |m| m.headers = vec![hdr("x-h", exact("v"))]),
+        ),
+        r(
+            "hdr-prefix",
+            with("/hp/", |m| m.headers = vec![hdr("x-hp", prefix("ab"))]),
+        ),
+        r(
+            "hdr-regex",
+            with("/hr/", |m| m.headers = vec![hdr("x-hr", regex("[a-z]+"))]),
+        ),
+        r(
+            "hdr-present",
+            with("/hpres/", |m| m.headers = vec![hdr("x-present", None)]),
+        ),
+        r(
+            "hdr-star",
+            with("/hstar/", |m| m.headers = vec![hdr("x-star", regex("*"))]),
+        ),
+        r(
+            "without",
+            with("/wo/", |m| {
+                m.without_headers = vec![hdr("x-wo", exact("bad"))]
+            }),
+        ),
+        r(
+            "without-present",
+            with("/wp/", |m| m.without_headers = vec![hdr("x-wop", None)]),
+        ),
+        r(
+            "without-regex",
+            with("/wr/", |m| {
+                m.without_headers = vec![hdr("x-wr", regex(".*"))]
+            }),
+        ),
+        r(
+            "query-exact",
+            with("/q/", |m| m.query_params = vec![qp("q", exact("1"))]),
+        ),
+        r(
+            "query-regex",
+            with("/qr/", |m| m.query_params = vec![qp("id", regex("[0-9]+"))]),
+        ),
+        r(
+            "query-present",
+            with("/qp/", |m| m.query_params = vec![qp("debug", None)]),
+        ),
         r("port", with("/port/", |m| m.port = 8080)),
         route("or", vec![m_uri(exact("/or1")), m_uri(exact("/or2"))], "c"),
-        r("and", with("/and/", |m| m.headers = vec![hdr("x-a", exact("1"))])),
-        r("pseudo", with("/pseudo/", |m| m.headers = vec![hdr(":authority", exact("pseudo.example"))])),
-        r("multi", with("/multi/", |m| m.headers = vec![hdr("x-m", exact("a,b"))])),
-        r("catchall-delete", wire::RouteMatch { method: exact("DELETE"), ..Default::default() }),
+        r(
+            "and",
+            with("/and/", |m| m.headers = vec![hdr("x-a", exact("1"))]),
+        ),
+        r(
+            "pseudo",
+            with("/pseudo/", |m| {
+                m.headers = vec![hdr(":authority", exact("pseudo.example"))]
+            }),
+        ),
+        r(
+            "multi",
+            with("/multi/", |m| m.headers = vec![hdr("x-m", exact("a,b"))]),
+        ),
+        r(
+            "catchall-delete",
+            wire::RouteMatch {
+                method: exact("DELETE"),
+                ..Default::default()
+            },
+        ),
     ])
 }
 
@@ -68,85 +134,388 @@ const R: Row = Row {
     want: None,
 };
 
-const VS: &str = "istio.io/latest/docs/reference/config/networking/virtual-service/#HTTPMatchRequest";
+const VS: &str =
+    "istio.io/latest/docs/reference/config/networking/virtual-service/#HTTPMatchRequest";
 
 const MATCH_ROWS: &[Row] = &[
     // --- uri exact: Envoy `path` compares the path without query, case-sensitively.
-    Row { why: "uri.exact matches the whole path (VS HTTPMatchRequest.uri)", path: "/exact", want: Some(("exact", 0)), ..R },
-    Row { why: "uri.exact ignores the query string (Envoy PathRouteEntryImpl strips ?query)", path: "/exact?x=1", want: Some(("exact", 0)), ..R },
-    Row { why: "uri.exact does not match a longer path", path: "/exact/", ..R },
-    Row { why: "uri.exact is case-sensitive without ignoreUriCase", path: "/EXACT", ..R },
+    Row {
+        why: "uri.exact matches the whole path (VS HTTPMatchRequest.uri)",
+        path: "/exact",
+        want: Some(("exact", 0)),
+        ..R
+    },
+    Row {
+        why: "uri.exact ignores the query string (Envoy PathRouteEntryImpl strips ?query)",
+        path: "/exact?x=1",
+        want: Some(("exact", 0)),
+        ..R
+    },
+    Row {
+        why: "uri.exact does not match a longer path",
+        path: "/exact/",
+        ..R
+    },
+    Row {
+        why: "uri.exact is case-sensitive without ignoreUriCase",
+        path: "/EXACT",
+        ..R
+    },
     // --- uri prefix.
-    Row { why: "uri.prefix matches paths starting with it", path: "/pre/x", want: Some(("prefix", 0)), ..R },
-    Row { why: "uri.prefix matches the prefix itself", path: "/pre/", want: Some(("prefix", 0)), ..R },
-    Row { why: "uri.prefix does not match a shorter path", path: "/pre", ..R },
+    Row {
+        why: "uri.prefix matches paths starting with it",
+        path: "/pre/x",
+        want: Some(("prefix", 0)),
+        ..R
+    },
+    Row {
+        why: "uri.prefix matches the prefix itself",
+        path: "/pre/",
+        want: Some(("prefix", 0)),
+        ..R
+    },
+    Row {
+        why: "uri.prefix does not match a shorter path",
+        path: "/pre",
+        ..R
+    },
     // --- uri regex: Envoy safe_regex is a full match (RE2 FullMatch) on the path without query.
-    Row { why: "uri.regex full match", path: "/re/123", want: Some(("regex", 0)), ..R },
-    Row { why: "uri.regex must match the whole path, not a substring", path: "/re/12a", ..R },
-    Row { why: "uri.regex is matched on the path without query", path: "/re/123?q=a", want: Some(("regex", 0)), ..R },
-    Row { why: "uri.regex is anchored at the start", path: "/x/re/123", ..R },
+    Row {
+        why: "uri.regex full match",
+        path: "/re/123",
+        want: Some(("regex", 0)),
+        ..R
+    },
+    Row {
+        why: "uri.regex must match the whole path, not a substring",
+        path: "/re/12a",
+        ..R
+    },
+    Row {
+        why: "uri.regex is matched on the path without query",
+        path: "/re/123?q=a",
+        want: Some(("regex", 0)),
+        ..R
+    },
+    Row {
+        why: "uri.regex is anchored at the start",
+        path: "/x/re/123",
+        ..R
+    },
     // --- ignoreUriCase: istiod sets RouteMatch.case_sensitive = !ignoreUriCase.
-    Row { why: "ignoreUriCase exact, lower-case request", path: "/caseexact", want: Some(("ci-exact", 0)), ..R },
-    Row { why: "ignoreUriCase exact, upper-case request", path: "/CASEEXACT", want: Some(("ci-exact", 0)), ..R },
-    Row { why: "ignoreUriCase prefix", path: "/casepre/Abc", want: Some(("ci-prefix", 0)), ..R },
-    Row { why: "ignoreUriCase prefix, upper-case request", path: "/CASEPRE/x", want: Some(("ci-prefix", 0)), ..R },
+    Row {
+        why: "ignoreUriCase exact, lower-case request",
+        path: "/caseexact",
+        want: Some(("ci-exact", 0)),
+        ..R
+    },
+    Row {
+        why: "ignoreUriCase exact, upper-case request",
+        path: "/CASEEXACT",
+        want: Some(("ci-exact", 0)),
+        ..R
+    },
+    Row {
+        why: "ignoreUriCase prefix",
+        path: "/casepre/Abc",
+        want: Some(("ci-prefix", 0)),
+        ..R
+    },
+    Row {
+        why: "ignoreUriCase prefix, upper-case request",
+        path: "/CASEPRE/x",
+        want: Some(("ci-prefix", 0)),
+        ..R
+    },
     // --- method (istiod: header matcher on :method).
-    Row { why: "method exact POST", method: "POST", path: "/m/x", want: Some(("method", 0)), ..R },
-    Row { why: "method mismatch falls through to no match", path: "/m/x", ..R },
+    Row {
+        why: "method exact POST",
+        method: "POST",
+        path: "/m/x",
+        want: Some(("method", 0)),
+        ..R
+    },
+    Row {
+        why: "method mismatch falls through to no match",
+        path: "/m/x",
+        ..R
+    },
     // --- authority (header matcher on :authority: raw value, case-sensitive, port included).
-    Row { why: "authority exact incl. port", authority: "reviews.example:9080", path: "/auth/", want: Some(("authority", 0)), ..R },
-    Row { why: "authority exact is case-sensitive (Envoy StringMatcher without ignore_case)", authority: "Reviews.example:9080", path: "/auth/", ..R },
-    Row { why: "authority exact compares the port too", authority: "reviews.example", path: "/auth/", ..R },
-    Row { why: "authority prefix", path: "/ap/", want: Some(("authority-prefix", 0)), ..R },
+    Row {
+        why: "authority exact incl. port",
+        authority: "reviews.example:9080",
+        path: "/auth/",
+        want: Some(("authority", 0)),
+        ..R
+    },
+    Row {
+        why: "authority exact is case-sensitive (Envoy StringMatcher without ignore_case)",
+        authority: "Reviews.example:9080",
+        path: "/auth/",
+        ..R
+    },
+    Row {
+        why: "authority exact compares the port too",
+        authority: "reviews.example",
+        path: "/auth/",
+        ..R
+    },
+    Row {
+        why: "authority prefix",
+        path: "/ap/",
+        want: Some(("authority-prefix", 0)),
+        ..R
+    },
     // --- scheme (header matcher on :scheme).
-    Row { why: "scheme exact https", scheme: "https", path: "/scheme/", want: Some(("scheme", 0)), ..R },
-    Row { why: "scheme mismatch", path: "/scheme/", ..R },
+    Row {
+        why: "scheme exact https",
+        scheme: "https",
+        path: "/scheme/",
+        want: Some(("scheme", 0)),
+        ..R
+    },
+    Row {
+        why: "scheme mismatch",
+        path: "/scheme/",
+        ..R
+    },
     // --- headers.
-    Row { why: "header exact", path: "/h/", headers: &[("x-h", "v")], want: Some(("hdr-exact", 0)), ..R },
-    Row { why: "header exact is case-sensitive on the value", path: "/h/", headers: &[("x-h", "V")], ..R },
-    Row { why: "header match fails when the header is missing", path: "/h/", ..R },
-    Row { why: "header prefix", path: "/hp/", headers: &[("x-hp", "abc")], want: Some(("hdr-prefix", 0)), ..R },
-    Row { why: "header prefix mismatch", path: "/hp/", headers: &[("x-hp", "xab")], ..R },
-    Row { why: "header regex full match", path: "/hr/", headers: &[("x-hr", "abc")], want: Some(("hdr-regex", 0)), ..R },
-    Row { why: "header regex must match the whole value", path: "/hr/", headers: &[("x-hr", "abc1")], ..R },
-    Row { why: "header without value = presence (present_match), empty value counts", path: "/hpres/", headers: &[("x-present", "")], want: Some(("hdr-present", 0)), ..R },
-    Row { why: "presence fails when absent", path: "/hpres/", ..R },
-    Row { why: "regex \"*\" becomes present_match (istiod canBeConvertedToPresentMatch, istio#20629)", path: "/hstar/", headers: &[("x-star", "anything")], want: Some(("hdr-star", 0)), ..R },
+    Row {
+        why: "header exact",
+        path: "/h/",
+        headers: &[("x-h", "v")],
+        want: Some(("hdr-exact", 0)),
+        ..R
+    },
+    Row {
+        why: "header exact is case-sensitive on the value",
+        path: "/h/",
+        headers: &[("x-h", "V")],
+        ..R
+    },
+    Row {
+        why: "header match fails when the header is missing",
+        path: "/h/",
+        ..R
+    },
+    Row {
+        why: "header prefix",
+        path: "/hp/",
+        headers: &[("x-hp", "abc")],
+        want: Some(("hdr-prefix", 0)),
+        ..R
+    },
+    Row {
+        why: "header prefix mismatch",
+        path: "/hp/",
+        headers: &[("x-hp", "xab")],
+        ..R
+    },
+    Row {
+        why: "header regex full match",
+        path: "/hr/",
+        headers: &[("x-hr", "abc")],
+        want: Some(("hdr-regex", 0)),
+        ..R
+    },
+    Row {
+        why: "header regex must match the whole value",
+        path: "/hr/",
+        headers: &[("x-hr", "abc1")],
+        ..R
+    },
+    Row {
+        why: "header without value = presence (present_match), empty value counts",
+        path: "/hpres/",
+        headers: &[("x-present", "")],
+        want: Some(("hdr-present", 0)),
+        ..R
+    },
+    Row {
+        why: "presence fails when absent",
+        path: "/hpres/",
+        ..R
+    },
+    Row {
+        why: "regex \"*\" becomes present_match (istiod canBeConvertedToPresentMatch, istio#20629)",
+        path: "/hstar/",
+        headers: &[("x-star", "anything")],
+        want: Some(("hdr-star", 0)),
+        ..R
+    },
     // --- withoutHeaders: invert_match + treat_missing_header_as_empty (istiod TranslateRouteMatch).
-    Row { why: "withoutHeaders: absent header is treated as \"\" which is not \"bad\" -> route matches", path: "/wo/", want: Some(("without", 0)), ..R },
-    Row { why: "withoutHeaders: matching value excludes the route", path: "/wo/", headers: &[("x-wo", "bad")], ..R },
-    Row { why: "withoutHeaders: other value keeps the route", path: "/wo/", headers: &[("x-wo", "good")], want: Some(("without", 0)), ..R },
-    Row { why: "withoutHeaders presence: absent header -> route matches", path: "/wp/", want: Some(("without-present", 0)), ..R },
-    Row { why: "withoutHeaders presence: present header excludes the route", path: "/wp/", headers: &[("x-wop", "1")], ..R },
-    Row { why: "withoutHeaders regex .*: missing header is \"\" which matches .* -> excluded", path: "/wr/", ..R },
+    Row {
+        why:
+            "withoutHeaders: absent header is treated as \"\" which is not \"bad\" -> route matches",
+        path: "/wo/",
+        want: Some(("without", 0)),
+        ..R
+    },
+    Row {
+        why: "withoutHeaders: matching value excludes the route",
+        path: "/wo/",
+        headers: &[("x-wo", "bad")],
+        ..R
+    },
+    Row {
+        why: "withoutHeaders: other value keeps the route",
+        path: "/wo/",
+        headers: &[("x-wo", "good")],
+        want: Some(("without", 0)),
+        ..R
+    },
+    Row {
+        why: "withoutHeaders presence: absent header -> route matches",
+        path: "/wp/",
+        want: Some(("without-present", 0)),
+        ..R
+    },
+    Row {
+        why: "withoutHeaders presence: present header excludes the route",
+        path: "/wp/",
+        headers: &[("x-wop", "1")],
+        ..R
+    },
+    Row {
+        why: "withoutHeaders regex .*: missing header is \"\" which matches .* -> excluded",
+        path: "/wr/",
+        ..R
+    },
     // --- queryParams: Envoy parses and percent-decodes the query, first value wins.
-    Row { why: "queryParams exact", path: "/q/?q=1", want: Some(("query-exact", 0)), ..R },
-    Row { why: "queryParams exact mismatch", path: "/q/?q=2", ..R },
-    Row { why: "queryParams: the first value of a repeated parameter is matched", path: "/q/?q=1&q=2", want: Some(("query-exact", 0)), ..R },
-    Row { why: "queryParams: a later value does not count", path: "/q/?q=2&q=1", ..R },
-    Row { why: "queryParams: names and values are percent-decoded", path: "/q/?%71=%31", want: Some(("query-exact", 0)), ..R },
-    Row { why: "queryParams: missing parameter fails", path: "/q/", ..R },
-    Row { why: "queryParams regex full match", path: "/qr/?id=42", want: Some(("query-regex", 0)), ..R },
-    Row { why: "queryParams regex must match the whole value", path: "/qr/?id=4a", ..R },
-    Row { why: "queryParams presence, no '='", path: "/qp/?debug", want: Some(("query-present", 0)), ..R },
-    Row { why: "queryParams presence, empty value", path: "/qp/?a=1&debug=", want: Some(("query-present", 0)), ..R },
-    Row { why: "queryParams presence needs the exact name", path: "/qp/?debugx=1", ..R },
+    Row {
+        why: "queryParams exact",
+        path: "/q/?q=1",
+        want: Some(("query-exact", 0)),
+        ..R
+    },
+    Row {
+        why: "queryParams exact mismatch",
+        path: "/q/?q=2",
+        ..R
+    },
+    Row {
+        why: "queryParams: the first value of a repeated parameter is matched",
+        path: "/q/?q=1&q=2",
+        want: Some(("query-exact", 0)),
+        ..R
+    },
+    Row {
+        why: "queryParams: a later value does not count",
+        path: "/q/?q=2&q=1",
+        ..R
+    },
+    Row {
+        why: "queryParams: names and values are percent-decoded",
+        path: "/q/?%71=%31",
+        want: Some(("query-exact", 0)),
+        ..R
+    },
+    Row {
+        why: "queryParams: missing parameter fails",
+        path: "/q/",
+        ..R
+    },
+    Row {
+        why: "queryParams regex full match",
+        path: "/qr/?id=42",
+        want: Some(("query-regex", 0)),
+        ..R
+    },
+    Row {
+        why: "queryParams regex must match the whole value",
+        path: "/qr/?id=4a",
+        ..R
+    },
+    Row {
+        why: "queryParams presence, no '='",
+        path: "/qp/?debug",
+        want: Some(("query-present", 0)),
+        ..R
+    },
+    Row {
+        why: "queryParams presence, empty value",
+        path: "/qp/?a=1&debug=",
+        want: Some(("query-present", 0)),
+        ..R
+    },
+    Row {
+        why: "queryParams presence needs the exact name",
+        path: "/qp/?debugx=1",
+        ..R
+    },
     // --- port (istiod drops matches whose port differs from the listener port).
-    Row { why: "match.port equal to destination port", path: "/port/", port: 8080, want: Some(("port", 0)), ..R },
-    Row { why: "match.port different from destination port", path: "/port/", ..R },
+    Row {
+        why: "match.port equal to destination port",
+        path: "/port/",
+        port: 8080,
+        want: Some(("port", 0)),
+        ..R
+    },
+    Row {
+        why: "match.port different from destination port",
+        path: "/port/",
+        ..R
+    },
     // --- OR between match[] entries, AND inside one.
-    Row { why: "match[] entries OR: first entry", path: "/or1", want: Some(("or", 0)), ..R },
-    Row { why: "match[] entries OR: second entry reports match index 1", path: "/or2", want: Some(("or", 1)), ..R },
-    Row { why: "fields inside one match AND: both hold", path: "/and/", headers: &[("x-a", "1")], want: Some(("and", 0)), ..R },
-    Row { why: "fields inside one match AND: one fails", path: "/and/", ..R },
+    Row {
+        why: "match[] entries OR: first entry",
+        path: "/or1",
+        want: Some(("or", 0)),
+        ..R
+    },
+    Row {
+        why: "match[] entries OR: second entry reports match index 1",
+        path: "/or2",
+        want: Some(("or", 1)),
+        ..R
+    },
+    Row {
+        why: "fields inside one match AND: both hold",
+        path: "/and/",
+        headers: &[("x-a", "1")],
+        want: Some(("and", 0)),
+        ..R
+    },
+    Row {
+        why: "fields inside one match AND: one fails",
+        path: "/and/",
+        ..R
+    },
     // --- pseudo-header names are looked up like any header in Envoy's header map.
-    Row { why: "header named :authority matches the request authority", authority: "pseudo.example", path: "/pseudo/", want: Some(("pseudo", 0)), ..R },
+    Row {
+        why: "header named :authority matches the request authority",
+        authority: "pseudo.example",
+        path: "/pseudo/",
+        want: Some(("pseudo", 0)),
+        ..R
+    },
     // --- repeated headers are joined with \",\" (Envoy HeaderUtility::getAllOfHeaderAsString).
-    Row { why: "repeated header values joined with ','", path: "/multi/", headers: &[("x-m", "a"), ("x-m", "b")], want: Some(("multi", 0)), ..R },
-    Row { why: "single value does not equal the joined form", path: "/multi/", headers: &[("x-m", "a")], ..R },
+    Row {
+        why: "repeated header values joined with ','",
+        path: "/multi/",
+        headers: &[("x-m", "a"), ("x-m", "b")],
+        want: Some(("multi", 0)),
+        ..R
+    },
+    Row {
+        why: "single value does not equal the joined form",
+        path: "/multi/",
+        headers: &[("x-m", "a")],
+        ..R
+    },
     // --- a match without uri is Envoy prefix \"/\".
-    Row { why: "match without uri matches any path (istiod emits prefix \"/\")", method: "DELETE", path: "/anything/at/all", want: Some(("catchall-delete", 0)), ..R },
-    Row { why: "nothing matches -> 404 (VirtualService)", path: "/nothing", ..R },
+    Row {
+        why: "match without uri matches any path (istiod emits prefix \"/\")",
+        method: "DELETE",
+        path: "/anything/at/all",
+        want: Some(("catchall-delete", 0)),
+        ..R
+    },
+    Row {
+        why: "nothing matches -> 404 (VirtualService)",
+        path: "/nothing",
+        ..R
+    },
 ];
 
 #[test]
@@ -161,7 +530,10 @@ fn match_table_rows() {
         req.destination.port = row.port;
         let d = cp.decide(&req);
         let got = d.route.map(|r| {
-            (r.origin.map(|o| o.element_name.as_str()).unwrap_or(""), r.match_index.unwrap_or(0))
+            (
+                r.origin.map(|o| o.element_name.as_str()).unwrap_or(""),
+                r.match_index.unwrap_or(0),
+            )
         });
         let want = row.want;
         let ok = match (got, want) {
@@ -170,7 +542,10 @@ fn match_table_rows() {
             _ => false,
         };
         if !ok {
-            failures.push(format!("{} [{}]: got {got:?} / {:?}, want {want:?}", row.why, row.path, d.action));
+            failures.push(format!(
+                "{} [{}]: got {got:?} / {:?}, want {want:?}",
+                row.why, row.path, d.action
+            ));
         }
     }
     assert!(failures.is_empty(), "{VS}\n{}", failures.join("\n"));
@@ -179,7 +554,9 @@ fn match_table_rows() {
 
 fn names(cp: &CompiledPolicy, path: &str) -> Option<String> {
     let d = cp.decide(&rv(path, &[]));
-    d.route.and_then(|r| r.origin).map(|o| o.element_name.clone())
+    d.route
+        .and_then(|r| r.origin)
+        .map(|o| o.element_name.clone())
 }
 
 // Envoy walks routes in order and takes the first match; istiod keeps VirtualService http[]
@@ -227,14 +604,28 @@ fn first_match_case_insensitive_bucket_keeps_order() {
 fn unanchored_regexes_through_regex_set_keep_order() {
     // More than the per-entry threshold of regexes without a literal prefix: RegexSet path.
     let mut routes: Vec<wire::HttpRoute> = (0..20)
-        .map(|i| route(&format!("ext{i}"), vec![m_uri(regex(&format!(".*\\.ext{i}")))], "c"))
+        .map(|i| {
+            route(
+                &format!("ext{i}"),
+                vec![m_uri(regex(&format!(".*\\.ext{i}")))],
+                "c",
+            )
+        })
         .collect();
     routes.insert(5, route("EXACT", vec![m_uri(exact("/img/a.ext9"))], "e"));
     routes.push(route("LAST", vec![m_uri(prefix("/"))], "l"));
     let cp = vs_policy(routes);
     assert_eq!(names(&cp, "/img/a.ext3").as_deref(), Some("ext3"));
-    assert_eq!(names(&cp, "/img/a.ext9").as_deref(), Some("EXACT"), "exact at index 5 precedes regex ext9");
-    assert_eq!(names(&cp, "/img/a.ext19").as_deref(), Some("ext19"), ".*\\.ext1 must not match ext19 (full match)");
+    assert_eq!(
+        names(&cp, "/img/a.ext9").as_deref(),
+        Some("EXACT"),
+        "exact at index 5 precedes regex ext9"
+    );
+    assert_eq!(
+        names(&cp, "/img/a.ext19").as_deref(),
+        Some("ext19"),
+        ".*\\.ext1 must not match ext19 (full match)"
+    );
     assert_eq!(names(&cp, "/img/a.png").as_deref(), Some("LAST"));
 }
 
@@ -259,8 +650,20 @@ fn gateway_path_prefix_is_segment_based() {
         route("slash", vec![m_uri(prefix("/bar/"))], "b"),
         route("root", vec![m_uri(prefix("/"))], "r"),
     ];
-    let cp = CompiledPolicy::compile(&policy(vec![service(HOST, wire::RouteSource::HttpRoute, routes.clone())])).unwrap();
-    let rows: &[(&str, &str)] = &[("/foo", "sep"), ("/foo/bar", "sep"), ("/foobar", "root"), ("/bar", "slash"), ("/bar/x", "slash"), ("/barx", "root")];
+    let cp = CompiledPolicy::compile(&policy(vec![service(
+        HOST,
+        wire::RouteSource::HttpRoute,
+        routes.clone(),
+    )]))
+    .unwrap();
+    let rows: &[(&str, &str)] = &[
+        ("/foo", "sep"),
+        ("/foo/bar", "sep"),
+        ("/foobar", "root"),
+        ("/bar", "slash"),
+        ("/bar/x", "slash"),
+        ("/barx", "root"),
+    ];
     for (path, want) in rows {
         assert_eq!(names(&cp, path).as_deref(), Some(*want), "gateway {path}");
     }
@@ -280,7 +683,10 @@ fn no_match_in_http_route_is_404() {
     )]))
     .unwrap();
     let d = cp.decide(&rv("/y", &[]));
-    assert_eq!((d.action, d.status, d.reason), (Action::NoRoute, Some(404), "route_not_found"));
+    assert_eq!(
+        (d.action, d.status, d.reason),
+        (Action::NoRoute, Some(404), "route_not_found")
+    );
 }
 
 #[test]
@@ -292,17 +698,21 @@ fn many_routes_index_agrees_with_linear_scan() {
             0 => m_uri(exact(&format!("/svc{}/item", i % 50))),
             1 => m_uri(prefix(&format!("/svc{}/", i % 40))),
             2 => m_uri(regex(&format!("/svc{}/[0-9]+", i % 30))),
-            _ => with(&format!("/svc{}", i % 20), |m| m.headers = vec![hdr("x-v", exact(&format!("{}", i % 3)))]),
+            _ => with(&format!("/svc{}", i % 20), |m| {
+                m.headers = vec![hdr("x-v", exact(&format!("{}", i % 3)))]
+            }),
         };
         routes.push(route(&format!("r{i}"), vec![m], "c"));
     }
     let cp = vs_policy(routes.clone());
     let compiled: Vec<Option<regex::Regex>> = routes
         .iter()
-        .map(|r| match r.matches[0].uri.as_ref().and_then(|u| u.kind.as_ref()) {
-            Some(Kind::Regex(x)) => Some(regex::Regex::new(&format!("^(?:{x})$")).unwrap()),
-            _ => None,
-        })
+        .map(
+            |r| match r.matches[0].uri.as_ref().and_then(|u| u.kind.as_ref()) {
+                Some(Kind::Regex(x)) => Some(regex::Regex::new(&format!("^(?:{x})$")).unwrap()),
+                _ => None,
+            },
+        )
         .collect();
     let linear = |path: &str, hv: &str| -> Option<String> {
         let hs = [("x-v", hv)];
@@ -315,10 +725,13 @@ fn many_routes_index_agrees_with_linear_scan() {
                 Some(Kind::Regex(_)) => re.as_ref().is_some_and(|re| re.is_match(path)),
                 None => true,
             };
-            let hm = m.headers.iter().all(|h| match h.value.as_ref().and_then(|v| v.kind.as_ref()) {
-                Some(Kind::Exact(e)) => req.header_values("x-v").next() == Some(e.as_str()),
-                _ => true,
-            });
+            let hm =
+                m.headers
+                    .iter()
+                    .all(|h| match h.value.as_ref().and_then(|v| v.kind.as_ref()) {
+                        Some(Kind::Exact(e)) => req.header_values("x-v").next() == Some(e.as_str()),
+                        _ => true,
+                    });
             if pm && hm {
                 return r.origin.as_ref().map(|o| o.element_name.clone());
             }
@@ -326,10 +739,19 @@ fn many_routes_index_agrees_with_linear_scan() {
         None
     };
     for i in 0..200 {
-        for path in [format!("/svc{}/item", i % 60), format!("/svc{}/{}", i % 45, i), format!("/svc{}", i % 25), format!("/svc{}/x", i % 33)] {
+        for path in [
+            format!("/svc{}/item", i % 60),
+            format!("/svc{}/{}", i % 45, i),
+            format!("/svc{}", i % 25),
+            format!("/svc{}/x", i % 33),
+        ] {
             for hv in ["0", "1", "2"] {
                 let hs = [("x-v", hv)];
-                let got = cp.decide(&rv(&path, &hs)).route.and_then(|r| r.origin).map(|o| o.element_name.clone());
+                let got = cp
+                    .decide(&rv(&path, &hs))
+                    .route
+                    .and_then(|r| r.origin)
+                    .map(|o| o.element_name.clone());
                 assert_eq!(got, linear(&path, hv), "{path} x-v={hv}");
             }
         }

@@ -2,7 +2,12 @@
 //!
 //! Policies are built with the small constructors below over the wire types; each table row
 //! cites the Istio / Envoy behaviour it encodes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::type_complexity
+)]
 
 mod compile;
 mod decisions;
@@ -18,23 +23,38 @@ use crate::CompiledPolicy;
 pub(crate) const HOST: &str = "reviews.default.svc.cluster.local";
 
 pub(crate) fn exact(s: &str) -> Option<wire::StringMatch> {
-    Some(wire::StringMatch { kind: Some(Kind::Exact(s.into())) })
+    Some(wire::StringMatch {
+        kind: Some(Kind::Exact(s.into())),
+    })
 }
 pub(crate) fn prefix(s: &str) -> Option<wire::StringMatch> {
-    Some(wire::StringMatch { kind: Some(Kind::Prefix(s.into())) })
+    Some(wire::StringMatch {
+        kind: Some(Kind::Prefix(s.into())),
+    })
 }
 pub(crate) fn regex(s: &str) -> Option<wire::StringMatch> {
-    Some(wire::StringMatch { kind: Some(Kind::Regex(s.into())) })
+    Some(wire::StringMatch {
+        kind: Some(Kind::Regex(s.into())),
+    })
 }
 
 pub(crate) fn m_uri(uri: Option<wire::StringMatch>) -> wire::RouteMatch {
-    wire::RouteMatch { uri, ..Default::default() }
+    wire::RouteMatch {
+        uri,
+        ..Default::default()
+    }
 }
 pub(crate) fn hdr(name: &str, value: Option<wire::StringMatch>) -> wire::HeaderMatch {
-    wire::HeaderMatch { name: name.into(), value }
+    wire::HeaderMatch {
+        name: name.into(),
+        value,
+    }
 }
 pub(crate) fn qp(name: &str, value: Option<wire::StringMatch>) -> wire::QueryParamMatch {
-    wire::QueryParamMatch { name: name.into(), value }
+    wire::QueryParamMatch {
+        name: name.into(),
+        value,
+    }
 }
 
 pub(crate) fn dest(cluster: &str, weight: u32) -> wire::Destination {
@@ -48,7 +68,9 @@ pub(crate) fn dest(cluster: &str, weight: u32) -> wire::Destination {
     }
 }
 pub(crate) fn fwd(dests: Vec<wire::Destination>) -> Option<WA> {
-    Some(WA::Forward(wire::Forward { destinations: dests }))
+    Some(WA::Forward(wire::Forward {
+        destinations: dests,
+    }))
 }
 pub(crate) fn to(cluster: &str) -> Option<WA> {
     fwd(vec![dest(cluster, 100)])
@@ -70,7 +92,11 @@ pub(crate) fn route(name: &str, matches: Vec<wire::RouteMatch>, cluster: &str) -
     }
 }
 
-pub(crate) fn service(host: &str, source: wire::RouteSource, routes: Vec<wire::HttpRoute>) -> wire::Service {
+pub(crate) fn service(
+    host: &str,
+    source: wire::RouteSource,
+    routes: Vec<wire::HttpRoute>,
+) -> wire::Service {
     let mut parts = host.split('.');
     let name = parts.next().unwrap_or("").to_string();
     let ns = parts.next().unwrap_or("").to_string();
@@ -136,8 +162,12 @@ pub(crate) fn mesh_retry() -> wire::RetryPolicy {
 }
 
 pub(crate) fn vs_policy(routes: Vec<wire::HttpRoute>) -> CompiledPolicy {
-    CompiledPolicy::compile(&policy(vec![service(HOST, wire::RouteSource::VirtualService, routes)]))
-        .expect("policy compiles")
+    CompiledPolicy::compile(&policy(vec![service(
+        HOST,
+        wire::RouteSource::VirtualService,
+        routes,
+    )]))
+    .expect("policy compiles")
 }
 
 /// A GET to `HOST:9080` with `path` and `headers`.

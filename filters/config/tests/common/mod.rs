@@ -58,7 +58,16 @@ pub fn svc<'a>(c: &'a Compiled, host: &str) -> &'a pb::Service {
         .services
         .iter()
         .find(|s| s.hostname == host)
-        .unwrap_or_else(|| panic!("no service {host}; have {:?}", c.policy.services.iter().map(|s| &s.hostname).collect::<Vec<_>>()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no service {host}; have {:?}",
+                c.policy
+                    .services
+                    .iter()
+                    .map(|s| &s.hostname)
+                    .collect::<Vec<_>>()
+            )
+        })
 }
 
 pub fn has_svc(c: &Compiled, host: &str) -> bool {
@@ -70,7 +79,11 @@ pub fn reviews(c: &Compiled) -> &pb::Service {
 }
 
 pub fn notices(c: &Compiled) -> String {
-    c.notices.iter().map(|n| n.to_string()).collect::<Vec<_>>().join("\n")
+    c.notices
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn forward(r: &pb::HttpRoute) -> &pb::Forward {
@@ -81,11 +94,17 @@ pub fn forward(r: &pb::HttpRoute) -> &pb::Forward {
 }
 
 pub fn exact(s: &str) -> Option<pb::StringMatch> {
-    Some(pb::StringMatch { kind: Some(pb::string_match::Kind::Exact(s.into())) })
+    Some(pb::StringMatch {
+        kind: Some(pb::string_match::Kind::Exact(s.into())),
+    })
 }
 pub fn prefix(s: &str) -> Option<pb::StringMatch> {
-    Some(pb::StringMatch { kind: Some(pb::string_match::Kind::Prefix(s.into())) })
+    Some(pb::StringMatch {
+        kind: Some(pb::string_match::Kind::Prefix(s.into())),
+    })
 }
 pub fn regex(s: &str) -> Option<pb::StringMatch> {
-    Some(pb::StringMatch { kind: Some(pb::string_match::Kind::Regex(s.into())) })
+    Some(pb::StringMatch {
+        kind: Some(pb::string_match::Kind::Regex(s.into())),
+    })
 }

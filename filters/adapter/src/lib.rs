@@ -1,0 +1,460 @@
+//! What both Envoy filters (proxy-wasm and dynamic module) share: decoding the policy from the
+//! filter configuration, building the request view, and applying the engine's decision through
+//! a small [`StreamHost`] trait. The adapters only implement that trait with their host calls,
+//! so the semantics cannot drift between builds, and unit tests run against a fake host.
+//!
+//! No policy logic lives here: every branch on Istio semantics is in `layover-core`. This crate
+//! only translates a [`Decision`] into Envoy's vocabulary (local replies, router headers,
+//! header mutations).
+
+#![forbid(unsafe_code)]
+
+use std::net::IpAddr;
+
+use layover_core::{
+    wire, Action, CompiledPolicy, Decision, DestinationView, HeaderOp, RequestView, Sampled,
+    SourceView,
+};
+
+/// The request header that carries layover's cluster choice to the `cluster_header` route.
+pub const CLUSTER_HEADER: &str = "x-layover-cluster";
+
+/// Body of a fault-injected abort, as Envoy's fault filter sends it.
+pub const FAULT_ABORT_BODY: &[u8] = b"fault filter abort";
+
+/// The HTTP-level effect of applying a request's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let the request continue to the router.
+    Continue,
+    /// A local reply was sent; stop the request.
+    Replied,
+    /// Hold the request for this many milliseconds, then call [`StreamFilter::on_delay_elapsed`].
+    Delay(u64),
+}
+
+/// A reply the proxy sends itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// Host calls a filter needs for one HTTP stream. Implemented by each adapter over its ABI
+/// (and by a fake in tests). Errors from the host are the implementor's to log: a failed
+/// mutation must never panic.
+pub trait StreamHost {
+    /// Every request header, pseudo-headers (`:method`, `:path`, `:authority`, `:scheme`)
+    /// included, names lower-case, in order.
+    fn request_headers(&self) -> Vec<(String, String)>;
+    /// Replace a request header (all values), creating it if absent.
+    fn set_request_header(&mut self, name: &str, value: &str);
+    /// Append a value to a request header.
+    fn add_request_header(&mut self, name: &str, value: &str);
+    /// Remove a request header.
+    fn remove_request_header(&mut self, name: &str);
+    /// Replace a response header.
+    fn set_response_header(&mut self, name: &str, value: &str);
+    /// Append a value to a response header.
+    fn add_response_header(&mut self, name: &str, value: &str);
+    /// Remove a response header.
+    fn remove_response_header(&mut self, name: &str);
+    /// Send a local reply and end the stream's request processing.
+    fn send_local_reply(&mut self, reply: &LocalReply);
+    /// Fire-and-forget copy of the request to `cluster` (mirroring); failures are ignored.
+    fn mirror(&mut self, cluster: &str, headers: &[(String, String)]);
+    /// Log a warning.
+    fn warn(&self, message: &str);
+}
+
+/// What the adapter knows about the connection (not in the headers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connection {
+    /// Peer SPIFFE id without `spiffe://`.
+    pub principal: Option<String>,
+    /// Direct peer address.
+    pub source_ip: Option<IpAddr>,
+    /// Original client address, when a trusted hop told us.
+    pub remote_ip: Option<IpAddr>,
+    /// The service the client dialled (from the HBONE CONNECT authority), if known.
+    pub destination_service: Option<String>,
+    /// Destination address (service VIP).
+    pub destination_ip: Option<IpAddr>,
+    /// Destination port.
+    pub destination_port: u16,
+    /// TLS SNI.
+    pub sni: Option<String>,
+}
+
+/// Decodes and compiles the policy from a filter configuration: proto3 JSON when it starts
+/// with `{`, binary protobuf otherwise. Errors say what to do.
+pub fn load_policy(config: &[u8]) -> Result<CompiledPolicy, String> {
+    let first = config.iter().find(|b| !b.is_ascii_whitespace());
+    let policy: wire::Policy = match first {
+        None => return Err("empty filter configuration: expected a layover policy (the output of `layover compile`)".into()),
+        Some(b'{') => serde_json::from_slice(config)
+            .map_err(|e| format!("filter configuration is not a valid layover policy (JSON): {e}"))?,
+        Some(_) => prost::Message::decode(config).map_err(|e| {
+            format!("filter configuration is not a valid layover policy (protobuf): {e}")
+        })?,
+    };
+    CompiledPolicy::compile(&policy).map_err(|e| format!("invalid layover policy: {e}"))
+}
+
+/// True for request headers a client must never be able to set: every header layover or the
+/// router reads as an internal signal (cluster choice, retries, timeouts, fault controls).
+/// Envoy strips some `x-envoy-*` headers from external clients but keeps them for "internal"
+/// (private-address) peers, which every mesh peer is, and never strips the fault filter's.
+pub fn is_internal_signal(name: &str) -> bool {
+    name.starts_with("x-envoy-") || name.starts_with("x-layover-")
+}
+
+/// Per-stream state of the filter.
+#[derive(Debug, Default)]
+pub struct StreamFilter {
+    /// Response header operations to apply when the upstream answers.
+    response_ops: Vec<HeaderOp>,
+    /// CORS headers for the response of an actual cross-origin request.
+    cors_headers: Vec<(String, String)>,
+    /// What to do when a fault delay elapses: reply (abort) or continue.
+    after_delay: Option<LocalReply>,
+    /// Set once a local reply was sent, so nothing else touches the stream.
+    replied: bool,
+}
+
+impl StreamFilter {
+    /// Decides and applies the decision for a request's headers.
+    pub fn on_request_headers<H: StreamHost>(
+        &mut self,
+        policy: &CompiledPolicy,
+        conn: &Connection,
+        entropy: u64,
+        host: &mut H,
+    ) -> Verdict {
+        let headers = host.request_headers();
+        let pseudo = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("")
+        };
+        let method = pseudo(":method");
+        let path = pseudo(":path");
+        let authority = pseudo(":authority");
+        let scheme = pseudo(":scheme");
+        // Client-sent internal signals are invisible to matching as well as to Envoy.
+        let visible: Vec<(&str, &str)> = headers
+            .iter()
+            .filter(|(n, _)| !n.starts_with(':') && !is_internal_signal(n))
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let namespace = conn.principal.as_deref().and_then(namespace_of_principal);
+        let service = conn
+            .destination_service
+            .as_deref()
+            .or_else(|| policy.service_for_authority(authority));
+        let view = RequestView {
+            method,
+            scheme: if scheme.is_empty() { "http" } else { scheme },
+            authority,
+            path,
+            headers: &visible,
+            source: SourceView {
+                principal: conn.principal.as_deref(),
+                namespace,
+                ip: conn.source_ip,
+                remote_ip: conn.remote_ip,
+            },
+            destination: DestinationView {
+                service,
+                ip: conn.destination_ip,
+                port: conn.destination_port,
+            },
+            sni: conn.sni.as_deref(),
+        };
+        let decision = policy.decide(&view);
+        let sampled = decision.sample(entropy);
+
+        // Whatever happens next, no client-sent internal signal survives.
+        for (name, _) in headers.iter().filter(|(n, _)| is_internal_signal(n)) {
+            host.remove_request_header(name);
+        }
+
+        let reply = local_reply(&decision, &sampled);
+        if let Some(delay) = sampled.delay_ms {
+            // The fault filter delays first; what follows the delay is decided now.
+            match reply {
+                Some(r) => self.after_delay = Some(r),
+                None => self.prepare_forward(&decision, &sampled, &headers, host),
+            }
+            return Verdict::Delay(delay);
+        }
+        match reply {
+            Some(r) => {
+                self.replied = true;
+                host.send_local_reply(&r);
+                Verdict::Replied
+            }
+            None => {
+                self.prepare_forward(&decision, &sampled, &headers, host);
+                Verdict::Continue
+            }
+        }
+    }
+
+    /// Called when a fault delay elapsed: sends the pending abort reply (returns
+    /// [`Verdict::Replied`]) or lets the request continue.
+    pub fn on_delay_elapsed<H: StreamHost>(&mut self, host: &mut H) -> Verdict {
+        match self.after_delay.take() {
+            Some(reply) => {
+                self.replied = true;
+                host.send_local_reply(&reply);
+                Verdict::Replied
+            }
+            None => Verdict::Continue,
+        }
+    }
+
+    /// Takes the reply to send when the current fault delay ends (an abort that fired with the
+    /// delay), for hosts that resume delayed streams from outside the stream's own context.
+    /// `None`: the request continues when the delay ends.
+    pub fn take_pending_reply(&mut self) -> Option<LocalReply> {
+        let reply = self.after_delay.take();
+        if reply.is_some() {
+            self.replied = true;
+        }
+        reply
+    }
+
+    /// Applies the response header operations decided for this stream (and CORS headers).
+    pub fn on_response_headers<H: StreamHost>(&mut self, host: &mut H) {
+        if self.replied {
+            // Local replies already carry their headers.
+            return;
+        }
+        apply_ops(&self.response_ops, |op| match op {
+            HeaderOp::Set { name, value } => host.set_response_header(name, value),
+            HeaderOp::Append { name, value } => host.add_response_header(name, value),
+            HeaderOp::Remove { name } => host.remove_response_header(name),
+        });
+        for (name, value) in &self.cors_headers {
+            host.set_response_header(name, value);
+        }
+    }
+
+    /// Writes the cluster choice, router controls, header operations and rewrites.
+    fn prepare_forward<H: StreamHost>(
+        &mut self,
+        decision: &Decision<'_>,
+        sampled: &Sampled,
+        original: &[(String, String)],
+        host: &mut H,
+    ) {
+        let Some(dest) = sampled
+            .destination
+            .and_then(|i| decision.destinations.get(i))
+        else {
+            return;
+        };
+        host.set_request_header(CLUSTER_HEADER, &dest.cluster);
+
+        // Router controls. Retries: always explicit, so a route-level default cannot leak in.
+        match decision.retry {
+            Some(r) if r.policy.attempts > 0 => {
+                let p = r.policy;
+                host.set_request_header("x-envoy-max-retries", &p.attempts.to_string());
+                if !p.retry_on.is_empty() {
+                    host.set_request_header("x-envoy-retry-on", &p.retry_on.join(","));
+                }
+                if !p.retriable_status_codes.is_empty() {
+                    let codes: Vec<String> = p
+                        .retriable_status_codes
+                        .iter()
+                        .map(u32::to_string)
+                        .collect();
+                    host.set_request_header("x-envoy-retriable-status-codes", &codes.join(","));
+                }
+                if p.per_try_timeout_ms > 0 {
+                    host.set_request_header(
+                        "x-envoy-upstream-rq-per-try-timeout-ms",
+                        &p.per_try_timeout_ms.to_string(),
+                    );
+                }
+            }
+            _ => host.set_request_header("x-envoy-max-retries", "0"),
+        }
+        if decision.timeout_ms > 0 {
+            host.set_request_header(
+                "x-envoy-upstream-rq-timeout-ms",
+                &decision.timeout_ms.to_string(),
+            );
+        }
+
+        apply_ops(&dest.request_header_ops, |op| match op {
+            HeaderOp::Set { name, value } => host.set_request_header(name, value),
+            HeaderOp::Append { name, value } => host.add_request_header(name, value),
+            HeaderOp::Remove { name } => host.remove_request_header(name),
+        });
+        let original_path = original
+            .iter()
+            .find(|(n, _)| n == ":path")
+            .map(|(_, v)| v.as_str());
+        if original_path != Some(decision.path.as_ref()) {
+            host.set_request_header(":path", &decision.path);
+        }
+        let original_authority = original
+            .iter()
+            .find(|(n, _)| n == ":authority")
+            .map(|(_, v)| v.as_str());
+        if original_authority != Some(decision.authority.as_ref()) {
+            host.set_request_header(":authority", &decision.authority);
+        }
+
+        self.response_ops = dest.response_header_ops.clone();
+        if let Some(cors) = &decision.cors {
+            self.cors_headers = cors
+                .response_headers()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        }
+
+        if sampled.mirrors != 0 {
+            let mirrored = mirror_headers(original, &decision.path, &decision.authority);
+            for (i, m) in decision.mirrors.iter().enumerate() {
+                if sampled.mirror_fires(i) {
+                    host.mirror(&m.cluster, &mirrored);
+                }
+            }
+        }
+    }
+}
+
+fn apply_ops(ops: &[HeaderOp], mut apply: impl FnMut(&HeaderOp)) {
+    for op in ops {
+        apply(op);
+    }
+}
+
+/// The local reply for a decision the proxy answers itself, or `None` to forward.
+fn local_reply(decision: &Decision<'_>, sampled: &Sampled) -> Option<LocalReply> {
+    if let Some(abort) = sampled.abort {
+        let mut headers = Vec::new();
+        if let Some(grpc) = abort.grpc_status {
+            headers.push(("content-type".to_string(), "application/grpc".to_string()));
+            headers.push(("grpc-status".to_string(), grpc.to_string()));
+        }
+        return Some(LocalReply {
+            status: abort.status(),
+            headers,
+            body: if abort.grpc_status.is_some() {
+                Vec::new()
+            } else {
+                FAULT_ABORT_BODY.to_vec()
+            },
+        });
+    }
+    let status = sampled.status?;
+    let mut headers: Vec<(String, String)> = Vec::new();
+    match decision.action {
+        Action::Redirect => {
+            if let Some(location) = &decision.location {
+                headers.push(("location".into(), location.clone()));
+            }
+        }
+        Action::DirectResponse => {
+            if let Some(cors) = &decision.cors {
+                headers.extend(
+                    cors.response_headers()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string())),
+                );
+            }
+        }
+        _ => {}
+    }
+    if matches!(decision.action, Action::Redirect | Action::DirectResponse) {
+        // Route response header operations apply to the router's own replies too.
+        for op in decision.response_header_ops {
+            match op {
+                HeaderOp::Set { name, value } => {
+                    headers.retain(|(n, _)| n != name);
+                    headers.push((name.clone(), value.clone()));
+                }
+                HeaderOp::Append { name, value } => headers.push((name.clone(), value.clone())),
+                HeaderOp::Remove { name } => headers.retain(|(n, _)| n != name),
+            }
+        }
+    }
+    Some(LocalReply {
+        status,
+        headers,
+        body: decision.body.map(<[u8]>::to_vec).unwrap_or_default(),
+    })
+}
+
+/// Headers of a mirrored request: Envoy's shadow copies carry `<authority>-shadow`.
+fn mirror_headers(
+    original: &[(String, String)],
+    path: &str,
+    authority: &str,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = original
+        .iter()
+        .filter(|(n, _)| n != ":path" && n != ":authority" && !is_internal_signal(n))
+        .cloned()
+        .collect();
+    out.push((":path".into(), path.to_string()));
+    out.push((":authority".into(), format!("{authority}-shadow")));
+    out
+}
+
+/// `td/ns/<ns>/sa/<sa>` → `<ns>`.
+pub fn namespace_of_principal(principal: &str) -> Option<&str> {
+    let mut parts = principal.split('/');
+    while let Some(part) = parts.next() {
+        if part == "ns" {
+            return parts.next();
+        }
+    }
+    None
+}
+
+/// Strips `spiffe://` from a URI SAN.
+pub fn principal_from_uri_san(san: &str) -> Option<&str> {
+    san.strip_prefix("spiffe://").filter(|p| !p.is_empty())
+}
+
+/// Parses an Envoy address property (`10.0.0.1:8080`, `[::1]:80`) into IP and port.
+pub fn parse_socket_address(text: &str) -> Option<(IpAddr, u16)> {
+    text.parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|s| (s.ip(), s.port()))
+}
+
+/// A small PRNG for per-request entropy (splitmix64), seeded once per worker.
+#[derive(Debug, Clone)]
+pub struct Entropy(u64);
+
+impl Entropy {
+    /// Seeds the generator.
+    pub fn new(seed: u64) -> Self {
+        Entropy(seed)
+    }
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,456 @@
+//! Adapter behaviour against a fake host: what each decision turns into in Envoy's vocabulary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+
+/// Records every host call; request headers start from the given list.
+#[derive(Default)]
+struct FakeHost {
+    request: Vec<(String, String)>,
+    response: Vec<(String, String)>,
+    replies: Vec<LocalReply>,
+    mirrors: Vec<(String, Vec<(String, String)>)>,
+}
+
+impl FakeHost {
+    fn new(headers: &[(&str, &str)]) -> Self {
+        FakeHost {
+            request: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+    fn req(&self, name: &str) -> Vec<&str> {
+        self.request
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    fn resp(&self, name: &str) -> Vec<&str> {
+        self.response
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+impl StreamHost for FakeHost {
+    fn request_headers(&self) -> Vec<(String, String)> {
+        self.request.clone()
+    }
+    fn set_request_header(&mut self, name: &str, value: &str) {
+        self.request.retain(|(n, _)| n != name);
+        self.request.push((name.into(), value.into()));
+    }
+    fn add_request_header(&mut self, name: &str, value: &str) {
+        self.request.push((name.into(), value.into()));
+    }
+    fn remove_request_header(&mut self, name: &str) {
+        self.request.retain(|(n, _)| n != name);
+    }
+    fn set_response_header(&mut self, name: &str, value: &str) {
+        self.response.retain(|(n, _)| n != name);
+        self.response.push((name.into(), value.into()));
+    }
+    fn add_response_header(&mut self, name: &str, value: &str) {
+        self.response.push((name.into(), value.into()));
+    }
+    fn remove_response_header(&mut self, name: &str) {
+        self.response.retain(|(n, _)| n != name);
+    }
+    fn send_local_reply(&mut self, reply: &LocalReply) {
+        self.replies.push(reply.clone());
+    }
+    fn mirror(&mut self, cluster: &str, headers: &[(String, String)]) {
+        self.mirrors.push((cluster.into(), headers.to_vec()));
+    }
+    fn warn(&self, _message: &str) {}
+}
+
+const SERVICES: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+"#;
+
+fn policy(extra: &str) -> CompiledPolicy {
+    let yaml = format!("{SERVICES}\n---\n{extra}");
+    let bundle = layover_config::load_str("test.yaml", &yaml).expect("loads");
+    let compiled = layover_config::compile(&bundle).expect("compiles");
+    let bytes = prost::Message::encode_to_vec(&compiled.policy);
+    load_policy(&bytes).expect("engine accepts the policy")
+}
+
+fn conn() -> Connection {
+    Connection {
+        principal: Some("cluster.local/ns/default/sa/productpage".into()),
+        destination_service: Some("reviews.default.svc.cluster.local".into()),
+        destination_port: 9080,
+        ..Default::default()
+    }
+}
+
+fn get(path: &str) -> FakeHost {
+    FakeHost::new(&[
+        (":method", "GET"),
+        (":path", path),
+        (":authority", "reviews:9080"),
+        (":scheme", "http"),
+    ])
+}
+
+#[test]
+fn default_route_writes_cluster_and_mesh_default_retries() {
+    // istio.io ambient: a service without VirtualService goes to itself with the mesh default
+    // retry policy (2 attempts).
+    let p = policy("");
+    let mut host = get("/");
+    let v = StreamFilter::default().on_request_headers(&p, &conn(), 1, &mut host);
+    assert_eq!(v, Verdict::Continue);
+    assert_eq!(
+        host.req(CLUSTER_HEADER),
+        ["outbound|9080||reviews.default.svc.cluster.local"]
+    );
+    assert_eq!(host.req("x-envoy-max-retries"), ["2"]);
+    assert!(host.replies.is_empty());
+}
+
+#[test]
+fn client_sent_internal_headers_are_removed_before_anything() {
+    // Security: a client must not steer cluster choice, retries, timeouts or faults.
+    let p = policy("");
+    let mut host = get("/");
+    host.request.extend([
+        (
+            CLUSTER_HEADER.to_string(),
+            "outbound|9080|v2|evil".to_string(),
+        ),
+        ("x-envoy-fault-delay-request".into(), "10000".into()),
+        ("x-envoy-upstream-rq-timeout-ms".into(), "1".into()),
+        ("x-layover-anything".into(), "x".into()),
+    ]);
+    StreamFilter::default().on_request_headers(&p, &conn(), 1, &mut host);
+    assert_eq!(
+        host.req(CLUSTER_HEADER),
+        ["outbound|9080||reviews.default.svc.cluster.local"]
+    );
+    assert!(host.req("x-envoy-fault-delay-request").is_empty());
+    assert!(host.req("x-envoy-upstream-rq-timeout-ms").is_empty());
+    assert!(host.req("x-layover-anything").is_empty());
+}
+
+#[test]
+fn client_sent_cluster_header_cannot_satisfy_a_header_match() {
+    // The engine must not see internal signals either: a VS matching on x-envoy-* / x-layover-*
+    // headers can never be triggered by a client.
+    let p = policy(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {x-layover-cluster: {exact: v2}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+"#,
+    );
+    let mut host = get("/");
+    host.request.push((CLUSTER_HEADER.into(), "v2".into()));
+    StreamFilter::default().on_request_headers(&p, &conn(), 1, &mut host);
+    assert_eq!(
+        host.req(CLUSTER_HEADER),
+        ["outbound|9080|v1|reviews.default.svc.cluster.local"]
+    );
+}
+
+#[test]
+fn deny_sends_403_rbac_body_and_nothing_else() {
+    // Envoy RBAC filter: 403 "RBAC: access denied".
+    let p = policy(
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-get, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  action: DENY
+  rules: [{to: [{operation: {methods: [GET]}}]}]
+"#,
+    );
+    let mut host = get("/");
+    let mut f = StreamFilter::default();
+    assert_eq!(
+        f.on_request_headers(&p, &conn(), 1, &mut host),
+        Verdict::Replied
+    );
+    assert_eq!(host.replies[0].status, 403);
+    assert_eq!(host.replies[0].body, b"RBAC: access denied");
+    assert!(host.req(CLUSTER_HEADER).is_empty());
+    f.on_response_headers(&mut host);
+    assert!(host.response.is_empty());
+}
+
+#[test]
+fn retries_timeout_rewrite_and_header_ops_become_router_controls() {
+    // VirtualService retries / timeout / rewrite / headers → x-envoy-* router headers, :path,
+    // :authority, header mutations (istio.io .../virtual-service/#HTTPRoute).
+    let p = policy(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /old}}]
+    rewrite: {uri: /new, authority: reviews.internal}
+    timeout: 3s
+    retries: {attempts: 4, perTryTimeout: 500ms, retryOn: "5xx,503"}
+    headers:
+      request: {set: {x-a: "1"}, add: {x-b: "2"}, remove: [x-c]}
+      response: {set: {x-resp: yes}}
+    route: [{destination: {host: reviews, subset: v2}}]
+"#,
+    );
+    let mut host = get("/old/page?q=1");
+    host.request.push(("x-c".into(), "gone".into()));
+    let mut f = StreamFilter::default();
+    assert_eq!(
+        f.on_request_headers(&p, &conn(), 1, &mut host),
+        Verdict::Continue
+    );
+    assert_eq!(host.req(":path"), ["/new/page?q=1"]);
+    assert_eq!(host.req(":authority"), ["reviews.internal"]);
+    assert_eq!(host.req("x-envoy-max-retries"), ["4"]);
+    assert_eq!(host.req("x-envoy-upstream-rq-per-try-timeout-ms"), ["500"]);
+    assert_eq!(host.req("x-envoy-upstream-rq-timeout-ms"), ["3000"]);
+    assert!(host.req("x-envoy-retry-on")[0].contains("5xx"));
+    assert_eq!(host.req("x-a"), ["1"]);
+    assert_eq!(host.req("x-b"), ["2"]);
+    assert!(host.req("x-c").is_empty());
+    f.on_response_headers(&mut host);
+    assert_eq!(host.resp("x-resp"), ["yes"]);
+}
+
+#[test]
+fn fault_delay_then_abort_replies_after_the_delay() {
+    // Envoy fault filter: the delay runs first, the abort replies afterwards.
+    let p = policy(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - fault:
+      delay: {fixedDelay: 1s, percentage: {value: 100}}
+      abort: {httpStatus: 418, percentage: {value: 100}}
+    route: [{destination: {host: reviews, subset: v1}}]
+"#,
+    );
+    let mut host = get("/");
+    let mut f = StreamFilter::default();
+    assert_eq!(
+        f.on_request_headers(&p, &conn(), 7, &mut host),
+        Verdict::Delay(1000)
+    );
+    assert!(host.replies.is_empty());
+    assert_eq!(f.on_delay_elapsed(&mut host), Verdict::Replied);
+    assert_eq!(host.replies[0].status, 418);
+    assert_eq!(host.replies[0].body, FAULT_ABORT_BODY);
+}
+
+#[test]
+fn fault_delay_alone_forwards_after_the_delay() {
+    let p = policy(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - fault: {delay: {fixedDelay: 250ms}}
+    route: [{destination: {host: reviews, subset: v1}}]
+"#,
+    );
+    let mut host = get("/");
+    let mut f = StreamFilter::default();
+    assert_eq!(
+        f.on_request_headers(&p, &conn(), 7, &mut host),
+        Verdict::Delay(250)
+    );
+    // Mutations are in place before the pause, so resuming needs no further host calls.
+    assert_eq!(
+        host.req(CLUSTER_HEADER),
+        ["outbound|9080|v1|reviews.default.svc.cluster.local"]
+    );
+    assert_eq!(f.on_delay_elapsed(&mut host), Verdict::Continue);
+    assert!(host.replies.is_empty());
+}
+
+#[test]
+fn redirect_and_direct_response_are_local_replies() {
+    // VirtualService redirect (301 default) and directResponse.
+    let p = policy(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {exact: /moved}}]
+    redirect: {uri: /new, authority: other.example}
+  - match: [{uri: {exact: /teapot}}]
+    directResponse: {status: 418, body: {string: "short and stout"}}
+"#,
+    );
+    let mut host = get("/moved");
+    StreamFilter::default().on_request_headers(&p, &conn(), 1, &mut host);
+    assert_eq!(host.replies[0].status, 301);
+    let location = &host.replies[0]
+        .headers
+        .iter()
+        .find(|(n, _)| n == "location")
+        .unwrap()
+        .1;
+    assert_eq!(location, "http://other.example/new");
+
+    let mut host = get("/teapot");
+    StreamFilter::default().on_request_headers(&p, &conn(), 1, &mut host);
+    assert_eq!(host.replies[0].status, 418);
+    assert_eq!(host.replies[0].body, b"short and stout");
+}
+
+#[test]
+fn weighted_split_follows_entropy_and_weights() {
+    // Weighted destinations: every candidate is reachable, in proportion to its weight.
+    let p = policy(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 75}
+    - {destination: {host: reviews, subset: v2}, weight: 25}
+"#,
+    );
+    let mut rng = Entropy::new(42);
+    let mut v1 = 0;
+    for _ in 0..4000 {
+        let mut host = get("/");
+        StreamFilter::default().on_request_headers(&p, &conn(), rng.next_u64(), &mut host);
+        if host.req(CLUSTER_HEADER)[0].contains("|v1|") {
+            v1 += 1;
+        }
+    }
+    // 3000 expected; 6 sigma ≈ 164.
+    assert!((2836..=3164).contains(&v1), "v1 picked {v1}/4000");
+}
+
+#[test]
+fn mirror_sends_shadow_copy() {
+    // VirtualService mirror: Envoy shadows with "<authority>-shadow".
+    let p = policy(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v1}}]
+    mirror: {host: reviews, subset: v2}
+"#,
+    );
+    let mut host = get("/m");
+    StreamFilter::default().on_request_headers(&p, &conn(), 1, &mut host);
+    assert_eq!(host.mirrors.len(), 1);
+    assert_eq!(
+        host.mirrors[0].0,
+        "outbound|9080|v2|reviews.default.svc.cluster.local"
+    );
+    assert!(host.mirrors[0]
+        .1
+        .contains(&(":authority".to_string(), "reviews:9080-shadow".to_string())));
+}
+
+#[test]
+fn service_found_by_authority_without_hbone() {
+    // Plain-HTTP listener: the Host header names the service like a sidecar virtual host.
+    let p = policy("");
+    let mut host = get("/");
+    let c = Connection {
+        destination_port: 9080,
+        ..Default::default()
+    };
+    StreamFilter::default().on_request_headers(&p, &c, 1, &mut host);
+    assert_eq!(
+        host.req(CLUSTER_HEADER),
+        ["outbound|9080||reviews.default.svc.cluster.local"]
+    );
+}
+
+#[test]
+fn unknown_service_is_404() {
+    let p = policy("");
+    let mut host = FakeHost::new(&[(":method", "GET"), (":path", "/"), (":authority", "nope")]);
+    let c = Connection::default();
+    StreamFilter::default().on_request_headers(&p, &c, 1, &mut host);
+    assert_eq!(host.replies[0].status, 404);
+}
+
+#[test]
+fn policy_loads_from_json_and_binary_and_rejects_garbage() {
+    let bundle = layover_config::load_str("t.yaml", SERVICES).unwrap();
+    let compiled = layover_config::compile(&bundle).unwrap();
+    let json = serde_json::to_vec(&compiled.policy).unwrap();
+    assert!(load_policy(&json).is_ok());
+    assert!(load_policy(&prost::Message::encode_to_vec(&compiled.policy)).is_ok());
+    assert!(load_policy(b"").unwrap_err().contains("empty"));
+    assert!(load_policy(b"{not json").unwrap_err().contains("JSON"));
+    assert!(load_policy(&[0xff, 0xff, 0xff])
+        .unwrap_err()
+        .contains("protobuf"));
+}
+
+#[test]
+fn principal_and_address_helpers() {
+    assert_eq!(
+        principal_from_uri_san("spiffe://cluster.local/ns/a/sa/b"),
+        Some("cluster.local/ns/a/sa/b")
+    );
+    assert_eq!(principal_from_uri_san("https://x"), None);
+    assert_eq!(namespace_of_principal("cluster.local/ns/a/sa/b"), Some("a"));
+    assert_eq!(
+        parse_socket_address("[::1]:80"),
+        Some(("::1".parse().unwrap(), 80))
+    );
+    assert_eq!(
+        parse_socket_address("10.0.0.1:8080"),
+        Some(("10.0.0.1".parse().unwrap(), 8080))
+    );
+}

@@ -1,0 +1,65 @@
+//! The pieces that put layover into the bootstrap: the filter entry and the endpoints the
+//! compiler found.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::Endpoint;
+
+/// The `http_filters` entry loading the proxy-wasm build with `policy_json` (the output of
+/// `layover compile --json`) as its plugin configuration.
+pub fn wasm_filter(wasm: &Path, policy_json: &str) -> Value {
+    json!({
+        "name": "layover",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "layover",
+                "root_id": "layover",
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": policy_json,
+                },
+                "vm_config": {
+                    "vm_id": "layover",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": wasm.to_string_lossy()}},
+                },
+                // A request the filter cannot process is refused, never let through.
+                "failure_policy": "FAIL_CLOSED",
+            }
+        }
+    })
+}
+
+/// The compiler's per-cluster endpoints as one list for [`crate::bootstrap`], which selects each
+/// cluster's endpoints by labels (and service) itself. An endpoint listed under several clusters
+/// (the service's default cluster and a subset) appears once.
+pub fn endpoints_from_registry(compiled: &layover_config::Compiled) -> Vec<Endpoint> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (cluster, eps) in &compiled.registry.clusters {
+        let service = compiled
+            .policy
+            .clusters
+            .iter()
+            .find(|c| &c.name == cluster)
+            .map(|c| c.service.clone());
+        for ep in eps {
+            let Ok(port) = u16::try_from(ep.port) else {
+                continue;
+            };
+            if !seen.insert((ep.address.clone(), port, ep.labels.clone(), service.clone())) {
+                continue;
+            }
+            let mut e = Endpoint::new(ep.address.clone(), port, ep.labels.clone());
+            if let Some(s) = &service {
+                e = e.with_service(s.clone());
+            }
+            out.push(e);
+        }
+    }
+    out
+}

@@ -1,0 +1,330 @@
+//! layover as a proxy-wasm HTTP filter.
+//!
+//! This crate is only host plumbing: the policy arrives as plugin configuration and is compiled
+//! once in `on_configure`; per request, [`layover_adapter::StreamFilter`] decides and applies
+//! the decision through [`WasmHost`], a [`StreamHost`] over proxy-wasm host calls. Fault delays
+//! pause the request and are resumed from the root context's tick.
+//!
+//! Host calls go through `proxy_wasm::hostcalls` (which return `Result`) rather than the
+//! trait helpers (which panic on a host error): a failed host call is logged, never a trap.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use layover_adapter::{
+    load_policy, parse_socket_address, principal_from_uri_san, Connection, Entropy, LocalReply,
+    StreamFilter, StreamHost, Verdict,
+};
+use layover_core::CompiledPolicy;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+
+/// How often the root context checks for elapsed fault delays while any are pending.
+const TICK: Duration = Duration::from_millis(5);
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+/// A request held by a fault delay.
+struct Delayed {
+    context_id: u32,
+    deadline_ms: u64,
+    /// The abort to send when the delay ends, if the abort fault fired too.
+    reply: Option<LocalReply>,
+}
+
+/// State shared by the root context and its HTTP contexts (one VM = one worker thread).
+#[derive(Default)]
+struct Shared {
+    delayed: Vec<Delayed>,
+    entropy: Option<Entropy>,
+}
+
+#[derive(Default)]
+struct Root {
+    policy: Option<Rc<CompiledPolicy>>,
+    shared: Rc<RefCell<Shared>>,
+}
+
+fn log(level: LogLevel, message: &str) {
+    // Logging is best effort: there is nowhere else to report its failure.
+    let _ = hostcalls::log(level, message);
+}
+
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => Vec::new(),
+            Err(status) => {
+                log(
+                    LogLevel::Critical,
+                    &format!("layover: cannot read the plugin configuration: {status:?}"),
+                );
+                return false;
+            }
+        };
+        match load_policy(&config) {
+            Ok(policy) => {
+                self.policy = Some(Rc::new(policy));
+                let seed = hostcalls::get_current_time()
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map_or(0x5eed, |d| d.as_nanos() as u64);
+                self.shared.borrow_mut().entropy = Some(Entropy::new(seed));
+                log(LogLevel::Info, "layover: policy loaded");
+                true
+            }
+            Err(message) => {
+                // Returning false makes Envoy reject the configuration: never run half a policy.
+                log(LogLevel::Critical, &format!("layover: {message}"));
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = now_ms();
+        let due: Vec<Delayed> = {
+            let mut shared = self.shared.borrow_mut();
+            let (due, pending): (Vec<_>, Vec<_>) =
+                shared.delayed.drain(..).partition(|d| d.deadline_ms <= now);
+            shared.delayed = pending;
+            if shared.delayed.is_empty() {
+                let _ = hostcalls::set_tick_period(Duration::ZERO);
+            }
+            due
+        };
+        for d in due {
+            // The stream may have ended during its delay: then the context is gone and there
+            // is nothing to resume.
+            if hostcalls::set_effective_context(d.context_id).is_err() {
+                continue;
+            }
+            match d.reply {
+                Some(reply) => WasmHost.send_local_reply(&reply),
+                None => {
+                    if let Err(status) = hostcalls::resume_http_request() {
+                        log(
+                            LogLevel::Debug,
+                            &format!("layover: resume after delay failed: {status:?}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            context_id,
+            policy: self.policy.clone(),
+            shared: Rc::clone(&self.shared),
+            filter: StreamFilter::default(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Http {
+    context_id: u32,
+    policy: Option<Rc<CompiledPolicy>>,
+    shared: Rc<RefCell<Shared>>,
+    filter: StreamFilter,
+}
+
+impl Context for Http {}
+
+fn property_string(path: &[&str]) -> Option<String> {
+    hostcalls::get_property(path.to_vec())
+        .ok()
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok())
+}
+
+impl Http {
+    /// What the connection tells us: peer identity and addresses.
+    fn connection(&self) -> Connection {
+        let principal = property_string(&["connection", "uri_san_peer_certificate"])
+            .as_deref()
+            .and_then(principal_from_uri_san)
+            .map(str::to_string);
+        let source = property_string(&["source", "address"])
+            .as_deref()
+            .and_then(parse_socket_address);
+        // On the plain-HTTP listener the service comes from the Host header; its port from the
+        // authority (the listener's own port says nothing about the service).
+        let authority_port = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":authority")
+            .ok()
+            .flatten()
+            .and_then(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()));
+        Connection {
+            principal,
+            source_ip: source.map(|(ip, _)| ip),
+            remote_ip: None,
+            destination_service: None,
+            destination_ip: None,
+            destination_port: authority_port.unwrap_or(0),
+            sni: property_string(&["connection", "requested_server_name"])
+                .filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let mut host = WasmHost;
+        let Some(policy) = self.policy.clone() else {
+            // No policy means on_configure failed and Envoy should not run us; fail closed.
+            host.send_local_reply(&LocalReply {
+                status: 500,
+                headers: Vec::new(),
+                body: b"layover: no policy loaded".to_vec(),
+            });
+            return Action::Pause;
+        };
+        let conn = self.connection();
+        let entropy = self
+            .shared
+            .borrow_mut()
+            .entropy
+            .get_or_insert_with(|| Entropy::new(u64::from(self.context_id)))
+            .next_u64();
+        match self
+            .filter
+            .on_request_headers(&policy, &conn, entropy, &mut host)
+        {
+            Verdict::Continue => Action::Continue,
+            Verdict::Replied => Action::Pause,
+            Verdict::Delay(ms) => {
+                let reply = self.filter.take_pending_reply();
+                let mut shared = self.shared.borrow_mut();
+                if shared.delayed.is_empty() {
+                    let _ = hostcalls::set_tick_period(TICK);
+                }
+                shared.delayed.push(Delayed {
+                    context_id: self.context_id,
+                    deadline_ms: now_ms().saturating_add(ms),
+                    reply,
+                });
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.filter.on_response_headers(&mut WasmHost);
+        Action::Continue
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        // A stream that ends while delayed leaves no entry behind.
+        if let Ok(mut shared) = self.shared.try_borrow_mut() {
+            shared.delayed.retain(|d| d.context_id != self.context_id);
+        }
+    }
+}
+
+/// [`StreamHost`] over proxy-wasm host calls for the current (effective) HTTP context.
+struct WasmHost;
+
+fn report(what: &str, result: Result<(), proxy_wasm::types::Status>) {
+    if let Err(status) = result {
+        log(
+            LogLevel::Warn,
+            &format!("layover: host call {what} failed: {status:?}"),
+        );
+    }
+}
+
+impl StreamHost for WasmHost {
+    fn request_headers(&self) -> Vec<(String, String)> {
+        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+    fn set_request_header(&mut self, name: &str, value: &str) {
+        report(
+            "set request header",
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)),
+        );
+    }
+    fn add_request_header(&mut self, name: &str, value: &str) {
+        report(
+            "add request header",
+            hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value),
+        );
+    }
+    fn remove_request_header(&mut self, name: &str) {
+        report(
+            "remove request header",
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None),
+        );
+    }
+    fn set_response_header(&mut self, name: &str, value: &str) {
+        report(
+            "set response header",
+            hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)),
+        );
+    }
+    fn add_response_header(&mut self, name: &str, value: &str) {
+        report(
+            "add response header",
+            hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value),
+        );
+    }
+    fn remove_response_header(&mut self, name: &str) {
+        report(
+            "remove response header",
+            hostcalls::set_map_value(MapType::HttpResponseHeaders, name, None),
+        );
+    }
+    fn send_local_reply(&mut self, reply: &LocalReply) {
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        report(
+            "send local reply",
+            hostcalls::send_http_response(u32::from(reply.status), headers, Some(&reply.body)),
+        );
+    }
+    fn mirror(&mut self, cluster: &str, headers: &[(String, String)]) {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        if let Err(status) = hostcalls::dispatch_http_call(
+            cluster,
+            headers,
+            None,
+            Vec::new(),
+            Duration::from_secs(5),
+        ) {
+            log(
+                LogLevel::Debug,
+                &format!("layover: mirror to {cluster} not sent: {status:?}"),
+            );
+        }
+    }
+    fn warn(&self, message: &str) {
+        log(LogLevel::Warn, message);
+    }
+}
