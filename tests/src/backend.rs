@@ -87,7 +87,18 @@ impl Backend {
     /// Starts a backend with a name and subset; it echoes every request until programmed
     /// otherwise. Must be called inside a Tokio runtime.
     pub async fn start(name: &str, subset: &str) -> Result<Backend, HarnessError> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        Backend::start_at(name, subset, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
+    }
+
+    /// Like [`Backend::start`], on a given address (the demo's backends listen on the ports
+    /// testdata's WorkloadEntries declare). Tests should prefer [`Backend::start`]'s
+    /// kernel-picked ports.
+    pub async fn start_at(
+        name: &str,
+        subset: &str,
+        addr: SocketAddr,
+    ) -> Result<Backend, HarnessError> {
+        let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| HarnessError::Io {
                 what: format!("binding backend {name}"),

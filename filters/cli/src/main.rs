@@ -6,7 +6,10 @@
 //!   status is 1.
 //! - `layover eval --config <paths…> (--request <file|-> | --requests <jsonl>)`: the offline
 //!   decision explain (see `eval.rs`).
+//! - `layover certs --out <dir> [--identity ns/sa]…`: a local mesh CA and SPIFFE certificates
+//!   (see `certs.rs`), for `layover envoy --mtls <dir>`.
 
+mod certs;
 mod envoy_cmd;
 mod eval;
 
@@ -30,6 +33,8 @@ struct Cli {
 enum Cmd {
     /// Generate a complete local waypoint (Envoy bootstrap + policy); `--run` starts Envoy.
     Envoy(envoy_cmd::EnvoyArgs),
+    /// Generate a local mesh CA and SPIFFE certificates (for `layover envoy --mtls`).
+    Certs(certs::CertsArgs),
     /// Compile Istio YAML (files or directories) into a layover policy.
     Compile {
         /// YAML files or directories (searched recursively for *.yaml / *.yml).
@@ -67,6 +72,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Envoy(args) => match envoy_cmd::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Certs(args) => match certs::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
                 eprintln!("error: {msg}");

@@ -57,69 +57,93 @@ pub(crate) fn compile_http_routes(ctx: &mut Ctx) -> HashMap<String, Vec<pb::Http
                 ctx.info(&o.at, &pp, msg);
                 continue;
             }
-            if !(kind == "Service" && (group.is_empty() || group == "core")) {
+            // GAMMA parents: a Service, or (Istio) a ServiceEntry, meaning all of its hosts.
+            let targets: Vec<usize> = if kind == "Service" && (group.is_empty() || group == "core")
+            {
+                let host = format!("{}.{pns}.svc.cluster.local", pr.name);
+                match ctx.by_host.get(&host) {
+                    Some(&i) => vec![i],
+                    None => {
+                        ctx.warn(
+                            &o.at,
+                            &pp,
+                            format!(
+                                "parent Service {pns}/{} is not in the input; route skipped",
+                                pr.name
+                            ),
+                        );
+                        continue;
+                    }
+                }
+            } else if kind == "ServiceEntry" && group == "networking.istio.io" {
+                let key = format!("{pns}/{}", pr.name);
+                let v: Vec<usize> = ctx
+                    .services
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.se_name.as_deref() == Some(key.as_str()))
+                    .map(|(i, _)| i)
+                    .collect();
+                if v.is_empty() {
+                    ctx.warn(
+                        &o.at,
+                        &pp,
+                        format!("parent ServiceEntry {key} is not in the input; route skipped"),
+                    );
+                    continue;
+                }
+                v
+            } else {
                 ctx.info(
                     &o.at,
                     &pp,
-                    format!("skipped: parentRef kind {kind} (group {group:?}) is not supported; use a Service"),
-                );
-                continue;
-            }
-            let host = format!("{}.{pns}.svc.cluster.local", pr.name);
-            let Some(idx) = ctx.by_host.get(&host).copied() else {
-                ctx.warn(
-                    &o.at,
-                    &pp,
-                    format!(
-                        "parent Service {pns}/{} is not in the input; route skipped",
-                        pr.name
-                    ),
+                    format!("skipped: parentRef kind {kind} (group {group:?}) is not supported; use a Service or ServiceEntry"),
                 );
                 continue;
             };
-            if !ctx.served[idx] {
-                ctx.info(
-                    &o.at,
-                    &pp,
-                    format!(
-                        "skipped: Service {pns}/{} is not served by this waypoint",
-                        pr.name
-                    ),
-                );
-                continue;
-            }
-            let svc_ns = ctx.services[idx].namespace.clone();
-            if o.at.namespace != svc_ns && ctx.waypoint_ns() != Some(o.at.namespace.as_str()) {
-                ctx.info(
-                    &o.at,
-                    &pp,
-                    format!("skipped: consumer route (namespace {} ≠ Service namespace {svc_ns}) applies to clients' sidecars, not to the waypoint", o.at.namespace),
-                );
-                continue;
-            }
-            if let Some(p) = pr.port {
-                if !ctx.services[idx].ports.iter().any(|sp| sp.number == p) {
-                    ctx.warn(
+            for idx in targets {
+                let host = ctx.services[idx].hostname.clone();
+                if !ctx.served[idx] {
+                    ctx.info(
                         &o.at,
-                        format!("{pp}.port"),
+                        &pp,
                         format!(
-                            "port {p} is not a port of Service {pns}/{}; route skipped",
+                            "skipped: {host} ({kind} {pns}/{}) is not served by this waypoint",
                             pr.name
                         ),
                     );
                     continue;
                 }
+                let svc_ns = ctx.services[idx].namespace.clone();
+                if o.at.namespace != svc_ns && ctx.waypoint_ns() != Some(o.at.namespace.as_str()) {
+                    ctx.info(
+                        &o.at,
+                        &pp,
+                        format!("skipped: consumer route (namespace {} ≠ {kind} namespace {svc_ns}) applies to clients' sidecars, not to the waypoint", o.at.namespace),
+                    );
+                    continue;
+                }
+                if let Some(p) = pr.port {
+                    if !ctx.services[idx].ports.iter().any(|sp| sp.number == p) {
+                        ctx.warn(
+                            &o.at,
+                            format!("{pp}.port"),
+                            format!("port {p} is not a port of {host}; route skipped"),
+                        );
+                        continue;
+                    }
+                }
+                if !d.spec.hostnames.is_empty() {
+                    ctx.info(
+                        &o.at,
+                        "spec.hostnames",
+                        "hostnames are ignored for routes attached to a Service (GAMMA)",
+                    );
+                }
+                compiled_for_some = true;
+                let entries = translate_route(ctx, o, &d.spec, pr.port);
+                per_svc.entry(host).or_default().extend(entries);
             }
-            if !d.spec.hostnames.is_empty() {
-                ctx.info(
-                    &o.at,
-                    "spec.hostnames",
-                    "hostnames are ignored for routes attached to a Service (GAMMA)",
-                );
-            }
-            compiled_for_some = true;
-            let entries = translate_route(ctx, o, &d.spec, pr.port);
-            per_svc.entry(host).or_default().extend(entries);
         }
         if !compiled_for_some {
             let n = ctx.notices.len();

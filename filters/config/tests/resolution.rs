@@ -1082,6 +1082,31 @@ spec:
             },
         },
         Case {
+            name: "HTTPRoute attached to a ServiceEntry routes each of its hosts",
+            cite: "istiod conversion.go allowedParentReferences (Gateway, Service, ServiceEntry)",
+            yaml: r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ext}
+spec:
+  parentRefs: [{group: networking.istio.io, kind: ServiceEntry, name: ext}]
+  rules:
+  - backendRefs: [{group: networking.istio.io, kind: Hostname, name: api.example.com, port: 80}]
+"#,
+            check: |c| {
+                let s = svc(c, "api.example.com");
+                assert_eq!(s.route_source, pb::RouteSource::HttpRoute as i32);
+                assert_eq!(forward(&s.routes[0]).destinations[0].cluster, "outbound|80||api.example.com");
+            },
+        },
+        Case {
             name: "HTTPRoute to an ingress Gateway is skipped with a notice",
             cite: "GAMMA: only Service parentRefs configure mesh (waypoint) traffic",
             yaml: r#"

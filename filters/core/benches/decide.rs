@@ -192,6 +192,7 @@ fn bench(routes: usize, rules: usize) -> f64 {
             ]
         })
         .collect();
+    let client_ip: std::net::IpAddr = [10, 2, 0, 5].into();
     let make = |k: usize| RequestView {
         method: "GET",
         scheme: "http",
@@ -201,7 +202,7 @@ fn bench(routes: usize, rules: usize) -> f64 {
         source: SourceView {
             principal: Some("cluster.local/ns/default/sa/client"),
             namespace: Some("default"),
-            ip: "10.2.0.5".parse().ok(),
+            ip: Some(client_ip),
             remote_ip: None,
         },
         destination: DestinationView {

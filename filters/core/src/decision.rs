@@ -240,8 +240,10 @@ pub struct Decision<'a> {
     /// Status whenever the proxy answers itself (deny, no route, direct response, redirect,
     /// certain abort, unavailable destination). `None` when the request is forwarded.
     pub status: Option<u16>,
-    /// Short machine-readable reason, in the spirit of Envoy's response code details
-    /// (`rbac_access_denied`, `route_not_found`, `cors_preflight`, ...).
+    /// Short machine-readable reason, in the spirit of Envoy's response code details. One of
+    /// `unknown_service`, `rbac_access_denied`, `no_service_port`, `route_not_found`,
+    /// `default_route`, `forward`, `cors_preflight`, `redirect`, `direct_response`,
+    /// `fault_filter_abort`, `cluster_not_found`.
     pub reason: &'static str,
     /// Body of a proxy answer (deny, direct response), if any.
     pub body: Option<&'a [u8]>,

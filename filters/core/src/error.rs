@@ -33,7 +33,7 @@ pub enum InvalidPolicy {
         service: String,
         /// Index of the route in the service's route list.
         route: usize,
-        /// "Kind namespace/name[index]" of the object the route came from.
+        /// `Kind namespace/name[index]` of the object the route came from.
         origin: String,
         /// Field path inside the route, e.g. `matches[0].headers[1].value.regex`.
         field: String,

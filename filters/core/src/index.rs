@@ -199,14 +199,14 @@ impl RouteIndex {
                 &heap
             };
             if let Some(v) = self.exact_ci.get(lower) {
-                spill.extend_from_slice(v);
+                add_src!(v.as_slice());
             }
             for &l in &self.prefix_ci_lens {
                 if l > lower.len() {
                     break;
                 }
                 if let Some(v) = self.prefix_ci.get(&lower[..l]) {
-                    spill.extend_from_slice(v);
+                    add_src!(v.as_slice());
                 }
             }
         }

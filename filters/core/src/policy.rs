@@ -140,6 +140,33 @@ fn header_phases(h: Option<&wire::HeaderOperations>) -> (Vec<HeaderOp>, Vec<Head
     (removes, adds)
 }
 
+/// Envoy refuses to configure mutations of pseudo-headers and `host` (istiod drops them and
+/// turns an authority set into `host_rewrite_literal`), so a policy carrying one is invalid.
+fn check_header_ops(
+    ctx: &RouteCtx<'_>,
+    field: &str,
+    h: Option<&wire::HeaderOperations>,
+) -> Result<(), InvalidPolicy> {
+    let Some(h) = h else {
+        return Ok(());
+    };
+    let names = h
+        .set
+        .iter()
+        .map(|v| v.name.as_str())
+        .chain(h.add.iter().map(|v| v.name.as_str()))
+        .chain(h.remove.iter().map(String::as_str));
+    for n in names {
+        if n.is_empty() || n.starts_with(':') || n.eq_ignore_ascii_case("host") {
+            return Err(ctx.err(
+                field,
+                format!("header {n:?} cannot be modified (pseudo-header, host or empty)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Envoy's order for one destination: with a single destination istiod merges the destination's
 /// operations into the route's lists (one parser: all removes, then route adds, then destination
 /// adds); with weighted clusters the cluster's parser runs before the route's.
@@ -339,6 +366,23 @@ fn compile_route(
     gateway: bool,
 ) -> Result<CompiledRoute, InvalidPolicy> {
     use wire::http_route::Action as WA;
+    check_header_ops(ctx, "request_headers", r.request_headers.as_ref())?;
+    check_header_ops(ctx, "response_headers", r.response_headers.as_ref())?;
+    if let Some(WA::Forward(fw)) = &r.action {
+        for (i, d) in fw.destinations.iter().enumerate() {
+            let f = format!("forward.destinations[{i}]");
+            check_header_ops(
+                ctx,
+                &format!("{f}.request_headers"),
+                d.request_headers.as_ref(),
+            )?;
+            check_header_ops(
+                ctx,
+                &format!("{f}.response_headers"),
+                d.response_headers.as_ref(),
+            )?;
+        }
+    }
     let mut matches = Vec::with_capacity(r.matches.len());
     let mut match_names = Vec::with_capacity(r.matches.len());
     for (i, m) in r.matches.iter().enumerate() {
@@ -488,6 +532,8 @@ fn compile_route(
         None => None,
         Some(f) => {
             let delay = match &f.delay {
+                // Envoy delays only when the duration is > 0 ms.
+                Some(d) if d.fixed_delay_ms == 0 => None,
                 None => None,
                 Some(d) => Some(FaultDelay {
                     fixed_delay_ms: d.fixed_delay_ms,
@@ -498,7 +544,10 @@ fn compile_route(
             let abort = match &f.abort {
                 None => None,
                 Some(a) => {
-                    let grpc_status = (a.grpc_status != 0).then_some(a.grpc_status);
+                    // Envoy `FaultFilter::abortStatus`: an HTTP status wins; a gRPC-only abort
+                    // answers HTTP 200 with grpc-status.
+                    let grpc_status =
+                        (a.grpc_status != 0 && a.http_status == 0).then_some(a.grpc_status);
                     if grpc_status.is_none() && !(200..=599).contains(&a.http_status) {
                         return Err(
                             ctx.err("fault.abort.http_status", "status must be within 200..=599")

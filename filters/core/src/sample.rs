@@ -4,7 +4,7 @@
 //! choice uses its own draw from a splitmix64 sequence seeded by the entropy, so the choices are
 //! independent of each other, and a fixed entropy reproduces the same outcome (tests, `eval`).
 
-use crate::decision::{Action, Decision, FaultAbort};
+use crate::decision::{Action, Decision, DestinationChoice, FaultAbort};
 
 /// Envoy's fractional percentages for faults and mirrors use the MILLION denominator (istiod's
 /// `translatePercentToFractionalPercent`), and fire when `random % denominator < numerator`.
@@ -40,7 +40,8 @@ pub(crate) fn fires(percentage: f64, draw: u64) -> bool {
 /// The random part of a decision, resolved.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sampled {
-    /// Index into [`Decision::destinations`] of the picked destination (forwarding only).
+    /// Index into [`Decision::destinations`] of the picked destination (forwarding only; `None`
+    /// when an abort fired).
     pub destination: Option<usize>,
     /// Delay to inject before continuing, if the delay fault fired.
     pub delay_ms: Option<u64>,
@@ -60,7 +61,12 @@ impl Sampled {
     }
 }
 
-impl Decision<'_> {
+impl<'a> Decision<'a> {
+    /// The destination a sample picked (with its combined header operations), if forwarding.
+    pub fn picked(&self, sampled: &Sampled) -> Option<&'a DestinationChoice> {
+        sampled.destination.and_then(|i| self.destinations.get(i))
+    }
+
     /// Resolve the random choices from one `entropy` value: the weighted destination (Envoy
     /// picks `random % total_weight` over the cumulative weights), whether the delay and abort
     /// faults fire, and which mirrors fire. Independent draws, deterministic for a given entropy.
@@ -83,7 +89,11 @@ impl Decision<'_> {
             .filter(|a| fires(a.percentage, d_abort));
 
         let mut destination = None;
-        if matches!(self.action, Action::Forward) && !self.destinations.is_empty() {
+        // An abort answers before the router picks anything.
+        if matches!(self.action, Action::Forward)
+            && abort.is_none()
+            && !self.destinations.is_empty()
+        {
             let total: u64 = self.destinations.iter().map(|d| u64::from(d.weight)).sum();
             if self.destinations.len() == 1 || total == 0 {
                 destination = Some(0);

@@ -34,6 +34,25 @@ pub fn wasm_filter(wasm: &Path, policy_json: &str) -> Value {
     })
 }
 
+/// The `http_filters` entry loading the dynamic-module build (`liblayover_module.so`, found on
+/// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`) with `policy_json` (the output of `layover compile --json`)
+/// as its filter configuration. `do_not_close` keeps the module loaded for the life of the
+/// process: it runs a timer thread.
+pub fn dynamic_module_filter(policy_json: &str) -> Value {
+    json!({
+        "name": "layover",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": { "name": "layover_module", "do_not_close": true },
+            "filter_name": "layover",
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": policy_json,
+            },
+        }
+    })
+}
+
 /// The compiler's per-cluster endpoints as one list for [`crate::bootstrap`], which selects each
 /// cluster's endpoints by labels (and service) itself. An endpoint listed under several clusters
 /// (the service's default cluster and a subset) appears once.

@@ -13,10 +13,11 @@
 #![forbid(unsafe_code)]
 
 mod filter;
-pub use filter::{endpoints_from_registry, wasm_filter};
+pub use filter::{dynamic_module_filter, endpoints_from_registry, wasm_filter};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use layover_proto::v1::{Cluster, PathNormalization, Policy};
@@ -73,6 +74,23 @@ impl Endpoint {
     }
 }
 
+/// Mutual TLS on the listener: what a waypoint gets from HBONE (a verified SPIFFE peer), without
+/// the CONNECT tunnel. Clients must present a certificate that chains to `trusted_ca` and whose
+/// URI SAN is a SPIFFE id in `trust_domain`; the layover filter then reads the peer principal
+/// from the connection. File paths, so real mesh certificates (e.g. Istio's file-mounted
+/// `cert-chain.pem` / `key.pem` / `root-cert.pem`) work as well as `layover certs` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownstreamTls {
+    /// The waypoint's certificate chain (PEM, leaf first).
+    pub cert_chain: PathBuf,
+    /// The waypoint's private key (PEM).
+    pub private_key: PathBuf,
+    /// The mesh trust bundle (PEM) client certificates must chain to.
+    pub trusted_ca: PathBuf,
+    /// Only peers with a `spiffe://<trust_domain>/…` URI SAN are accepted.
+    pub trust_domain: String,
+}
+
 /// Text format of the generated bootstrap. Envoy reads both (`-c file.yaml` / `file.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
@@ -110,6 +128,8 @@ pub struct BootstrapOptions {
     pub node_id: String,
     /// Output format.
     pub format: Format,
+    /// When set, the listener requires mutual TLS (see [`DownstreamTls`]); plain HTTP otherwise.
+    pub downstream_tls: Option<DownstreamTls>,
 }
 
 impl Default for BootstrapOptions {
@@ -125,6 +145,7 @@ impl Default for BootstrapOptions {
             access_log_path: None,
             node_id: "layover-waypoint".to_string(),
             format: Format::Yaml,
+            downstream_tls: None,
         }
     }
 }
@@ -183,6 +204,9 @@ pub enum EmitError {
     /// The layover filter entry is not an object with a non-empty string `name`.
     #[error("layover_filter must be an http_filters entry: an object with a string `name`")]
     InvalidFilter,
+    /// `downstream_tls` has an empty path or an unusable trust domain.
+    #[error("downstream_tls: {0}")]
+    InvalidTls(String),
     /// Serialization failed (not expected for the values built here).
     #[error("serializing the bootstrap: {0}")]
     Serialize(String),
@@ -320,7 +344,62 @@ fn validate_options(opts: &BootstrapOptions) -> Result<(), EmitError> {
             return Err(EmitError::InvalidFilter);
         }
     }
+    if let Some(tls) = &opts.downstream_tls {
+        validate_tls(tls)?;
+    }
     Ok(())
+}
+
+fn validate_tls(tls: &DownstreamTls) -> Result<(), EmitError> {
+    for (field, path) in [
+        ("cert_chain", &tls.cert_chain),
+        ("private_key", &tls.private_key),
+        ("trusted_ca", &tls.trusted_ca),
+    ] {
+        if path.as_os_str().is_empty() {
+            return Err(EmitError::InvalidTls(format!("{field}: empty path")));
+        }
+    }
+    // The trust domain becomes a SAN prefix: a `/` or an empty value would widen the match
+    // beyond one trust domain.
+    let td = &tls.trust_domain;
+    if td.is_empty() || td.contains(['/', ':']) || td.chars().any(char::is_whitespace) {
+        return Err(EmitError::InvalidTls(format!(
+            "trust_domain `{td}` is not a trust domain name"
+        )));
+    }
+    Ok(())
+}
+
+/// The listener's `transport_socket` for [`DownstreamTls`]: TLS 1.3 only, a client certificate
+/// required and verified against the mesh root, and only SPIFFE ids of the trust domain
+/// accepted (the SAN matcher istiod puts on inbound mTLS listeners).
+fn downstream_tls_json(tls: &DownstreamTls) -> Value {
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": true,
+            "common_tls_context": {
+                "tls_params": {
+                    "tls_minimum_protocol_version": "TLSv1_3",
+                    "tls_maximum_protocol_version": "TLSv1_3",
+                },
+                "alpn_protocols": ["h2", "http/1.1"],
+                "tls_certificates": [{
+                    "certificate_chain": { "filename": tls.cert_chain.to_string_lossy() },
+                    "private_key": { "filename": tls.private_key.to_string_lossy() },
+                }],
+                "validation_context": {
+                    "trusted_ca": { "filename": tls.trusted_ca.to_string_lossy() },
+                    "match_typed_subject_alt_names": [{
+                        "san_type": "URI",
+                        "matcher": { "prefix": format!("spiffe://{}/", tls.trust_domain) },
+                    }],
+                },
+            },
+        },
+    })
 }
 
 fn validate_endpoints(endpoints: &[Endpoint]) -> Result<Vec<IpAddr>, EmitError> {
@@ -437,15 +516,19 @@ fn listener_json(mode: PathNormalization, opts: &BootstrapOptions) -> Value {
     hcm.insert("route_config".into(), route_config);
     hcm.insert("http_filters".into(), Value::Array(http_filters));
 
+    let mut chain = json!({
+        "filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": Value::Object(hcm),
+        }],
+    });
+    if let (Some(tls), Some(obj)) = (&opts.downstream_tls, chain.as_object_mut()) {
+        obj.insert("transport_socket".into(), downstream_tls_json(tls));
+    }
     json!({
         "name": LISTENER_NAME,
         "address": socket_address(&opts.listener_address, opts.listener_port),
-        "filter_chains": [{
-            "filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": Value::Object(hcm),
-            }],
-        }],
+        "filter_chains": [chain],
     })
 }
 
@@ -465,6 +548,8 @@ fn access_log(path: &str) -> Value {
                     "cluster": "%UPSTREAM_CLUSTER%",
                     "upstream": "%UPSTREAM_HOST%",
                     "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
+                    // The verified SPIFFE id of an mTLS peer ("-" on plain HTTP).
+                    "peer": "%DOWNSTREAM_PEER_URI_SAN%",
                 },
             },
         },
@@ -833,6 +918,76 @@ mod tests {
         assert_eq!(filters.len(), 2);
         assert_eq!(filters[0]["name"], json!("layover"));
         assert_eq!(filters[1]["name"], json!("envoy.filters.http.router"));
+    }
+
+    fn tls(trust_domain: &str) -> DownstreamTls {
+        DownstreamTls {
+            cert_chain: "/certs/waypoint/cert-chain.pem".into(),
+            private_key: "/certs/waypoint/key.pem".into(),
+            trusted_ca: "/certs/root-cert.pem".into(),
+            trust_domain: trust_domain.into(),
+        }
+    }
+
+    #[test]
+    fn downstream_tls_requires_a_spiffe_client_cert() {
+        let plain = bootstrap_value(&Policy::default(), &[], &BootstrapOptions::default()).unwrap();
+        let chain = &plain["static_resources"]["listeners"][0]["filter_chains"][0];
+        assert!(chain.get("transport_socket").is_none());
+
+        let opts = BootstrapOptions {
+            downstream_tls: Some(tls("example.org")),
+            ..Default::default()
+        };
+        let v = bootstrap_value(&Policy::default(), &[], &opts).unwrap();
+        let socket = &v["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"];
+        let ctx = &socket["typed_config"];
+        assert_eq!(ctx["require_client_certificate"], json!(true));
+        let common = &ctx["common_tls_context"];
+        assert_eq!(
+            common["tls_params"]["tls_minimum_protocol_version"],
+            json!("TLSv1_3")
+        );
+        assert_eq!(
+            common["tls_certificates"][0]["private_key"]["filename"],
+            json!("/certs/waypoint/key.pem")
+        );
+        let validation = &common["validation_context"];
+        assert_eq!(
+            validation["trusted_ca"]["filename"],
+            json!("/certs/root-cert.pem")
+        );
+        assert_eq!(
+            validation["match_typed_subject_alt_names"],
+            json!([{ "san_type": "URI", "matcher": { "prefix": "spiffe://example.org/" } }])
+        );
+    }
+
+    #[test]
+    fn downstream_tls_rejects_unusable_trust_domains_and_paths() {
+        for td in ["", "a/b", "spiffe://x", "a b"] {
+            let opts = BootstrapOptions {
+                downstream_tls: Some(tls(td)),
+                ..Default::default()
+            };
+            assert!(
+                matches!(
+                    bootstrap_value(&Policy::default(), &[], &opts),
+                    Err(EmitError::InvalidTls(_))
+                ),
+                "{td:?}"
+            );
+        }
+        let mut no_key = tls("cluster.local");
+        no_key.private_key = PathBuf::new();
+        let opts = BootstrapOptions {
+            downstream_tls: Some(no_key),
+            ..Default::default()
+        };
+        assert_eq!(
+            bootstrap_value(&Policy::default(), &[], &opts),
+            Err(EmitError::InvalidTls("private_key: empty path".into()))
+        );
     }
 
     #[test]

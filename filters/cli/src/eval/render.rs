@@ -253,10 +253,11 @@ pub fn write_table(out: &mut dyn Write, rows: &[(Option<String>, Value)]) -> std
         "ROUTE",
         "DESTINATIONS",
         "RETRIES",
+        "TIMEOUT",
         "FAULT",
         "AUTHZ",
     ];
-    let mut table: Vec<[String; 8]> = Vec::with_capacity(rows.len());
+    let mut table: Vec<[String; 9]> = Vec::with_capacity(rows.len());
     for (i, (name, d)) in rows.iter().enumerate() {
         let s = |v: &Value| v.as_str().map(str::to_string);
         let route = d["route"]["source"]
@@ -310,9 +311,11 @@ pub fn write_table(out: &mut dyn Write, rows: &[(Option<String>, Value)]) -> std
         };
         let authz = match &d["authz"] {
             Value::Null => "-".to_string(),
-            a => match s(&a["policy"]) {
-                Some(p) => format!("{} ({p})", a["decision"].as_str().unwrap_or("?")),
-                None => a["decision"].as_str().unwrap_or("?").to_string(),
+            a => match (s(&a["policy"]), a["decision"].as_str()) {
+                (Some(p), Some(d)) => format!("{d} ({p})"),
+                (None, Some("deny")) => "deny (no ALLOW policy matched)".to_string(),
+                (None, Some("allow")) => "allow (no ALLOW policy bound)".to_string(),
+                (_, other) => other.unwrap_or("?").to_string(),
             },
         };
         table.push([
@@ -322,6 +325,9 @@ pub fn write_table(out: &mut dyn Write, rows: &[(Option<String>, Value)]) -> std
             route,
             dests,
             retries,
+            d["timeout_ms"]
+                .as_u64()
+                .map_or("-".into(), |ms| format!("{ms}ms")),
             fault,
             authz,
         ]);

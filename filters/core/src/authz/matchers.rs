@@ -29,54 +29,9 @@ impl RegexCache {
 pub(crate) enum StrMatch {
     /// Regex `.+`: any non-empty value.
     NonEmpty,
-    Exact(Lit),
-    Prefix(Lit),
-    Suffix(Lit),
-}
-
-/// A pattern literal stored inline when short (most methods, header names, path prefixes),
-/// so matching does not chase one more pointer per comparison.
-#[derive(Clone)]
-pub(crate) enum Lit {
-    Inline { len: u8, buf: [u8; Lit::INLINE] },
-    Heap(Box<[u8]>),
-}
-
-impl Lit {
-    const INLINE: usize = 22;
-
-    #[inline]
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        match self {
-            Lit::Inline { len, buf } => &buf[..usize::from(*len)],
-            Lit::Heap(b) => b,
-        }
-    }
-
-    #[inline]
-    pub(crate) fn len(&self) -> usize {
-        self.as_bytes().len()
-    }
-}
-
-impl From<&str> for Lit {
-    fn from(s: &str) -> Self {
-        let b = s.as_bytes();
-        match u8::try_from(b.len()) {
-            Ok(len) if b.len() <= Lit::INLINE => {
-                let mut buf = [0u8; Lit::INLINE];
-                buf[..b.len()].copy_from_slice(b);
-                Lit::Inline { len, buf }
-            }
-            _ => Lit::Heap(b.into()),
-        }
-    }
-}
-
-impl std::fmt::Debug for Lit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
-    }
+    Exact(Box<str>),
+    Prefix(Box<str>),
+    Suffix(Box<str>),
 }
 
 impl StrMatch {
@@ -95,6 +50,7 @@ impl StrMatch {
     }
 
     /// Case-sensitive match of one value.
+    #[inline]
     pub(crate) fn matches(&self, s: &str) -> bool {
         let s = s.as_bytes();
         match self {
@@ -157,10 +113,8 @@ impl StrMatch {
         };
         match self {
             StrMatch::NonEmpty => total > 0,
-            StrMatch::Exact(e) => e.len() == total && forward().eq(e.as_bytes().iter().copied()),
-            StrMatch::Prefix(p) => {
-                p.len() <= total && forward().take(p.len()).eq(p.as_bytes().iter().copied())
-            }
+            StrMatch::Exact(e) => e.len() == total && forward().eq(e.bytes()),
+            StrMatch::Prefix(p) => p.len() <= total && forward().take(p.len()).eq(p.bytes()),
             StrMatch::Suffix(x) => {
                 x.len() <= total
                     && values
@@ -168,7 +122,7 @@ impl StrMatch {
                         .rev()
                         .flat_map(|v| v.bytes().rev().chain(std::iter::once(b',')))
                         .take(x.len())
-                        .eq(x.as_bytes().iter().copied().rev())
+                        .eq(x.bytes().rev())
             }
         }
     }
@@ -258,6 +212,7 @@ pub(crate) enum PathPat {
 }
 
 impl PathPat {
+    #[inline]
     pub(crate) fn matches(&self, path: &str) -> bool {
         match self {
             PathPat::Str(m) => m.matches(path),

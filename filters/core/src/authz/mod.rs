@@ -10,6 +10,23 @@
 //! Decision order, as in Istio: DENY policies first (any match denies), then ALLOW (when at
 //! least one ALLOW policy is bound, one must match), AUDIT only reports, and `istio.io/dry-run`
 //! policies run in a shadow evaluation that never changes the decision.
+//!
+//! Semantics taken from istiod and Envoy rather than guessed (each has a test in `tests.rs`):
+//! - `principals`: `StringMatcherWithPrefix(v, "spiffe://")` — `*` needs an authenticated peer,
+//!   `*suffix` becomes the regex `spiffe://.*suffix` (suffix unquoted), `prefix*` a prefix.
+//! - `namespaces` / `source.namespace`: the regex `.*/ns/<v>/.*` on the principal (`*` → `.*`);
+//!   a plaintext peer has no namespace.
+//! - `not*` fields are `not(or(...))`: an absent attribute satisfies them.
+//! - `hosts`: case-insensitive match of the whole `:authority`, port included (no port
+//!   stripping: `example.com` does not match `example.com:80`; Istio users write `host:*`).
+//! - `methods`, header values: case-sensitive `HeaderMatcher`s; `*` is a presence match.
+//! - Repeated headers are matched on their `,`-joined value, as Envoy's header matcher sees them.
+//! - `paths`: exact/prefix/suffix/`*` on the path without query; values with `{*}`/`{**}` use
+//!   Envoy's uri_template semantics (`{*}` one non-empty pchar segment, `{**}` any pchars and
+//!   `/`, `{**}` may only be followed by literals).
+//! - Invalid values Istio's validation or Envoy would reject fail the whole compile (istiod
+//!   instead skips bad ALLOW rules and widens DENY rules; an invalid policy never reaches a
+//!   waypoint through the validation webhook, so rejecting it is the faithful outcome here).
 
 mod cidr;
 mod matchers;
@@ -25,7 +42,7 @@ use crate::request::RequestView;
 use crate::wire;
 use cidr::{parse_cidr, CidrSet};
 use matchers::{
-    compile_path, compile_service_account, HeaderPat, Lit, NamespacePat, PathPat, PrincipalPat,
+    compile_path, compile_service_account, HeaderPat, NamespacePat, PathPat, PrincipalPat,
     RegexCache, StrMatch,
 };
 
@@ -572,9 +589,9 @@ enum Pred {
     /// Path matchers on the path without query.
     Path(Vec<PathPat>),
     /// `request.headers[name]`.
-    Header(Lit, Vec<HeaderPat>),
+    Header(Box<str>, Vec<HeaderPat>),
     /// `request.experimental.inline.headers[name]`.
-    InlineHeader(Lit, Vec<HeaderPat>),
+    InlineHeader(Box<str>, Vec<HeaderPat>),
     /// `connection.sni`.
     Sni(Vec<StrMatch>),
 }
@@ -592,7 +609,6 @@ impl Pred {
     }
 
     /// Hot predicates inline; the rare ones live in [`Pred::matches_cold`] to keep this small.
-    #[inline]
     fn matches(&self, input: &Input<'_, '_>) -> bool {
         let req = input.req;
         match self {
@@ -613,9 +629,18 @@ impl Pred {
                 .source
                 .principal
                 .is_some_and(|p| pats.iter().any(|m| m.matches(p))),
-            Pred::Header(name, pats) if name.as_bytes().first() != Some(&b':') => pats
-                .iter()
-                .any(|m| m.matches_joined(header_values(req.headers, name))),
+            Pred::Header(name, pats) if !name.starts_with(':') => {
+                // One pass finds the value and whether the header repeats; the joined-value
+                // matcher is only needed for a repeated header.
+                let mut found = req.headers.iter().filter(|(n, _)| **n == **name);
+                match (found.next(), found.next()) {
+                    (None, _) => false,
+                    (Some((_, v)), None) => pats.iter().any(|m| m.matches_one(Some(v), false)),
+                    _ => pats
+                        .iter()
+                        .any(|m| m.matches_joined(header_values(req.headers, name))),
+                }
+            }
             _ => self.matches_cold(input),
         }
     }
@@ -676,7 +701,7 @@ fn non_empty(s: &str) -> Option<&str> {
 /// carries as fields are answered by [`pseudo_header`] before this is consulted.
 fn header_values<'a>(
     headers: &'a [(&'a str, &'a str)],
-    name: &'a Lit,
+    name: &'a str,
 ) -> impl DoubleEndedIterator<Item = &'a str> + Clone + 'a {
     headers
         .iter()
@@ -687,12 +712,12 @@ fn header_values<'a>(
 /// Envoy keeps `:method`, `:path` (with query), `:authority` and `:scheme` in the header map, so
 /// a `request.headers[:path]` condition sees them; the view carries them as fields.
 /// `Some(None)` means "a pseudo-header that is absent".
-fn pseudo_header<'a>(req: &RequestView<'a>, name: &Lit) -> Option<Option<&'a str>> {
-    match name.as_bytes() {
-        b":method" => Some(non_empty(req.method)),
-        b":path" => Some(non_empty(req.path)),
-        b":authority" => Some(non_empty(req.authority)),
-        b":scheme" => Some(non_empty(req.scheme)),
+fn pseudo_header<'a>(req: &RequestView<'a>, name: &str) -> Option<Option<&'a str>> {
+    match name {
+        ":method" => Some(non_empty(req.method)),
+        ":path" => Some(non_empty(req.path)),
+        ":authority" => Some(non_empty(req.authority)),
+        ":scheme" => Some(non_empty(req.scheme)),
         _ => None,
     }
 }
@@ -945,9 +970,9 @@ fn compile_operation(cx: &Cx<'_>, at: &str, o: &wire::Operation) -> Result<Claus
 
 /// Name inside `[...]` as istiod's `extractNameInBrackets`, lower-cased like Envoy's
 /// `LowerCaseString` header names.
-fn bracket_name(rest: &str) -> Option<Lit> {
+fn bracket_name(rest: &str) -> Option<Box<str>> {
     let name = rest.strip_prefix('[')?.strip_suffix(']')?;
-    (!name.is_empty()).then(|| Lit::from(name.to_ascii_lowercase().as_str()))
+    (!name.is_empty()).then(|| name.to_ascii_lowercase().into())
 }
 
 fn compile_condition(

@@ -469,6 +469,13 @@ fn cases() -> Vec<Case> {
         allow_case("when-destination-port", vec![when(vec![cond("destination.port", &["8000"], &[])])], req(), true),
         allow_case("when-destination-port-not", vec![when(vec![cond("destination.port", &[], &["8000"])])], req(), false),
         allow_case("when-sni", vec![when(vec![cond("connection.sni", &["*.example.com"], &[])])], req().sni("api.example.com"), true),
+        // istiod model ruleList.appendLast: a condition without values or notValues adds nothing.
+        allow_case("when-condition-without-values-ignored", vec![when(vec![cond("source.ip", &[], &[])])], req(), true),
+        // Several `when` entries on the same key are ANDed, not merged.
+        allow_case("when-same-key-twice-and", vec![when(vec![cond("request.headers[x-a]", &["1"], &[]), cond("request.headers[x-a]", &["2"], &[])])],
+             req().header("x-a", "1"), false),
+        // Pseudo-headers are visible to request.headers[...] as Envoy's header map holds them.
+        allow_case("when-header-pseudo-path-has-query", vec![when(vec![cond("request.headers[:path]", &["/ip?*"], &[])])], req().path("/ip?a=1"), true),
         // "*" is ".+": no SNI (empty requested_server_name) does not match.
         allow_case("when-sni-star-absent", vec![when(vec![cond("connection.sni", &["*"], &[])])], req(), false),
 

@@ -20,6 +20,7 @@ fn with_route(f: impl FnOnce(&mut wire::HttpRoute)) -> wire::Policy {
     )])
 }
 
+// proto/layover/v1/policy.proto: filters accept exactly the schema versions they were built with.
 #[test]
 fn schema_version_must_match() {
     let mut p = policy(vec![]);
@@ -153,6 +154,20 @@ fn invalid_routes_name_service_route_and_field() {
             &["rewrite", "only one of"],
         ),
         (
+            "pseudo-headers and host cannot be mutated (Envoy HeaderParser; istiod isInternalHeader)",
+            with_route(|r| r.request_headers = Some(wire::HeaderOperations { set: vec![wire::HeaderValue { name: ":authority".into(), value: "x".into() }], ..Default::default() })),
+            &["request_headers", ":authority"],
+        ),
+        (
+            "host cannot be removed on a destination either",
+            with_route(|r| {
+                let mut d = dest("c", 100);
+                d.request_headers = Some(wire::HeaderOperations { remove: vec!["Host".into()], ..Default::default() });
+                r.action = fwd(vec![d]);
+            }),
+            &["forward.destinations[0].request_headers", "Host"],
+        ),
+        (
             "CORS origin regex must compile",
             with_route(|r| {
                 r.cors = Some(wire::CorsPolicy {
@@ -171,6 +186,8 @@ fn invalid_routes_name_service_route_and_field() {
     }
 }
 
+// Service VIPs select the service (ambient: one address, one service); bindings index
+// Policy.authorization_policies (policy.proto Service.authorization_policies).
 #[test]
 fn invalid_services() {
     let mut bad_ip = service(HOST, wire::RouteSource::Default, vec![]);
@@ -223,6 +240,8 @@ fn invalid_services() {
     }
 }
 
+// The policy is rejected whole when an AuthorizationPolicy is invalid (CUSTOM / unknown action
+// is not supported by the filters); the message names the policy.
 #[test]
 fn invalid_authz_is_reported_through_invalid_policy() {
     let mut p = policy(vec![]);

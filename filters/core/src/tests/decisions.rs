@@ -581,6 +581,8 @@ fn fault_percentages_sample_statistics() {
     );
 }
 
+// istio.io/latest/docs/reference/config/networking/virtual-service/#HTTPFaultInjection-Delay:
+// percentage 0 injects nothing.
 #[test]
 fn fault_zero_percent_never_fires() {
     let cp = one(catch_all(|r| {
@@ -1259,6 +1261,8 @@ fn cors_preflight_before_fault() {
 
 // ---------------------------------------------------------------- decision metadata
 
+// `layover eval` explains which object/element/match decided: istiod names Envoy routes
+// `<http[].name>.<match[].name>` and carries the VirtualService in route metadata.
 #[test]
 fn matched_route_metadata() {
     let mut r = route(

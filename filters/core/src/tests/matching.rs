@@ -591,6 +591,8 @@ fn first_match_regex_before_exact_and_prefix() {
     assert_eq!(names(&cp, "/r/123").as_deref(), Some("P"));
 }
 
+// ignoreUriCase routes live in their own lower-cased index; Envoy's first-match order across
+// case-sensitive and case-insensitive routes must still hold (RouteMatch.case_sensitive).
 #[test]
 fn first_match_case_insensitive_bucket_keeps_order() {
     let cp = vs_policy(vec![
@@ -600,6 +602,8 @@ fn first_match_case_insensitive_bucket_keeps_order() {
     assert_eq!(names(&cp, "/z/1").as_deref(), Some("CI"));
 }
 
+// Envoy safe_regex routes are full matches tested in route order; many regexes without a
+// literal prefix are tested in one RegexSet pass, which must not change first-match results.
 #[test]
 fn unanchored_regexes_through_regex_set_keep_order() {
     // More than the per-entry threshold of regexes without a literal prefix: RegexSet path.
@@ -629,6 +633,8 @@ fn unanchored_regexes_through_regex_set_keep_order() {
     assert_eq!(names(&cp, "/img/a.png").as_deref(), Some("LAST"));
 }
 
+// Regex routes are bucketed by their literal prefix; that must never hide a route Envoy's
+// RE2 full match would select (optional characters, alternations, flags).
 #[test]
 fn regex_with_literal_prefix_and_optional_char() {
     // "/ab?c" must not be indexed under "/ab": the 'b' is optional.
@@ -689,6 +695,9 @@ fn no_match_in_http_route_is_404() {
     );
 }
 
+// Envoy evaluates a virtual host's routes linearly, first match wins
+// (envoyproxy.io/docs/envoy/latest/intro/arch_overview/http/http_routing): the index must agree
+// with that walk on a large mixed table.
 #[test]
 fn many_routes_index_agrees_with_linear_scan() {
     // 600 mixed routes; every request must land where a linear first-match walk lands.

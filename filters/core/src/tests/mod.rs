@@ -191,3 +191,11 @@ pub(crate) fn rv<'a>(path: &'a str, headers: &'a [(&'a str, &'a str)]) -> Reques
 pub(crate) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
+
+#[test]
+fn decision_size_is_reasonable() {
+    // Decisions are returned by value per request; keep an eye on the copy cost.
+    let size = std::mem::size_of::<crate::Decision<'static>>();
+    assert!(size <= 704, "Decision is {size} bytes");
+    println!("Decision: {size} bytes");
+}

@@ -1,0 +1,422 @@
+//! What each Envoy event does, in safe code: [`crate::sys`] converts Envoy's pointers and calls
+//! these. Every function here catches panics ([`guard`]): a panic is logged, the request fails
+//! closed with a 500, and Envoy keeps running.
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use layover_adapter::{
+    load_policy, parse_socket_address, principal_from_uri_san, Connection, Entropy, LocalReply,
+    StreamFilter, StreamHost, Verdict,
+};
+use layover_core::CompiledPolicy;
+
+use crate::sys::{
+    self, body_status, headers_status, trailers_status, Attribute, HeaderKind, HttpFilter, Level,
+    Scheduler,
+};
+use crate::timer::Timer;
+
+/// How long a mirrored request may take before Envoy abandons it.
+const MIRROR_TIMEOUT_MS: u64 = 5_000;
+
+/// Body of the reply when the filter failed internally.
+const INTERNAL_ERROR_BODY: &[u8] = b"layover: internal error";
+
+/// One filter configuration: the compiled policy, shared by every stream it creates.
+#[derive(Debug)]
+pub struct Config {
+    policy: Arc<CompiledPolicy>,
+}
+
+/// Per-stream state. Hooks get `&Filter`: Envoy can re-enter the filter (our own local reply runs
+/// the response-headers hook while the request-headers hook is still on the stack), so the state
+/// sits in a `RefCell` and a re-entrant hook that finds it borrowed leaves it alone.
+#[derive(Debug)]
+pub struct Filter {
+    policy: Arc<CompiledPolicy>,
+    state: RefCell<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    stream: StreamFilter,
+    /// The request is held by a fault delay; the scheduler wakes it.
+    delay: Option<Scheduler>,
+    /// A local reply was sent (or the filter failed): nothing else may touch the stream.
+    done: bool,
+}
+
+/// Runs `f`, turning a panic into `on_panic` after logging it.
+fn guard<T>(hook: &str, f: impl FnOnce() -> T, on_panic: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            sys::log(
+                Level::Error,
+                &format!("layover: panic in {hook} caught at the FFI boundary: {what}"),
+            );
+            on_panic()
+        }
+    }
+}
+
+/// Fails the request closed after an internal error (a caught panic).
+fn fail_closed(filter: &Filter, envoy: HttpFilter<'_>) {
+    if let Ok(mut state) = filter.state.try_borrow_mut() {
+        if state.done {
+            return;
+        }
+        state.done = true;
+        state.delay = None;
+    }
+    envoy.send_response(500, &[], INTERNAL_ERROR_BODY, "layover_internal_error");
+}
+
+/// `config_new`: compiles the policy once. `None` makes Envoy reject the configuration.
+pub fn config_new(name: &[u8], config: &[u8]) -> Option<Box<Config>> {
+    guard(
+        "config_new",
+        || match load_policy(config) {
+            Ok(policy) => {
+                sys::log(
+                    Level::Info,
+                    &format!(
+                        "layover: policy loaded for filter `{}`",
+                        String::from_utf8_lossy(name)
+                    ),
+                );
+                Some(Box::new(Config {
+                    policy: Arc::new(policy),
+                }))
+            }
+            Err(message) => {
+                // Never run half a policy: Envoy rejects the whole configuration.
+                sys::log(Level::Critical, &format!("layover: {message}"));
+                None
+            }
+        },
+        || None,
+    )
+}
+
+/// `filter_new`: per-stream state.
+pub fn filter_new(config: &Config) -> Option<Box<Filter>> {
+    guard(
+        "filter_new",
+        || {
+            Some(Box::new(Filter {
+                policy: Arc::clone(&config.policy),
+                state: RefCell::new(State::default()),
+            }))
+        },
+        || None,
+    )
+}
+
+/// `filter_destroy` (worker thread): dropping the state deletes a pending delay's scheduler
+/// after revoking its timer slot.
+pub fn destroy(filter: Box<Filter>) {
+    guard("filter_destroy", move || drop(filter), || ());
+}
+
+thread_local! {
+    /// Per-worker entropy for weighted splits and fault percentages.
+    static ENTROPY: RefCell<Entropy> = RefCell::new(Entropy::new(seed()));
+}
+
+fn seed() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0x5eed, |d| d.as_nanos() as u64);
+    // RandomState carries per-thread random keys: distinct seeds even for workers started in the
+    // same nanosecond.
+    std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), nanos)
+}
+
+fn next_entropy() -> u64 {
+    ENTROPY.with(|e| match e.try_borrow_mut() {
+        Ok(mut e) => e.next_u64(),
+        Err(_) => seed(),
+    })
+}
+
+/// What the connection tells us: peer identity and addresses (the same sources as the wasm
+/// build's properties).
+fn connection(envoy: HttpFilter<'_>, authority: Option<&str>) -> Connection {
+    let principal = envoy
+        .attribute(Attribute::UriSanPeerCertificate)
+        .as_deref()
+        .and_then(principal_from_uri_san)
+        .map(str::to_string);
+    let source = envoy
+        .attribute(Attribute::SourceAddress)
+        .as_deref()
+        .and_then(parse_socket_address);
+    // On the plain-HTTP listener the service comes from the Host header; its port from the
+    // authority (the listener's own port says nothing about the service).
+    let authority_port = authority
+        .and_then(|a| a.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse::<u16>().ok());
+    Connection {
+        principal,
+        source_ip: source.map(|(ip, _)| ip),
+        remote_ip: None,
+        destination_service: None,
+        destination_ip: None,
+        destination_port: authority_port.unwrap_or(0),
+        sni: envoy
+            .attribute(Attribute::RequestedServerName)
+            .filter(|s| !s.is_empty()),
+    }
+}
+
+/// `request_headers`: decide and apply.
+pub fn request_headers(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
+    guard(
+        "request_headers",
+        || decide(filter, envoy),
+        || {
+            fail_closed(filter, envoy);
+            headers_status::STOP_ITERATION
+        },
+    )
+}
+
+fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
+    let Ok(mut state) = filter.state.try_borrow_mut() else {
+        return headers_status::STOP_ITERATION;
+    };
+    let mut host = Host {
+        envoy,
+        request_mutated: false,
+        cached_request: None,
+    };
+    let headers = host.request_headers();
+    #[cfg(feature = "test-panic")]
+    test_panic(&headers);
+    let authority = headers
+        .iter()
+        .find(|(n, _)| n == ":authority")
+        .map(|(_, v)| v.as_str());
+    let conn = connection(envoy, authority);
+    host.cached_request = Some(headers);
+    let verdict = state
+        .stream
+        .on_request_headers(&filter.policy, &conn, next_entropy(), &mut host);
+    if host.request_mutated {
+        // The route was picked before the filter ran; re-pick it from the cluster header.
+        envoy.clear_route_cache();
+    }
+    match verdict {
+        Verdict::Continue => headers_status::CONTINUE,
+        Verdict::Replied => {
+            state.done = true;
+            headers_status::STOP_ITERATION
+        }
+        Verdict::Delay(ms) => {
+            match start_delay(envoy, ms) {
+                Ok(scheduler) => state.delay = Some(scheduler),
+                Err(message) => {
+                    drop(state);
+                    sys::log(Level::Error, &format!("layover: fault delay: {message}"));
+                    fail_closed(filter, envoy);
+                }
+            }
+            headers_status::STOP_ITERATION
+        }
+    }
+}
+
+/// Registers the stream with the shared timer; the returned scheduler must live in the stream.
+fn start_delay(envoy: HttpFilter<'_>, ms: u64) -> Result<Scheduler, String> {
+    let scheduler = envoy
+        .new_scheduler()
+        .ok_or("Envoy returned no scheduler")?;
+    Timer::global().schedule(Instant::now() + Duration::from_millis(ms), scheduler.slot())?;
+    Ok(scheduler)
+}
+
+#[cfg(feature = "test-panic")]
+#[allow(clippy::panic)]
+fn test_panic(headers: &[(String, String)]) {
+    if headers.iter().any(|(n, _)| n == "x-layover-test-panic") {
+        panic!("test-panic: x-layover-test-panic requested a panic");
+    }
+}
+
+/// `scheduled` (worker thread): the fault delay elapsed.
+pub fn scheduled(filter: &Filter, envoy: HttpFilter<'_>, event: u64) {
+    guard(
+        "scheduled",
+        || {
+            if event != sys::DELAY_EVENT {
+                return;
+            }
+            let resume = {
+                let Ok(mut state) = filter.state.try_borrow_mut() else {
+                    return;
+                };
+                // Deleting the scheduler now (on the worker) rather than at destroy.
+                if state.delay.take().is_none() || state.done {
+                    return;
+                }
+                let mut host = Host {
+                    envoy,
+                    request_mutated: false,
+                    cached_request: None,
+                };
+                match state.stream.on_delay_elapsed(&mut host) {
+                    Verdict::Replied => {
+                        state.done = true;
+                        false
+                    }
+                    _ => true,
+                }
+            };
+            // Outside the borrow: resuming runs the router, whose local replies (503 …) come
+            // back through our response hook.
+            if resume {
+                envoy.continue_decoding();
+            }
+        },
+        || fail_closed(filter, envoy),
+    );
+}
+
+/// `request_body`: held while a delay is pending or after a reply.
+pub fn request_body(filter: &Filter) -> u32 {
+    guard(
+        "request_body",
+        || match filter.state.try_borrow() {
+            Ok(s) if s.delay.is_none() && !s.done => body_status::CONTINUE,
+            _ => body_status::STOP_AND_BUFFER,
+        },
+        || body_status::STOP_AND_BUFFER,
+    )
+}
+
+/// `request_trailers`: held while a delay is pending or after a reply.
+pub fn request_trailers(filter: &Filter) -> u32 {
+    guard(
+        "request_trailers",
+        || match filter.state.try_borrow() {
+            Ok(s) if s.delay.is_none() && !s.done => trailers_status::CONTINUE,
+            _ => trailers_status::STOP_ITERATION,
+        },
+        || trailers_status::STOP_ITERATION,
+    )
+}
+
+/// `response_headers`: the decided response header operations.
+pub fn response_headers(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
+    guard(
+        "response_headers",
+        || {
+            // Borrowed: this is the response of our own local reply, which carries its headers.
+            if let Ok(mut state) = filter.state.try_borrow_mut() {
+                let mut host = Host {
+                    envoy,
+                    request_mutated: false,
+                    cached_request: None,
+                };
+                state.stream.on_response_headers(&mut host);
+            }
+            headers_status::CONTINUE
+        },
+        || {
+            fail_closed(filter, envoy);
+            headers_status::STOP_ITERATION
+        },
+    )
+}
+
+/// [`StreamHost`] over the dynamic-module callbacks of the current hook.
+struct Host<'hook> {
+    envoy: HttpFilter<'hook>,
+    /// Any request header changed (the route must be re-selected).
+    request_mutated: bool,
+    /// The request headers read at the start of the hook (saves a second copy).
+    cached_request: Option<Vec<(String, String)>>,
+}
+
+impl Host<'_> {
+    fn report(&self, what: &str, name: &str, ok: bool) {
+        if !ok {
+            sys::log(
+                Level::Warn,
+                &format!("layover: host call {what} `{name}` failed"),
+            );
+        }
+    }
+}
+
+impl StreamHost for Host<'_> {
+    fn request_headers(&self) -> Vec<(String, String)> {
+        match &self.cached_request {
+            Some(h) => h.clone(),
+            None => self.envoy.headers(HeaderKind::Request),
+        }
+    }
+    fn set_request_header(&mut self, name: &str, value: &str) {
+        self.request_mutated = true;
+        self.cached_request = None;
+        let ok = self
+            .envoy
+            .set_header(HeaderKind::Request, name, Some(value));
+        self.report("set request header", name, ok);
+    }
+    fn add_request_header(&mut self, name: &str, value: &str) {
+        self.request_mutated = true;
+        self.cached_request = None;
+        let ok = self.envoy.add_header(HeaderKind::Request, name, value);
+        self.report("add request header", name, ok);
+    }
+    fn remove_request_header(&mut self, name: &str) {
+        self.request_mutated = true;
+        self.cached_request = None;
+        let ok = self.envoy.set_header(HeaderKind::Request, name, None);
+        self.report("remove request header", name, ok);
+    }
+    fn set_response_header(&mut self, name: &str, value: &str) {
+        let ok = self
+            .envoy
+            .set_header(HeaderKind::Response, name, Some(value));
+        self.report("set response header", name, ok);
+    }
+    fn add_response_header(&mut self, name: &str, value: &str) {
+        let ok = self.envoy.add_header(HeaderKind::Response, name, value);
+        self.report("add response header", name, ok);
+    }
+    fn remove_response_header(&mut self, name: &str) {
+        let ok = self.envoy.set_header(HeaderKind::Response, name, None);
+        self.report("remove response header", name, ok);
+    }
+    fn send_local_reply(&mut self, reply: &LocalReply) {
+        self.envoy
+            .send_response(reply.status, &reply.headers, &reply.body, "layover");
+    }
+    fn mirror(&mut self, cluster: &str, headers: &[(String, String)]) {
+        if let Err(result) = self.envoy.http_callout(cluster, headers, MIRROR_TIMEOUT_MS) {
+            if sys::log_enabled(Level::Debug) {
+                sys::log(
+                    Level::Debug,
+                    &format!("layover: mirror to {cluster} not sent (callout result {result})"),
+                );
+            }
+        }
+    }
+    fn warn(&self, message: &str) {
+        sys::log(Level::Warn, message);
+    }
+}
+
+#[cfg(test)]
+mod tests;

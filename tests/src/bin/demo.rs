@@ -1,0 +1,646 @@
+//! `cargo xtask demo`: a live layover waypoint for the default bookinfo configuration.
+//!
+//! Compiles `testdata/bookinfo`, issues a mesh CA and SPIFFE certificates for the bookinfo
+//! workloads, starts one demo backend per WorkloadEntry (on the ports the YAML declares), starts
+//! Envoy with the proxy-wasm filter behind an mTLS listener, drives the traffic the bookinfo
+//! workloads would send, and prints what happened: per scenario the responses, which backends
+//! served them, denials and retries (from the backends' counters and Envoy's access log), then
+//! Envoy's own counters. Everything it started stops when it exits; `--keep-running` keeps the
+//! waypoint up until Ctrl-C and prints how to call it with curl.
+//!
+//! Usage: `demo [--config <dir>] [--out <dir>] [--port <n>] [--admin-port <n>] [--keep-running]`
+//! (`$LAYOVER_ENVOY` / `$LAYOVER_WASM` select Envoy and the wasm module, as in the test suite).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Method;
+use layover_certs::{Identity, MeshCa, MeshDir, MeshSpec, DEFAULT_TRUST_DOMAIN};
+use layover_envoy::{bootstrap, endpoints_from_registry, BootstrapOptions, DownstreamTls};
+use layover_integration::waypoint::{policy_json, FilterBuild};
+use layover_integration::{Backend, ClientIdentity, Envoy, EnvoyOptions, HttpClient, TlsClient};
+
+/// How long one demo request may take (the slowest is the 2 s fault delay).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Args {
+    config: PathBuf,
+    out: PathBuf,
+    port: u16,
+    admin_port: u16,
+    keep_running: bool,
+}
+
+fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+fn parse_args() -> Result<Args, String> {
+    let root = repo_root();
+    let mut args = Args {
+        config: root.join("testdata/bookinfo"),
+        out: root.join("target/layover-demo"),
+        port: 0,
+        admin_port: 0,
+        keep_running: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--config" => args.config = PathBuf::from(value("--config")?),
+            "--out" => args.out = PathBuf::from(value("--out")?),
+            "--port" => {
+                args.port = value("--port")?
+                    .parse()
+                    .map_err(|e| format!("--port: {e}"))?
+            }
+            "--admin-port" => {
+                args.admin_port = value("--admin-port")?
+                    .parse()
+                    .map_err(|e| format!("--admin-port: {e}"))?
+            }
+            "--keep-running" => args.keep_running = true,
+            "-h" | "--help" => {
+                return Err("usage: demo [--config <dir>] [--out <dir>] [--port <n>] [--admin-port <n>] [--keep-running]".into())
+            }
+            other => return Err(format!("unknown argument `{other}` (try --help)")),
+        }
+    }
+    Ok(args)
+}
+
+fn step(what: &str) {
+    println!("==> {what}");
+}
+
+/// A path as the user should type it: relative to the current directory when inside it.
+fn shown(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Everything the demo starts (Envoy, backends) lives inside `run` and is stopped when it
+    // returns, on success and on error alike.
+    match run(&args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("demo: some requests did not get the response the policy promises (marked UNEXPECTED)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("demo: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A caller of the demo traffic.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// A mesh workload, by its `app` label (its identity is its WorkloadEntry's service account).
+    App(&'static str),
+    /// The ingress gateway (a mesh identity outside the bookinfo namespace).
+    Ingress,
+    /// A client without a certificate.
+    NoCert,
+    /// A client claiming productpage's identity with a certificate from another CA.
+    OtherCa,
+}
+
+impl Caller {
+    fn label(self) -> &'static str {
+        match self {
+            Caller::App(app) => app,
+            Caller::Ingress => "ingress",
+            Caller::NoCert => "(no cert)",
+            Caller::OtherCa => "(other CA)",
+        }
+    }
+}
+
+/// What the policy promises for a scenario.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Status(u16),
+    /// The TLS handshake is refused: no request reaches the filter.
+    Refused,
+}
+
+struct Scenario {
+    caller: Caller,
+    method: Method,
+    host: &'static str,
+    path: &'static str,
+    jason: bool,
+    count: usize,
+    /// Backend answering the scenario's first request with a 503 (to show a retry).
+    fail_once: Option<&'static str>,
+    expect: Expect,
+    /// Which part of testdata/bookinfo the scenario shows.
+    why: &'static str,
+}
+
+fn scenarios() -> Vec<Scenario> {
+    let s = |caller, method, host, path, count, expect, why| Scenario {
+        caller,
+        method,
+        host,
+        path,
+        jason: false,
+        count,
+        fail_once: None,
+        expect,
+        why,
+    };
+    vec![
+        s(Caller::Ingress, Method::GET, "productpage:9080", "/productpage", 3, Expect::Status(200), "productpage-viewer: GET from anyone"),
+        s(Caller::Ingress, Method::POST, "productpage:9080", "/productpage", 1, Expect::Status(403), "productpage-viewer: GET only"),
+        s(Caller::App("productpage"), Method::GET, "details:9080", "/details/0", 3, Expect::Status(200), "no policy on details"),
+        s(Caller::App("productpage"), Method::GET, "reviews:9080", "/reviews/0", 20, Expect::Status(200), "split 40/30/30 over v1/v2/v3"),
+        Scenario {
+            jason: true,
+            fail_once: Some("reviews-v2"),
+            ..s(Caller::App("productpage"), Method::GET, "reviews:9080", "/reviews/0", 3, Expect::Status(200), "jason -> v2; v2 fails once: retried")
+        },
+        s(Caller::App("reviews"), Method::GET, "ratings:9080", "/ratings/0", 3, Expect::Status(200), "ratings-viewer: only reviews"),
+        Scenario {
+            jason: true,
+            ..s(Caller::App("reviews"), Method::GET, "ratings:9080", "/ratings/0", 1, Expect::Status(200), "fault: 2s delay for jason")
+        },
+        s(Caller::App("ratings"), Method::GET, "reviews:9080", "/reviews/0", 1, Expect::Status(403), "reviews-viewer: only productpage"),
+        s(Caller::App("productpage"), Method::DELETE, "reviews:9080", "/reviews/0", 1, Expect::Status(403), "reviews-viewer: GET only"),
+        s(Caller::NoCert, Method::GET, "reviews:9080", "/reviews/0", 1, Expect::Refused, "mTLS: client certificate required"),
+        s(Caller::OtherCa, Method::GET, "reviews:9080", "/reviews/0", 1, Expect::Refused, "mTLS: chain must reach the mesh root"),
+    ]
+}
+
+/// One printed row.
+struct Row {
+    caller: String,
+    request: String,
+    n: usize,
+    responses: String,
+    served_by: String,
+    retries: u64,
+    slowest: Duration,
+    ok: bool,
+    why: &'static str,
+}
+
+/// What the demo started; dropping it stops Envoy and the backends.
+struct Running {
+    envoy: Envoy,
+    backends: Vec<Backend>,
+    clients: BTreeMap<&'static str, TlsClient>,
+    no_cert: TlsClient,
+    other_ca: TlsClient,
+    certs: MeshDir,
+    identities: BTreeMap<&'static str, Identity>,
+    trust_domain: String,
+}
+
+async fn run(args: &Args) -> Result<bool, String> {
+    let config = shown(&args.config);
+    step(&format!("compiling {config}"));
+    let compiled = layover_config::compile_paths_with(
+        std::slice::from_ref(&args.config),
+        &layover_config::CompileOptions::default(),
+    )
+    .map_err(|e| format!("{config}: {e}"))?;
+    let p = &compiled.policy;
+    println!(
+        "    {} services, {} clusters, {} authorization policies, waypoint {}",
+        p.services.len(),
+        p.clusters.len(),
+        p.authorization_policies.len(),
+        if p.waypoint.is_empty() { "-" } else { &p.waypoint }
+    );
+
+    let running = start(args, &compiled).await?;
+    let rows = drive(&running).await?;
+    print_table(&running, &rows);
+    print_envoy_counters(&running).await;
+    let all_ok = rows.iter().all(|r| r.ok);
+
+    if args.keep_running {
+        print_how_to_call(&running);
+        tokio::signal::ctrl_c()
+            .await
+            .map_err(|e| format!("waiting for Ctrl-C: {e}"))?;
+        println!();
+    }
+    step("stopping Envoy and the demo backends");
+    drop(running);
+    Ok(all_ok)
+}
+
+/// The `app` label → identity of its workloads, from the WorkloadEntries' service accounts.
+fn workload_identities(
+    compiled: &layover_config::Compiled,
+) -> Result<BTreeMap<String, Identity>, String> {
+    let mut out = BTreeMap::new();
+    for ep in compiled.registry.clusters.values().flatten() {
+        let (Some(app), false) = (ep.labels.get("app"), ep.service_account.is_empty()) else {
+            continue;
+        };
+        let id = Identity::new(&ep.namespace, &ep.service_account).map_err(|e| e.to_string())?;
+        out.insert(app.clone(), id);
+    }
+    Ok(out)
+}
+
+async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Running, String> {
+    let apps = workload_identities(compiled)?;
+    let trust_domain = DEFAULT_TRUST_DOMAIN.to_string();
+    let mut identities: BTreeMap<&'static str, Identity> = BTreeMap::new();
+    identities.insert(
+        "ingress",
+        Identity::new("istio-ingress", "istio-ingress").map_err(|e| e.to_string())?,
+    );
+    for app in ["productpage", "details", "reviews", "ratings"] {
+        let id = apps
+            .get(app)
+            .ok_or_else(|| format!("the config has no workload labelled app={app} with a serviceAccount"))?;
+        identities.insert(app, id.clone());
+    }
+
+    let certs_dir = args.out.join("certs");
+    step(&format!(
+        "issuing a mesh CA and SPIFFE certificates (trust domain {trust_domain}) into {}",
+        shown(&certs_dir)
+    ));
+    let mut spec = MeshSpec::new(identities.values().cloned().collect());
+    spec.trust_domain = trust_domain.clone();
+    if let Some(wp) = compiled.policy.waypoint.split_once('/') {
+        spec.waypoint = Identity::new(wp.0, wp.1).map_err(|e| e.to_string())?;
+    }
+    let certs = layover_certs::write_mesh(&certs_dir, &spec).map_err(|e| e.to_string())?;
+    let root_pem = std::fs::read_to_string(certs.root_cert())
+        .map_err(|e| format!("{}: {e}", certs.root_cert().display()))?;
+    let mut clients = BTreeMap::new();
+    for (name, id) in &identities {
+        let files = certs.workload(id);
+        let identity = ClientIdentity::from_files(&files.cert_chain, &files.private_key)
+            .map_err(|e| e.to_string())?;
+        let client = TlsClient::new(&root_pem, Some(&identity), false)
+            .map_err(|e| e.to_string())?
+            .with_timeout(REQUEST_TIMEOUT);
+        clients.insert(*name, client);
+    }
+    let no_cert = TlsClient::new(&root_pem, None, false)
+        .map_err(|e| e.to_string())?
+        .with_timeout(REQUEST_TIMEOUT);
+    let foreign = MeshCa::new(&trust_domain).map_err(|e| e.to_string())?;
+    let productpage = identities
+        .get("productpage")
+        .ok_or("no productpage identity")?;
+    let forged = foreign.issue(productpage).map_err(|e| e.to_string())?;
+    let other_ca = TlsClient::new(
+        &root_pem,
+        Some(&ClientIdentity::from_issued(&forged).map_err(|e| e.to_string())?),
+        false,
+    )
+    .map_err(|e| e.to_string())?
+    .with_timeout(REQUEST_TIMEOUT);
+
+    let endpoints = endpoints_from_registry(compiled);
+    step(&format!(
+        "starting {} demo backends on the WorkloadEntry addresses",
+        endpoints.len()
+    ));
+    let mut backends = Vec::new();
+    for ep in &endpoints {
+        let app = ep.labels.get("app").map_or("backend", String::as_str);
+        let version = ep.labels.get("version").map_or("", String::as_str);
+        let name = if version.is_empty() {
+            app.to_string()
+        } else {
+            format!("{app}-{version}")
+        };
+        let addr: SocketAddr = format!("{}:{}", ep.address, ep.port)
+            .parse()
+            .map_err(|e| format!("endpoint {}:{}: {e}", ep.address, ep.port))?;
+        if backends.iter().any(|b: &Backend| b.addr() == addr) {
+            continue;
+        }
+        let backend = Backend::start_at(&name, version, addr)
+            .await
+            .map_err(|e| format!("{e} (is another demo running?)"))?;
+        backends.push(backend);
+    }
+    let list: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{} :{}", b.name(), b.port()))
+        .collect();
+    println!("    {}", list.join(", "));
+
+    let wasm = layover_integration::waypoint::wasm_module().map_err(|e| e.to_string())?;
+    step(&format!(
+        "starting Envoy with the proxy-wasm filter ({}) and an mTLS listener",
+        shown(&wasm)
+    ));
+    let filter = FilterBuild::Wasm
+        .http_filter(&policy_json(compiled).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let absolute = |p: PathBuf| std::fs::canonicalize(&p).map_err(|e| format!("{}: {e}", p.display()));
+    let tls = DownstreamTls {
+        cert_chain: absolute(certs.waypoint().cert_chain)?,
+        private_key: absolute(certs.waypoint().private_key)?,
+        trusted_ca: absolute(certs.root_cert())?,
+        trust_domain: trust_domain.clone(),
+    };
+    let options = EnvoyOptions {
+        log_level: "warn".into(),
+        ..EnvoyOptions::default()
+    };
+    let started = Instant::now();
+    let envoy = Envoy::start_with(&options, |launch| {
+        let opts = BootstrapOptions {
+            admin_port: args.admin_port,
+            listener_port: args.port,
+            access_log_path: Some(launch.access_log.display().to_string()),
+            layover_filter: Some(filter),
+            downstream_tls: Some(tls),
+            ..BootstrapOptions::default()
+        };
+        bootstrap(&compiled.policy, &endpoints, &opts)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    println!(
+        "    listening on https://{} (admin http://{}), ready in {} ms",
+        envoy.listener_addr(),
+        envoy.admin_addr(),
+        started.elapsed().as_millis()
+    );
+    Ok(Running {
+        envoy,
+        backends,
+        clients,
+        no_cert,
+        other_ca,
+        certs,
+        identities,
+        trust_domain,
+    })
+}
+
+fn counts(backends: &[Backend]) -> Vec<usize> {
+    backends.iter().map(Backend::request_count).collect()
+}
+
+async fn drive(running: &Running) -> Result<Vec<Row>, String> {
+    let scenarios = scenarios();
+    let total: usize = scenarios.iter().map(|s| s.count).sum();
+    step(&format!(
+        "sending {total} requests in {} scenarios as the bookinfo workloads would",
+        scenarios.len()
+    ));
+    let addr = running.envoy.listener_addr();
+    let mut logged = 0usize;
+    let mut rows = Vec::new();
+    for sc in &scenarios {
+        let client = match sc.caller {
+            Caller::App(app) => running.clients.get(app),
+            Caller::Ingress => running.clients.get("ingress"),
+            Caller::NoCert => Some(&running.no_cert),
+            Caller::OtherCa => Some(&running.other_ca),
+        }
+        .ok_or_else(|| format!("no client for {}", sc.caller.label()))?;
+        if let Some(name) = sc.fail_once {
+            match running.backends.iter().find(|b| b.name() == name) {
+                Some(b) => b.fail_next(1),
+                None => return Err(format!("no backend {name} to fail once")),
+            }
+        }
+        let before = counts(&running.backends);
+        let headers: &[(&str, &str)] = if sc.jason {
+            &[("end-user", "jason")]
+        } else {
+            &[]
+        };
+        let mut responses: BTreeMap<String, usize> = BTreeMap::new();
+        let mut answered = 0usize;
+        let mut ok = true;
+        let mut slowest = Duration::ZERO;
+        for _ in 0..sc.count {
+            let t = Instant::now();
+            let result = client
+                .request(addr, sc.method.clone(), sc.host, sc.path, headers, Bytes::new())
+                .await;
+            slowest = slowest.max(t.elapsed());
+            let key = match result {
+                Ok(reply) => {
+                    answered += 1;
+                    ok &= sc.expect == Expect::Status(reply.status.as_u16());
+                    let denied = reply.status == 403 && reply.text().starts_with("RBAC");
+                    format!("{}{}", reply.status.as_u16(), if denied { " denied" } else { "" })
+                }
+                Err(e) => {
+                    ok &= sc.expect == Expect::Refused && e.alert().is_some();
+                    match e.alert() {
+                        Some(alert) => format!("TLS refused ({alert})"),
+                        None => format!("error: {e}"),
+                    }
+                }
+            };
+            *responses.entry(key).or_default() += 1;
+        }
+        let after = counts(&running.backends);
+
+        // Envoy logs each answered request once it completed; retries are its attempt count
+        // minus one.
+        logged += answered;
+        let log = running
+            .envoy
+            .access_log(logged)
+            .await
+            .map_err(|e| e.to_string())?;
+        let retries: u64 = log
+            .iter()
+            .skip(logged - answered)
+            .filter_map(|l| l["attempts"].as_str().and_then(|a| a.parse::<u64>().ok()))
+            .map(|a| a.saturating_sub(1))
+            .sum();
+
+        let served: Vec<String> = running
+            .backends
+            .iter()
+            .zip(before.iter().zip(&after))
+            .filter(|(_, (b, a))| a > b)
+            .map(|(backend, (b, a))| format!("{}×{}", backend.name(), a - b))
+            .collect();
+        rows.push(Row {
+            caller: sc.caller.label().to_string(),
+            request: format!(
+                "{} {}{}{}",
+                sc.method,
+                sc.host.split(':').next().unwrap_or(sc.host),
+                sc.path,
+                if sc.jason { " (jason)" } else { "" }
+            ),
+            n: sc.count,
+            responses: responses
+                .iter()
+                .map(|(k, v)| format!("{k} ×{v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            served_by: if served.is_empty() {
+                "-".into()
+            } else {
+                served.join(" ")
+            },
+            retries,
+            slowest,
+            ok,
+            why: sc.why,
+        });
+    }
+    Ok(rows)
+}
+
+fn print_table(running: &Running, rows: &[Row]) {
+    println!();
+    println!(
+        "callers (client certificates from the demo mesh CA, trust domain {}):",
+        running.trust_domain
+    );
+    for (name, id) in &running.identities {
+        println!("  {name:<12} {}", id.spiffe_id(&running.trust_domain));
+    }
+    println!("  {:<12} no client certificate", "(no cert)");
+    println!(
+        "  {:<12} productpage's SPIFFE id, signed by another CA",
+        "(other CA)"
+    );
+    println!();
+
+    let header = [
+        "caller", "request", "n", "responses", "served by", "retries", "slowest", "check",
+        "what it shows",
+    ];
+    let cells: Vec<[String; 9]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.caller.clone(),
+                r.request.clone(),
+                r.n.to_string(),
+                r.responses.clone(),
+                r.served_by.clone(),
+                r.retries.to_string(),
+                format!("{} ms", r.slowest.as_millis()),
+                if r.ok { "ok" } else { "UNEXPECTED" }.to_string(),
+                r.why.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: &[String]| {
+        let mut out = String::new();
+        for (i, (c, w)) in cols.iter().zip(widths).enumerate() {
+            if i + 1 == cols.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(c);
+                out.push_str(&" ".repeat(w - c.chars().count() + 2));
+            }
+        }
+        out
+    };
+    println!("{}", line(&header.map(String::from)));
+    println!(
+        "{}",
+        line(&widths.map(|w| "-".repeat(w)))
+    );
+    for row in &cells {
+        println!("{}", line(row));
+    }
+}
+
+/// Envoy's own counters, so the table can be checked against the proxy's view.
+async fn print_envoy_counters(running: &Running) {
+    let admin = HttpClient::http1().with_timeout(Duration::from_secs(5));
+    let Ok(reply) = admin
+        .get(&running.envoy.admin_url("/stats?usedonly"))
+        .await
+    else {
+        return;
+    };
+    let text = reply.text();
+    let sum = |pred: &dyn Fn(&str) -> bool| -> u64 {
+        text.lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(k, _)| pred(k))
+            .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+            .sum()
+    };
+    let prefix = format!("http.{}.", layover_envoy::LISTENER_NAME);
+    let rq = |class: &str| {
+        let name = format!("{prefix}downstream_rq_{class}");
+        move |k: &str| k == name
+    };
+    let total = sum(&rq("completed"));
+    let ok2 = sum(&rq("2xx"));
+    let c4 = sum(&rq("4xx"));
+    let c5 = sum(&rq("5xx"));
+    let retries = sum(&|k: &str| k.starts_with("cluster.") && k.ends_with(".upstream_rq_retry"));
+    let upstream_5xx = sum(&|k: &str| k.starts_with("cluster.") && k.ends_with(".upstream_rq_5xx"));
+    let no_cert = sum(&|k: &str| k.starts_with("listener.") && k.ends_with(".ssl.fail_verify_no_cert"));
+    let bad_chain = sum(&|k: &str| k.starts_with("listener.") && k.ends_with(".ssl.fail_verify_error"));
+    let handshakes = sum(&|k: &str| k.starts_with("listener.") && k.ends_with(".ssl.handshake"));
+    println!();
+    println!(
+        "Envoy's counters: {total} requests ({ok2} 2xx, {c4} 4xx, {c5} 5xx); {handshakes} mTLS handshakes, \
+         refused: {no_cert} without a client certificate, {bad_chain} with an untrusted one; \
+         upstream: {upstream_5xx} 5xx answer(s), {retries} retr{}",
+        if retries == 1 { "y" } else { "ies" }
+    );
+}
+
+fn print_how_to_call(running: &Running) {
+    let port = running.envoy.listener_addr().port();
+    let ca = shown(&running.certs.root_cert());
+    let as_workload = |app: &str| running.identities.get(app).map(|id| running.certs.workload(id));
+    println!();
+    println!(
+        "The waypoint keeps running: https://127.0.0.1:{port} (mTLS), admin {}.",
+        running.envoy.admin_url("/")
+    );
+    println!("Access log: {}", running.envoy.access_log_path().display());
+    if let (Some(pp), Some(ratings)) = (as_workload("productpage"), as_workload("ratings")) {
+        println!("Call it as productpage (200), then as ratings (403 RBAC: access denied):");
+        for files in [pp, ratings] {
+            println!(
+                "  curl --cacert {ca} --cert {} --key {} -H 'host: reviews:9080' https://localhost:{port}/reviews/0",
+                shown(&files.cert_chain),
+                shown(&files.private_key)
+            );
+        }
+    }
+    println!("Press Ctrl-C to stop Envoy and the demo backends.");
+}

@@ -1,0 +1,285 @@
+//! The waypoint fixture of the integration suite: Istio YAML for real backends, compiled with
+//! `layover_config`, turned into a bootstrap by `layover_envoy`, served by a real Envoy running
+//! one of the layover filter builds.
+//!
+//! The flow is the one `layover envoy` uses (filters/cli/src/envoy_cmd.rs): YAML → compiled
+//! policy → policy JSON as the filter configuration → bootstrap with the registry's endpoints.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http::Method;
+use layover_envoy::{bootstrap, endpoints_from_registry, BootstrapOptions};
+use serde_json::{json, Value};
+
+use crate::{Backend, Envoy, EnvoyOptions, HarnessError, HttpClient, Launch, Reply};
+
+/// Which build of the layover filter Envoy loads. Every test of the suite runs once per build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterBuild {
+    /// The proxy-wasm module on V8 (`layover_wasm.wasm`).
+    Wasm,
+    /// The Envoy dynamic module (`liblayover_module.so`, crate `filters/dynamic-module`).
+    DynamicModule,
+}
+
+/// Name Envoy resolves to `lib<name>.so` in `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+pub const DYNAMIC_MODULE_NAME: &str = "layover_module";
+
+/// The workspace root (this crate lives one level below it).
+fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+/// The proxy-wasm module: `$LAYOVER_WASM`, else the `wasm-release` build under `target/`.
+pub fn wasm_module() -> Result<PathBuf, HarnessError> {
+    let path = std::env::var_os("LAYOVER_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            repo_root().join("target/wasm32-wasip1/wasm-release/layover_wasm.wasm")
+        });
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(HarnessError::Config(format!(
+            "wasm module {} not found\nhint: build it with `cargo xtask build-wasm` (or point LAYOVER_WASM at a layover_wasm.wasm)",
+            path.display()
+        )))
+    }
+}
+
+/// The directory holding `lib<DYNAMIC_MODULE_NAME>.so`: `$LAYOVER_DYNAMIC_MODULE_DIR`, else
+/// `target/release`.
+pub fn dynamic_module_dir() -> Result<PathBuf, HarnessError> {
+    let dir = std::env::var_os("LAYOVER_DYNAMIC_MODULE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/release"));
+    let lib = dir.join(format!("lib{DYNAMIC_MODULE_NAME}.so"));
+    if lib.is_file() {
+        Ok(dir)
+    } else {
+        Err(HarnessError::Config(format!(
+            "dynamic module {} not found\nhint: build it with `cargo build --release -p layover-dynamic-module` (or set LAYOVER_DYNAMIC_MODULE_DIR)",
+            lib.display()
+        )))
+    }
+}
+
+impl FilterBuild {
+    /// Short name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            FilterBuild::Wasm => "wasm",
+            FilterBuild::DynamicModule => "dynamic-module",
+        }
+    }
+
+    /// The `http_filters` entry loading this build with `policy_json` as its configuration.
+    pub fn http_filter(self, policy_json: &str) -> Result<Value, HarnessError> {
+        match self {
+            FilterBuild::Wasm => Ok(layover_envoy::wasm_filter(&wasm_module()?, policy_json)),
+            FilterBuild::DynamicModule => {
+                dynamic_module_dir()?;
+                Ok(json!({
+                    "name": "layover",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                        "dynamic_module_config": { "name": DYNAMIC_MODULE_NAME },
+                        "filter_name": "layover",
+                        "filter_config": {
+                            "@type": "type.googleapis.com/google.protobuf.StringValue",
+                            "value": policy_json,
+                        },
+                    },
+                }))
+            }
+        }
+    }
+
+    /// Environment the Envoy process needs for this build.
+    pub fn envoy_env(self) -> Result<Vec<(String, String)>, HarnessError> {
+        match self {
+            FilterBuild::Wasm => Ok(Vec::new()),
+            FilterBuild::DynamicModule => Ok(vec![(
+                "ENVOY_DYNAMIC_MODULES_SEARCH_PATH".to_string(),
+                dynamic_module_dir()?.display().to_string(),
+            )]),
+        }
+    }
+
+    /// Envoy options (log level, environment) for this build.
+    pub fn envoy_options(self) -> Result<EnvoyOptions, HarnessError> {
+        Ok(EnvoyOptions {
+            log_level: "warn".into(),
+            env: self.envoy_env()?,
+            ..EnvoyOptions::default()
+        })
+    }
+}
+
+/// A Kubernetes Service `name` in `default`, selecting `app: <name>`, with one HTTP port 9080
+/// (target port 9080; WorkloadEntries override it by port name).
+pub fn service_yaml(name: &str) -> String {
+    format!(
+        "---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: default
+spec:
+  selector:
+    app: {name}
+  ports:
+  - name: http
+    port: 9080
+    targetPort: 9080
+"
+    )
+}
+
+/// A WorkloadEntry for a running backend: `address: 127.0.0.1`, its real port under the
+/// service port's name (`http`, which is how the compiler picks a WorkloadEntry's port), labels
+/// `app: <app>` and `version: <backend subset>`.
+pub fn workload_yaml(backend: &Backend, app: &str) -> String {
+    let version = backend.subset();
+    let port = backend.port();
+    format!(
+        "---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: {app}-{version}-{port}
+  namespace: default
+spec:
+  address: 127.0.0.1
+  ports:
+    http: {port}
+  labels:
+    app: {app}
+    version: {version}
+"
+    )
+}
+
+/// A DestinationRule for `app` with one subset per version (`version: <v>` labels).
+pub fn subsets_yaml(app: &str, versions: &[&str]) -> String {
+    let mut out = format!(
+        "---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: {app}
+  namespace: default
+spec:
+  host: {app}
+  subsets:
+"
+    );
+    for v in versions {
+        out.push_str(&format!("  - name: {v}\n    labels:\n      version: {v}\n"));
+    }
+    out
+}
+
+/// Service `app` plus one WorkloadEntry per backend.
+pub fn app_yaml(app: &str, backends: &[&Backend]) -> String {
+    let mut out = service_yaml(app);
+    for b in backends {
+        out.push_str(&workload_yaml(b, app));
+    }
+    out
+}
+
+/// Loads and compiles Istio YAML; errors carry the compiler's messages.
+pub fn compile_yaml(yaml: &str) -> Result<layover_config::Compiled, HarnessError> {
+    let bundle = layover_config::load_str("test.yaml", yaml)
+        .map_err(|e| HarnessError::Config(format!("loading the test YAML:\n{e}\n---\n{yaml}")))?;
+    layover_config::compile(&bundle)
+        .map_err(|e| HarnessError::Config(format!("compiling the test YAML:\n{e}\n---\n{yaml}")))
+}
+
+/// The compiled policy as the JSON the filters take as configuration.
+pub fn policy_json(compiled: &layover_config::Compiled) -> Result<String, HarnessError> {
+    serde_json::to_string(&compiled.policy)
+        .map_err(|e| HarnessError::Config(format!("encoding the policy: {e}")))
+}
+
+/// The bootstrap for `compiled` with `filter` as the layover filter: admin and listener on
+/// kernel-picked ports, access log on.
+pub fn waypoint_bootstrap(
+    compiled: &layover_config::Compiled,
+    filter: Value,
+    launch: &Launch,
+) -> Result<String, HarnessError> {
+    let opts = BootstrapOptions {
+        admin_port: Launch::ANY_PORT,
+        listener_port: Launch::ANY_PORT,
+        access_log_path: Some(launch.access_log.display().to_string()),
+        layover_filter: Some(filter),
+        ..BootstrapOptions::default()
+    };
+    bootstrap(&compiled.policy, &endpoints_from_registry(compiled), &opts)
+        .map_err(|e| HarnessError::Config(e.to_string()))
+}
+
+/// A layover waypoint under a real Envoy, with an HTTP/1.1 keep-alive client.
+#[derive(Debug)]
+pub struct Waypoint {
+    /// The Envoy process.
+    pub envoy: Envoy,
+    /// Pooled HTTP/1.1 client.
+    pub client: HttpClient,
+    /// What the compiler produced for the test YAML.
+    pub compiled: layover_config::Compiled,
+}
+
+impl Waypoint {
+    /// Compiles `yaml` and starts Envoy with the `build` filter loaded with the policy.
+    pub async fn start(build: FilterBuild, yaml: &str) -> Result<Waypoint, HarnessError> {
+        let compiled = compile_yaml(yaml)?;
+        let filter = build.http_filter(&policy_json(&compiled)?)?;
+        let envoy = Envoy::start_with(&build.envoy_options()?, |launch| {
+            waypoint_bootstrap(&compiled, filter, launch)
+        })
+        .await?;
+        Ok(Waypoint {
+            envoy,
+            client: HttpClient::http1(),
+            compiled,
+        })
+    }
+
+    /// Sends `method` to `path` with `Host: <host>` and extra headers.
+    pub async fn send(
+        &self,
+        method: Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, HarnessError> {
+        let mut all: Vec<(&str, &str)> = vec![("host", host)];
+        all.extend_from_slice(headers);
+        self.client
+            .request(method, &self.envoy.url(path), &all, body)
+            .await
+    }
+
+    /// `GET path` with `Host: <host>`.
+    pub async fn get(&self, host: &str, path: &str) -> Result<Reply, HarnessError> {
+        self.send(Method::GET, host, path, &[], Bytes::new()).await
+    }
+
+    /// `GET path` with `Host: <host>` and extra headers.
+    pub async fn get_with(
+        &self,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, HarnessError> {
+        self.send(Method::GET, host, path, headers, Bytes::new())
+            .await
+    }
+}
