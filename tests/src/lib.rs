@@ -19,11 +19,11 @@ pub mod waypoint;
 
 pub use backend::{Backend, Behavior, Echo};
 pub use client::{HttpClient, Reply};
-pub use tls::{ClientIdentity, TlsClient, TlsError};
 pub use envoy::{
     find_envoy, validate_config, validate_config_with, Envoy, EnvoyOptions, HarnessError, Launch,
     Ports,
 };
+pub use tls::{ClientIdentity, TlsClient, TlsError};
 
 use std::time::Duration;
 

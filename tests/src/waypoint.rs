@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use http::Method;
 use layover_envoy::{bootstrap, endpoints_from_registry, BootstrapOptions};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::{Backend, Envoy, EnvoyOptions, HarnessError, HttpClient, Launch, Reply};
 
@@ -23,7 +23,8 @@ pub enum FilterBuild {
     DynamicModule,
 }
 
-/// Name Envoy resolves to `lib<name>.so` in `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+/// Name Envoy resolves to `lib<name>.so` in `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` (the name
+/// `layover_envoy::dynamic_module_filter` loads).
 pub const DYNAMIC_MODULE_NAME: &str = "layover_module";
 
 /// The workspace root (this crate lives one level below it).
@@ -36,9 +37,7 @@ fn repo_root() -> PathBuf {
 pub fn wasm_module() -> Result<PathBuf, HarnessError> {
     let path = std::env::var_os("LAYOVER_WASM")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            repo_root().join("target/wasm32-wasip1/wasm-release/layover_wasm.wasm")
-        });
+        .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/wasm-release/layover_wasm.wasm"));
     if path.is_file() {
         Ok(path)
     } else {
@@ -60,7 +59,7 @@ pub fn dynamic_module_dir() -> Result<PathBuf, HarnessError> {
         Ok(dir)
     } else {
         Err(HarnessError::Config(format!(
-            "dynamic module {} not found\nhint: build it with `cargo build --release -p layover-dynamic-module` (or set LAYOVER_DYNAMIC_MODULE_DIR)",
+            "dynamic module {} not found\nhint: build it with `cargo xtask build-dynamic-module` (or set LAYOVER_DYNAMIC_MODULE_DIR)",
             lib.display()
         )))
     }
@@ -81,18 +80,7 @@ impl FilterBuild {
             FilterBuild::Wasm => Ok(layover_envoy::wasm_filter(&wasm_module()?, policy_json)),
             FilterBuild::DynamicModule => {
                 dynamic_module_dir()?;
-                Ok(json!({
-                    "name": "layover",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
-                        "dynamic_module_config": { "name": DYNAMIC_MODULE_NAME },
-                        "filter_name": "layover",
-                        "filter_config": {
-                            "@type": "type.googleapis.com/google.protobuf.StringValue",
-                            "value": policy_json,
-                        },
-                    },
-                }))
+                Ok(layover_envoy::dynamic_module_filter(policy_json))
             }
         }
     }

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use layover_integration::waypoint::{
     app_yaml, compile_yaml, dynamic_module_dir, policy_json, subsets_yaml, waypoint_bootstrap,
 };
-use layover_integration::{validate_config_with, Backend, Echo, Envoy, EnvoyOptions, HttpClient, Reply};
+use layover_integration::{
+    validate_config_with, Backend, Echo, Envoy, EnvoyOptions, HttpClient, Reply,
+};
 use tokio::io::AsyncWriteExt;
 
 const REVIEWS: &str = "reviews:9080";
@@ -143,7 +145,10 @@ async fn module_loads_under_envoy_validate_and_bad_policy_is_rejected() {
         err.contains("Failed to initialize dynamic module"),
         "unexpected rejection: {err}"
     );
-    assert!(err.contains("layover"), "the module's reason is logged: {err}");
+    assert!(
+        err.contains("layover"),
+        "the module's reason is logged: {err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,19 +156,26 @@ async fn routes_to_the_decided_subset_and_ignores_client_cluster_header() {
     let (yaml, bs) = reviews_yaml(VIRTUAL_SERVICE).await;
     let envoy = start(&yaml, &dynamic_module_dir().unwrap()).await;
     assert_eq!(subset(&get(&envoy, "/r", &[]).await), "v1");
-    assert_eq!(subset(&get(&envoy, "/r", &[("end-user", "jason")]).await), "v2");
+    assert_eq!(
+        subset(&get(&envoy, "/r", &[("end-user", "jason")]).await),
+        "v2"
+    );
     // A client cannot pick the cluster: the filter overwrites the header.
     let steer = get(
         &envoy,
         "/r",
-        &[("x-layover-cluster", "outbound|9080|v3|reviews.default.svc.cluster.local")],
+        &[(
+            "x-layover-cluster",
+            "outbound|9080|v3|reviews.default.svc.cluster.local",
+        )],
     )
     .await;
     assert_eq!(subset(&steer), "v1");
     assert_eq!(bs[2].request_count(), 0);
     let echo: Echo = steer.json().unwrap();
     assert!(
-        !echo.headers.contains_key("x-layover-cluster") || echo.headers["x-layover-cluster"].contains("|v1|"),
+        !echo.headers.contains_key("x-layover-cluster")
+            || echo.headers["x-layover-cluster"].contains("|v1|"),
         "{:?}",
         echo.headers
     );
@@ -175,13 +187,23 @@ async fn authorization_deny_is_403_and_source_address_is_seen() {
     let envoy = start(&yaml, &dynamic_module_dir().unwrap()).await;
     let client = HttpClient::http1();
     let delete = client
-        .request(http::Method::DELETE, &envoy.url("/r"), &[("host", REVIEWS)], bytes::Bytes::new())
+        .request(
+            http::Method::DELETE,
+            &envoy.url("/r"),
+            &[("host", REVIEWS)],
+            bytes::Bytes::new(),
+        )
         .await
         .unwrap();
     assert_eq!(delete.status, 403, "{}", delete.text());
     assert_eq!(delete.text(), "RBAC: access denied");
     let loopback = get(&envoy, "/loopback-only", &[]).await;
-    assert_eq!(loopback.status, 403, "source.address must be 127.0.0.1: {}", loopback.text());
+    assert_eq!(
+        loopback.status,
+        403,
+        "source.address must be 127.0.0.1: {}",
+        loopback.text()
+    );
     assert_eq!(subset(&get(&envoy, "/r", &[]).await), "v1");
     let total: usize = bs.iter().map(Backend::request_count).sum();
     assert_eq!(total, 1, "denied requests never reach a backend");
@@ -269,7 +291,11 @@ async fn clients_leaving_during_a_delay_leave_envoy_healthy() {
     drop(conns);
     // Past their deadlines: nothing was forwarded for a stream that is gone.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(bs[0].request_count(), 0, "cancelled requests must not be forwarded");
+    assert_eq!(
+        bs[0].request_count(),
+        0,
+        "cancelled requests must not be forwarded"
+    );
 
     // Also close some right at the deadline, racing the timer's commit.
     let mut late = Vec::new();
@@ -296,5 +322,9 @@ async fn clients_leaving_during_a_delay_leave_envoy_healthy() {
         .await
         .unwrap();
     assert_eq!(ready.status, 200);
-    assert!(!envoy.log().contains("Caught Segmentation fault"), "{}", envoy.log_tail(40));
+    assert!(
+        !envoy.log().contains("Caught Segmentation fault"),
+        "{}",
+        envoy.log_tail(40)
+    );
 }

@@ -48,7 +48,9 @@ impl Mesh {
         let certs = tempfile::tempdir().unwrap();
         let dir = MeshDir::new(certs.path());
         std::fs::write(dir.root_cert(), ca.root_pem()).unwrap();
-        let waypoint = ca.issue(&Identity::new("default", "waypoint").unwrap()).unwrap();
+        let waypoint = ca
+            .issue(&Identity::new("default", "waypoint").unwrap())
+            .unwrap();
         write_cert(&dir.waypoint(), &waypoint).unwrap();
         let tls = DownstreamTls {
             cert_chain: dir.waypoint().cert_chain,
@@ -121,7 +123,11 @@ async fn principal_allow_admits_the_right_identity_and_denies_another() {
         assert_eq!(reply.status, 403, "http2={http2}: {}", reply.text());
         assert_eq!(reply.text(), "RBAC: access denied");
     }
-    assert_eq!(mesh.backend.request_count(), 2, "only allowed requests arrive");
+    assert_eq!(
+        mesh.backend.request_count(),
+        2,
+        "only allowed requests arrive"
+    );
 
     // Envoy saw the verified SPIFFE ids the filter matched on.
     let log = mesh.envoy.access_log(4).await.unwrap();

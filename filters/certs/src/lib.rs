@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -245,10 +245,8 @@ impl MeshCa {
         // An empty subject makes rcgen mark the SAN extension critical, as in Istio's certs.
         params.distinguished_name = DistinguishedName::new();
         params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        // ECDSA keys only sign (key encipherment is an RSA key-exchange usage).
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
@@ -459,7 +457,9 @@ mod tests {
         let id = Identity::new("ns1", "sa1").unwrap();
         let cert = ca.issue(&id).unwrap();
         assert_eq!(cert.spiffe_id, "spiffe://example.org/ns/ns1/sa/sa1");
-        assert!(cert.cert_chain_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(cert
+            .cert_chain_pem
+            .starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(cert.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
         assert!(ca.root_pem().starts_with("-----BEGIN CERTIFICATE-----"));
         // The key never shows in debug output.

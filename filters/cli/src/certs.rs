@@ -44,18 +44,22 @@ pub fn run(args: &CertsArgs) -> Result<(), String> {
     };
     let dir = write_mesh(&args.out, &spec).map_err(|e| e.to_string())?;
     let td = &spec.trust_domain;
-    println!("root CA         {}", dir.root_cert().display());
+    let parent = |p: PathBuf| {
+        p.parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default()
+    };
+    println!("root CA   {}", dir.root_cert().display());
     println!(
-        "waypoint        {}  ({})",
-        dir.waypoint().cert_chain.display(),
-        spec.waypoint.spiffe_id(td)
+        "waypoint  {}  {}/{{cert-chain,key}}.pem",
+        spec.waypoint.spiffe_id(td),
+        parent(dir.waypoint().cert_chain)
     );
     for id in &spec.identities {
         println!(
-            "{:<15} {}  ({})",
-            id.service_account,
-            dir.workload(id).cert_chain.display(),
-            id.spiffe_id(td)
+            "workload  {}  {}/{{cert-chain,key}}.pem",
+            id.spiffe_id(td),
+            parent(dir.workload(id).cert_chain)
         );
     }
     if spec.identities.is_empty() {

@@ -37,11 +37,11 @@ pub struct Config {
 #[derive(Debug)]
 pub struct Filter {
     policy: Arc<CompiledPolicy>,
-    state: RefCell<State>,
+    pub(crate) state: RefCell<State>,
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub(crate) struct State {
     stream: StreamFilter,
     /// The request is held by a fault delay; the scheduler wakes it.
     delay: Option<Scheduler>,
@@ -50,7 +50,7 @@ struct State {
 }
 
 /// Runs `f`, turning a panic into `on_panic` after logging it.
-fn guard<T>(hook: &str, f: impl FnOnce() -> T, on_panic: impl FnOnce() -> T) -> T {
+pub(crate) fn guard<T>(hook: &str, f: impl FnOnce() -> T, on_panic: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
         Err(payload) => {
@@ -69,7 +69,7 @@ fn guard<T>(hook: &str, f: impl FnOnce() -> T, on_panic: impl FnOnce() -> T) -> 
 }
 
 /// Fails the request closed after an internal error (a caught panic).
-fn fail_closed(filter: &Filter, envoy: HttpFilter<'_>) {
+pub(crate) fn fail_closed(filter: &Filter, envoy: HttpFilter<'_>) {
     if let Ok(mut state) = filter.state.try_borrow_mut() {
         if state.done {
             return;
@@ -237,9 +237,7 @@ fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
 
 /// Registers the stream with the shared timer; the returned scheduler must live in the stream.
 fn start_delay(envoy: HttpFilter<'_>, ms: u64) -> Result<Scheduler, String> {
-    let scheduler = envoy
-        .new_scheduler()
-        .ok_or("Envoy returned no scheduler")?;
+    let scheduler = envoy.new_scheduler().ok_or("Envoy returned no scheduler")?;
     Timer::global().schedule(Instant::now() + Duration::from_millis(ms), scheduler.slot())?;
     Ok(scheduler)
 }
@@ -417,6 +415,3 @@ impl StreamHost for Host<'_> {
         sys::log(Level::Warn, message);
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -53,6 +53,9 @@
 //! The timer thread and thread-local state live as long as the process, so the generated filter
 //! config sets `do_not_close: true`: Envoy never unloads the module under a running thread.
 
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod timer;
 

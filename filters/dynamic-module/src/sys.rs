@@ -256,8 +256,9 @@ impl HttpFilter<'_> {
     /// Every header of `kind`, pseudo-headers included, in order, copied out of Envoy.
     pub fn headers(self, kind: HeaderKind) -> Vec<(String, String)> {
         // SAFETY: `self` is the live filter of the current hook.
-        let count =
-            unsafe { ffi::envoy_dynamic_module_callback_http_get_headers_size(self.ptr(), kind as u32) };
+        let count = unsafe {
+            ffi::envoy_dynamic_module_callback_http_get_headers_size(self.ptr(), kind as u32)
+        };
         if count == 0 {
             return Vec::new();
         }
@@ -317,7 +318,13 @@ impl HttpFilter<'_> {
     }
 
     /// Sends a local reply. `details` is the response-code detail in access logs (a token).
-    pub fn send_response(self, status: u16, headers: &[(String, String)], body: &[u8], details: &str) {
+    pub fn send_response(
+        self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+        details: &str,
+    ) {
         let mut raw: Vec<HttpHeader> = headers
             .iter()
             .map(|(k, v)| HttpHeader {
@@ -369,13 +376,14 @@ impl HttpFilter<'_> {
     /// Creates the stream's scheduler (see [`Scheduler`]); `None` if Envoy returned null.
     pub fn new_scheduler(self) -> Option<Scheduler> {
         // SAFETY: live filter; the result is owned by us until `scheduler_delete`.
-        let raw = unsafe { ffi::envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr()) };
+        let raw =
+            unsafe { ffi::envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr()) };
         let raw = NonNull::new(raw)?;
         let committer = Committer(raw);
         Some(Scheduler {
             raw,
             slot: Arc::new(Revocable::new(
-                Box::new(move || committer.commit(DELAY_EVENT)) as CommitFn
+                Box::new(move || committer.commit(DELAY_EVENT)) as CommitFn,
             )),
         })
     }
@@ -432,7 +440,9 @@ unsafe impl Send for Committer {}
 impl Committer {
     fn commit(&self, event: u64) {
         // SAFETY: see the `Send` impl: the scheduler has not been deleted while the slot holds us.
-        unsafe { ffi::envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0.as_ptr(), event) }
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0.as_ptr(), event)
+        }
     }
 }
 
@@ -474,13 +484,21 @@ impl Drop for Scheduler {
         self.slot.revoke();
         // SAFETY: we own the scheduler; after `revoke` no commit is running or can start, and the
         // pointer is never used again.
-        unsafe { ffi::envoy_dynamic_module_callback_http_filter_scheduler_delete(self.raw.as_ptr()) }
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_filter_scheduler_delete(self.raw.as_ptr())
+        }
     }
 }
 
 // ------------------------------------------------------------------------------------------------
 // Event hooks Envoy calls. Each only converts pointers and forwards to `crate::hooks`, which
 // catches panics. Hooks layover has no use for (callout results, streams, watermarks) are no-ops.
+//
+// Safety contract of every `unsafe` hook (what Envoy guarantees per abi.h): buffers point to
+// readable memory of the given length for the duration of the call; a config pointer is one
+// `config_new` returned and not yet passed to `config_destroy`; a filter module pointer is one
+// `filter_new` returned and not yet passed to `filter_destroy`; the filter envoy pointer is the
+// stream's live `DynamicModuleHttpFilter`; all stream hooks run on the stream's worker thread.
 // ------------------------------------------------------------------------------------------------
 
 /// Wraps the filter pointer Envoy passed to the current hook.
@@ -508,8 +526,11 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
 }
 
 /// `envoy_dynamic_module_on_http_filter_config_new`: null rejects the configuration.
+///
+/// # Safety
+/// Called by Envoy only, under the hook contract stated above this group of hooks.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     _config_envoy: *mut c_void,
     name: Buffer,
     config: Buffer,
@@ -523,8 +544,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
 }
 
 /// `envoy_dynamic_module_on_http_filter_config_destroy`.
+///
+/// # Safety
+/// Called by Envoy only, under the hook contract stated above this group of hooks.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *const c_void) {
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *const c_void) {
     if !config.is_null() {
         // SAFETY: the pointer came from `Box::into_raw` in config_new and Envoy destroys it once.
         drop(unsafe { Box::from_raw(config.cast::<Config>().cast_mut()) });
@@ -532,8 +556,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *co
 }
 
 /// `envoy_dynamic_module_on_http_filter_new`: null closes the stream.
+///
+/// # Safety
+/// Called by Envoy only, under the hook contract stated above this group of hooks.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
     config: *const c_void,
     _filter_envoy: *mut c_void,
 ) -> *const c_void {
@@ -548,8 +575,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
 }
 
 /// `envoy_dynamic_module_on_http_filter_destroy` (on the worker thread).
+///
+/// # Safety
+/// Called by Envoy only, under the hook contract stated above this group of hooks.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: *const c_void) {
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: *const c_void) {
     if !filter.is_null() {
         // SAFETY: the pointer came from `Box::into_raw` in filter_new and Envoy destroys it once,
         // after every other hook of the stream returned.
@@ -559,8 +589,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: *const c_v
 }
 
 /// `envoy_dynamic_module_on_http_filter_request_headers`.
+///
+/// # Safety
+/// Called by Envoy only, under the hook contract stated above this group of hooks.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     filter_envoy: *mut c_void,
     filter: *const c_void,
     _end_of_stream: bool,
@@ -573,8 +606,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
 }
 
 /// `envoy_dynamic_module_on_http_filter_request_body`.
+///
+/// # Safety
+/// Called by Envoy only, under the hook contract stated above this group of hooks.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     _filter_envoy: *mut c_void,
     filter: *const c_void,
     _end_of_stream: bool,
@@ -587,8 +623,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
 }
 
 /// `envoy_dynamic_module_on_http_filter_request_trailers`.
+///
+/// # Safety
+/// Called by Envoy only, under the hook contract stated above this group of hooks.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     _filter_envoy: *mut c_void,
     filter: *const c_void,
 ) -> u32 {
@@ -600,8 +639,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
 }
 
 /// `envoy_dynamic_module_on_http_filter_response_headers`.
+///
+/// # Safety
+/// Called by Envoy only, under the hook contract stated above this group of hooks.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     filter_envoy: *mut c_void,
     filter: *const c_void,
     _end_of_stream: bool,
@@ -641,14 +683,18 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 }
 
 /// `envoy_dynamic_module_on_http_filter_scheduled`: a committed event, on the worker thread.
+///
+/// # Safety
+/// Called by Envoy only, under the hook contract stated above this group of hooks.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     filter_envoy: *mut c_void,
     filter: *const c_void,
     event_id: u64,
 ) {
     // SAFETY: `filter` is ours and live during the hook.
-    if let (Some(envoy), Some(filter)) = (envoy_filter(filter_envoy), unsafe { module_filter(filter) }) {
+    let module = unsafe { module_filter(filter) };
+    if let (Some(envoy), Some(filter)) = (envoy_filter(filter_envoy), module) {
         hooks::scheduled(filter, envoy, event_id);
     }
 }
@@ -741,7 +787,16 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buf
 /// one fake stream per test thread, schedulers that record commits from any thread.
 #[cfg(test)]
 pub mod fake {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+    // The fake callbacks have exactly the contracts of the `ffi` declarations they replace.
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::missing_safety_doc,
+        clippy::type_complexity,
+        clippy::not_unsafe_ptr_arg_deref,
+        missing_docs
+    )]
 
     use super::{Buffer, HttpHeader};
     use std::cell::RefCell;
@@ -882,7 +937,8 @@ pub mod fake {
             match s.attributes.iter().find(|(i, _)| *i == id) {
                 Some((_, v)) => {
                     // Leaked on purpose: a test-only view that must outlive the borrow.
-                    let leaked: &'static [u8] = Box::leak(v.clone().into_bytes().into_boxed_slice());
+                    let leaked: &'static [u8] =
+                        Box::leak(v.clone().into_bytes().into_boxed_slice());
                     // SAFETY: `result` is a valid output place.
                     unsafe { *result = Buffer::of(leaked) };
                     true
@@ -910,7 +966,9 @@ pub mod fake {
         let s = unsafe { &*scheduler.cast::<FakeScheduler>() };
         s.commits.lock().unwrap().push(event_id);
     }
-    pub unsafe fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: *mut c_void) {
+    pub unsafe fn envoy_dynamic_module_callback_http_filter_scheduler_delete(
+        scheduler: *mut c_void,
+    ) {
         // SAFETY: allocated by scheduler_new, deleted once.
         drop(unsafe { Box::from_raw(scheduler.cast::<FakeScheduler>()) });
         STREAM.with(|s| s.borrow_mut().schedulers_deleted += 1);
@@ -934,4 +992,23 @@ pub mod fake {
     pub fn envoy_ptr() -> *mut c_void {
         std::ptr::NonNull::<u8>::dangling().as_ptr().cast()
     }
+
+    /// A module buffer over `bytes`.
+    pub fn buffer(bytes: &[u8]) -> Buffer {
+        Buffer::of(bytes)
+    }
+
+    /// The module filter behind a pointer `on_http_filter_new` returned.
+    pub fn filter_ref<'a>(raw: *const c_void) -> &'a crate::hooks::Filter {
+        // SAFETY: tests pass pointers from on_http_filter_new that are not destroyed yet.
+        unsafe { super::module_filter(raw) }.unwrap()
+    }
+
+    /// Runs `f` with an `HttpFilter` over the fake stream.
+    pub fn with_envoy<T>(f: impl FnOnce(super::HttpFilter<'_>) -> T) -> T {
+        f(super::envoy_filter(envoy_ptr()).unwrap())
+    }
 }
+
+#[cfg(test)]
+mod tests;

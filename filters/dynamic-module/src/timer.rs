@@ -206,7 +206,10 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    fn sender_action(tx: mpsc::Sender<(u32, Instant)>, id: u32) -> Arc<Revocable<impl FnMut() + Send>> {
+    fn sender_action(
+        tx: mpsc::Sender<(u32, Instant)>,
+        id: u32,
+    ) -> Arc<Revocable<impl FnMut() + Send>> {
         let tx = Mutex::new(tx);
         Arc::new(Revocable::new(move || {
             let _ = lock(&tx).send((id, Instant::now()));
@@ -220,7 +223,10 @@ mod tests {
         let start = Instant::now();
         for (id, ms) in [(3, 60), (1, 20), (2, 40), (0, 0)] {
             timer
-                .schedule(start + Duration::from_millis(ms), sender_action(tx.clone(), id))
+                .schedule(
+                    start + Duration::from_millis(ms),
+                    sender_action(tx.clone(), id),
+                )
                 .unwrap();
         }
         let got: Vec<(u32, Instant)> = (0..4)
@@ -240,7 +246,10 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let start = Instant::now();
         timer
-            .schedule(start + Duration::from_secs(30), sender_action(tx.clone(), 1))
+            .schedule(
+                start + Duration::from_secs(30),
+                sender_action(tx.clone(), 1),
+            )
             .unwrap();
         // Give the thread time to go to sleep on the 30 s deadline.
         std::thread::sleep(Duration::from_millis(20));
@@ -301,7 +310,10 @@ mod tests {
         };
         std::thread::sleep(Duration::from_millis(20));
         finish_tx.send(()).unwrap();
-        assert!(revoker.join().unwrap(), "revoke returned before the fire finished");
+        assert!(
+            revoker.join().unwrap(),
+            "revoke returned before the fire finished"
+        );
     }
 
     #[test]

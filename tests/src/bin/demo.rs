@@ -22,7 +22,9 @@ use http::Method;
 use layover_certs::{Identity, MeshCa, MeshDir, MeshSpec, DEFAULT_TRUST_DOMAIN};
 use layover_envoy::{bootstrap, endpoints_from_registry, BootstrapOptions, DownstreamTls};
 use layover_integration::waypoint::{policy_json, FilterBuild};
-use layover_integration::{Backend, ClientIdentity, Envoy, EnvoyOptions, HttpClient, TlsClient};
+use layover_integration::{
+    Backend, ClientIdentity, Envoy, EnvoyOptions, HarnessError, HttpClient, TlsClient,
+};
 
 /// How long one demo request may take (the slowest is the 2 s fault delay).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,9 +100,23 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Everything the demo starts (Envoy, backends) lives inside `run` and is stopped when it
-    // returns, on success and on error alike.
-    match run(&args).await {
+    // Everything the demo starts (Envoy, backends) lives inside `run`'s future and is stopped
+    // when it completes or is dropped: on success, on error, and on Ctrl-C at any point.
+    let outcome = tokio::select! {
+        outcome = run(&args) => outcome,
+        interrupted = tokio::signal::ctrl_c() => {
+            println!();
+            match interrupted {
+                Ok(()) if args.keep_running => Ok(true),
+                Ok(()) => Err("interrupted".to_string()),
+                Err(e) => Err(format!("waiting for Ctrl-C: {e}")),
+            }
+        }
+    };
+    if args.keep_running {
+        step("stopped Envoy and the demo backends");
+    }
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("demo: some requests did not get the response the policy promises (marked UNEXPECTED)");
@@ -172,24 +188,112 @@ fn scenarios() -> Vec<Scenario> {
         why,
     };
     vec![
-        s(Caller::Ingress, Method::GET, "productpage:9080", "/productpage", 3, Expect::Status(200), "productpage-viewer: GET from anyone"),
-        s(Caller::Ingress, Method::POST, "productpage:9080", "/productpage", 1, Expect::Status(403), "productpage-viewer: GET only"),
-        s(Caller::App("productpage"), Method::GET, "details:9080", "/details/0", 3, Expect::Status(200), "no policy on details"),
-        s(Caller::App("productpage"), Method::GET, "reviews:9080", "/reviews/0", 20, Expect::Status(200), "split 40/30/30 over v1/v2/v3"),
+        s(
+            Caller::Ingress,
+            Method::GET,
+            "productpage:9080",
+            "/productpage",
+            3,
+            Expect::Status(200),
+            "productpage-viewer: GET from anyone",
+        ),
+        s(
+            Caller::Ingress,
+            Method::POST,
+            "productpage:9080",
+            "/productpage",
+            1,
+            Expect::Status(403),
+            "productpage-viewer: GET only",
+        ),
+        s(
+            Caller::App("productpage"),
+            Method::GET,
+            "details:9080",
+            "/details/0",
+            3,
+            Expect::Status(200),
+            "no policy on details",
+        ),
+        s(
+            Caller::App("productpage"),
+            Method::GET,
+            "reviews:9080",
+            "/reviews/0",
+            40,
+            Expect::Status(200),
+            "split 40/30/30 over v1/v2/v3",
+        ),
         Scenario {
             jason: true,
             fail_once: Some("reviews-v2"),
-            ..s(Caller::App("productpage"), Method::GET, "reviews:9080", "/reviews/0", 3, Expect::Status(200), "jason -> v2; v2 fails once: retried")
+            ..s(
+                Caller::App("productpage"),
+                Method::GET,
+                "reviews:9080",
+                "/reviews/0",
+                3,
+                Expect::Status(200),
+                "jason -> v2; v2 fails once: retried",
+            )
         },
-        s(Caller::App("reviews"), Method::GET, "ratings:9080", "/ratings/0", 3, Expect::Status(200), "ratings-viewer: only reviews"),
+        s(
+            Caller::App("reviews"),
+            Method::GET,
+            "ratings:9080",
+            "/ratings/0",
+            3,
+            Expect::Status(200),
+            "ratings-viewer: only reviews",
+        ),
         Scenario {
             jason: true,
-            ..s(Caller::App("reviews"), Method::GET, "ratings:9080", "/ratings/0", 1, Expect::Status(200), "fault: 2s delay for jason")
+            ..s(
+                Caller::App("reviews"),
+                Method::GET,
+                "ratings:9080",
+                "/ratings/0",
+                1,
+                Expect::Status(200),
+                "fault: 2s delay for jason",
+            )
         },
-        s(Caller::App("ratings"), Method::GET, "reviews:9080", "/reviews/0", 1, Expect::Status(403), "reviews-viewer: only productpage"),
-        s(Caller::App("productpage"), Method::DELETE, "reviews:9080", "/reviews/0", 1, Expect::Status(403), "reviews-viewer: GET only"),
-        s(Caller::NoCert, Method::GET, "reviews:9080", "/reviews/0", 1, Expect::Refused, "mTLS: client certificate required"),
-        s(Caller::OtherCa, Method::GET, "reviews:9080", "/reviews/0", 1, Expect::Refused, "mTLS: chain must reach the mesh root"),
+        s(
+            Caller::App("ratings"),
+            Method::GET,
+            "reviews:9080",
+            "/reviews/0",
+            1,
+            Expect::Status(403),
+            "reviews-viewer: only productpage",
+        ),
+        s(
+            Caller::App("productpage"),
+            Method::DELETE,
+            "reviews:9080",
+            "/reviews/0",
+            1,
+            Expect::Status(403),
+            "reviews-viewer: GET only",
+        ),
+        s(
+            Caller::NoCert,
+            Method::GET,
+            "reviews:9080",
+            "/reviews/0",
+            1,
+            Expect::Refused,
+            "mTLS: client certificate required",
+        ),
+        s(
+            Caller::OtherCa,
+            Method::GET,
+            "reviews:9080",
+            "/reviews/0",
+            1,
+            Expect::Refused,
+            "mTLS: chain must reach the mesh root",
+        ),
     ]
 }
 
@@ -232,7 +336,11 @@ async fn run(args: &Args) -> Result<bool, String> {
         p.services.len(),
         p.clusters.len(),
         p.authorization_policies.len(),
-        if p.waypoint.is_empty() { "-" } else { &p.waypoint }
+        if p.waypoint.is_empty() {
+            "-"
+        } else {
+            &p.waypoint
+        }
     );
 
     let running = start(args, &compiled).await?;
@@ -242,11 +350,12 @@ async fn run(args: &Args) -> Result<bool, String> {
     let all_ok = rows.iter().all(|r| r.ok);
 
     if args.keep_running {
+        if !all_ok {
+            eprintln!("demo: some requests did not get the response the policy promises (marked UNEXPECTED)");
+        }
         print_how_to_call(&running);
-        tokio::signal::ctrl_c()
-            .await
-            .map_err(|e| format!("waiting for Ctrl-C: {e}"))?;
-        println!();
+        // Runs until Ctrl-C drops this future (see `main`), which stops Envoy and the backends.
+        std::future::pending::<()>().await;
     }
     step("stopping Envoy and the demo backends");
     drop(running);
@@ -277,9 +386,9 @@ async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Runni
         Identity::new("istio-ingress", "istio-ingress").map_err(|e| e.to_string())?,
     );
     for app in ["productpage", "details", "reviews", "ratings"] {
-        let id = apps
-            .get(app)
-            .ok_or_else(|| format!("the config has no workload labelled app={app} with a serviceAccount"))?;
+        let id = apps.get(app).ok_or_else(|| {
+            format!("the config has no workload labelled app={app} with a serviceAccount")
+        })?;
         identities.insert(app, id.clone());
     }
 
@@ -322,13 +431,14 @@ async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Runni
     .map_err(|e| e.to_string())?
     .with_timeout(REQUEST_TIMEOUT);
 
-    let endpoints = endpoints_from_registry(compiled);
+    let mut endpoints = endpoints_from_registry(compiled);
     step(&format!(
         "starting {} demo backends on the WorkloadEntry addresses",
         endpoints.len()
     ));
     let mut backends = Vec::new();
-    for ep in &endpoints {
+    let mut moved = Vec::new();
+    for ep in &mut endpoints {
         let app = ep.labels.get("app").map_or("backend", String::as_str);
         let version = ep.labels.get("version").map_or("", String::as_str);
         let name = if version.is_empty() {
@@ -339,12 +449,27 @@ async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Runni
         let addr: SocketAddr = format!("{}:{}", ep.address, ep.port)
             .parse()
             .map_err(|e| format!("endpoint {}:{}: {e}", ep.address, ep.port))?;
-        if backends.iter().any(|b: &Backend| b.addr() == addr) {
+        if let Some(b) = backends.iter().find(|b: &&Backend| b.name() == name) {
+            ep.port = b.port();
             continue;
         }
-        let backend = Backend::start_at(&name, version, addr)
-            .await
-            .map_err(|e| format!("{e} (is another demo running?)"))?;
+        let backend = match Backend::start_at(&name, version, addr).await {
+            Ok(b) => b,
+            // A shared machine may have the port taken: the demo then tells Envoy the port
+            // it got instead, so the run still works and says so.
+            Err(HarnessError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                let any = SocketAddr::new(addr.ip(), 0);
+                let b = Backend::start_at(&name, version, any)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                moved.push(format!("{} :{} busy, using :{}", name, ep.port, b.port()));
+                ep.port = b.port();
+                b
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         backends.push(backend);
     }
     let list: Vec<String> = backends
@@ -352,6 +477,9 @@ async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Runni
         .map(|b| format!("{} :{}", b.name(), b.port()))
         .collect();
     println!("    {}", list.join(", "));
+    for m in moved {
+        println!("    note: {m}");
+    }
 
     let wasm = layover_integration::waypoint::wasm_module().map_err(|e| e.to_string())?;
     step(&format!(
@@ -361,7 +489,8 @@ async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Runni
     let filter = FilterBuild::Wasm
         .http_filter(&policy_json(compiled).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
-    let absolute = |p: PathBuf| std::fs::canonicalize(&p).map_err(|e| format!("{}: {e}", p.display()));
+    let absolute =
+        |p: PathBuf| std::fs::canonicalize(&p).map_err(|e| format!("{}: {e}", p.display()));
     let tls = DownstreamTls {
         cert_chain: absolute(certs.waypoint().cert_chain)?,
         private_key: absolute(certs.waypoint().private_key)?,
@@ -445,7 +574,14 @@ async fn drive(running: &Running) -> Result<Vec<Row>, String> {
         for _ in 0..sc.count {
             let t = Instant::now();
             let result = client
-                .request(addr, sc.method.clone(), sc.host, sc.path, headers, Bytes::new())
+                .request(
+                    addr,
+                    sc.method.clone(),
+                    sc.host,
+                    sc.path,
+                    headers,
+                    Bytes::new(),
+                )
                 .await;
             slowest = slowest.max(t.elapsed());
             let key = match result {
@@ -453,12 +589,16 @@ async fn drive(running: &Running) -> Result<Vec<Row>, String> {
                     answered += 1;
                     ok &= sc.expect == Expect::Status(reply.status.as_u16());
                     let denied = reply.status == 403 && reply.text().starts_with("RBAC");
-                    format!("{}{}", reply.status.as_u16(), if denied { " denied" } else { "" })
+                    format!(
+                        "{}{}",
+                        reply.status.as_u16(),
+                        if denied { " denied" } else { "" }
+                    )
                 }
                 Err(e) => {
                     ok &= sc.expect == Expect::Refused && e.alert().is_some();
                     match e.alert() {
-                        Some(alert) => format!("TLS refused ({alert})"),
+                        Some(alert) => format!("TLS alert {alert}"),
                         None => format!("error: {e}"),
                     }
                 }
@@ -478,7 +618,12 @@ async fn drive(running: &Running) -> Result<Vec<Row>, String> {
         let retries: u64 = log
             .iter()
             .skip(logged - answered)
-            .filter_map(|l| l["attempts"].as_str().and_then(|a| a.parse::<u64>().ok()))
+            // Envoy writes the count as a JSON number; older formats wrote a string.
+            .filter_map(|l| {
+                let a = &l["attempts"];
+                a.as_u64()
+                    .or_else(|| a.as_str().and_then(|s| s.parse().ok()))
+            })
             .map(|a| a.saturating_sub(1))
             .sum();
 
@@ -487,21 +632,34 @@ async fn drive(running: &Running) -> Result<Vec<Row>, String> {
             .iter()
             .zip(before.iter().zip(&after))
             .filter(|(_, (b, a))| a > b)
-            .map(|(backend, (b, a))| format!("{}×{}", backend.name(), a - b))
+            .map(|(backend, (b, a))| {
+                let who = if backend.subset().is_empty() {
+                    backend.name()
+                } else {
+                    backend.subset()
+                };
+                format!("{who}:{}", a - b)
+            })
             .collect();
         rows.push(Row {
             caller: sc.caller.label().to_string(),
             request: format!(
                 "{} {}{}{}",
                 sc.method,
-                sc.host.split(':').next().unwrap_or(sc.host),
+                sc.host,
                 sc.path,
                 if sc.jason { " (jason)" } else { "" }
             ),
             n: sc.count,
             responses: responses
                 .iter()
-                .map(|(k, v)| format!("{k} ×{v}"))
+                .map(|(k, v)| {
+                    if *v == 1 {
+                        k.clone()
+                    } else {
+                        format!("{v}× {k}")
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
             served_by: if served.is_empty() {
@@ -535,8 +693,15 @@ fn print_table(running: &Running, rows: &[Row]) {
     println!();
 
     let header = [
-        "caller", "request", "n", "responses", "served by", "retries", "slowest", "check",
-        "what it shows",
+        "caller",
+        "request",
+        "n",
+        "responses",
+        "served by",
+        "retries",
+        "slowest",
+        "check",
+        "shows",
     ];
     let cells: Vec<[String; 9]> = rows
         .iter()
@@ -573,10 +738,7 @@ fn print_table(running: &Running, rows: &[Row]) {
         out
     };
     println!("{}", line(&header.map(String::from)));
-    println!(
-        "{}",
-        line(&widths.map(|w| "-".repeat(w)))
-    );
+    println!("{}", line(&widths.map(|w| "-".repeat(w))));
     for row in &cells {
         println!("{}", line(row));
     }
@@ -585,10 +747,7 @@ fn print_table(running: &Running, rows: &[Row]) {
 /// Envoy's own counters, so the table can be checked against the proxy's view.
 async fn print_envoy_counters(running: &Running) {
     let admin = HttpClient::http1().with_timeout(Duration::from_secs(5));
-    let Ok(reply) = admin
-        .get(&running.envoy.admin_url("/stats?usedonly"))
-        .await
-    else {
+    let Ok(reply) = admin.get(&running.envoy.admin_url("/stats?usedonly")).await else {
         return;
     };
     let text = reply.text();
@@ -610,8 +769,10 @@ async fn print_envoy_counters(running: &Running) {
     let c5 = sum(&rq("5xx"));
     let retries = sum(&|k: &str| k.starts_with("cluster.") && k.ends_with(".upstream_rq_retry"));
     let upstream_5xx = sum(&|k: &str| k.starts_with("cluster.") && k.ends_with(".upstream_rq_5xx"));
-    let no_cert = sum(&|k: &str| k.starts_with("listener.") && k.ends_with(".ssl.fail_verify_no_cert"));
-    let bad_chain = sum(&|k: &str| k.starts_with("listener.") && k.ends_with(".ssl.fail_verify_error"));
+    let no_cert =
+        sum(&|k: &str| k.starts_with("listener.") && k.ends_with(".ssl.fail_verify_no_cert"));
+    let bad_chain =
+        sum(&|k: &str| k.starts_with("listener.") && k.ends_with(".ssl.fail_verify_error"));
     let handshakes = sum(&|k: &str| k.starts_with("listener.") && k.ends_with(".ssl.handshake"));
     println!();
     println!(
@@ -625,7 +786,12 @@ async fn print_envoy_counters(running: &Running) {
 fn print_how_to_call(running: &Running) {
     let port = running.envoy.listener_addr().port();
     let ca = shown(&running.certs.root_cert());
-    let as_workload = |app: &str| running.identities.get(app).map(|id| running.certs.workload(id));
+    let as_workload = |app: &str| {
+        running
+            .identities
+            .get(app)
+            .map(|id| running.certs.workload(id))
+    };
     println!();
     println!(
         "The waypoint keeps running: https://127.0.0.1:{port} (mTLS), admin {}.",

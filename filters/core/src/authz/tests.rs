@@ -3,6 +3,10 @@
 //! istiod / Envoy behaviour it encodes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// The same tables run compiled to wasm32 (the target the filter ships in) under
+// wasm-bindgen-test, so regex, hashing and arithmetic behave identically there.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 use std::net::IpAddr;
 
 use super::*;

@@ -1,5 +1,9 @@
 //! Route matching: every HTTPMatchRequest field, OR/AND, first-match order, index paths.
 
+// The same tables run compiled to wasm32 (the target the filter ships in) under
+// wasm-bindgen-test, so regex, hashing and arithmetic behave identically there.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 use super::*;
 use crate::Action;
 

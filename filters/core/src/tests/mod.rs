@@ -9,6 +9,11 @@
     clippy::type_complexity
 )]
 
+// The same tables run compiled to wasm32 (the target the filter ships in) under
+// wasm-bindgen-test, so regex, hashing and arithmetic behave identically there.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 mod compile;
 mod decisions;
 mod matching;

@@ -2,6 +2,10 @@
 //! (istio/istio `tests/integration/security/normalization_test.go`, `TestNormalization`), which
 //! runs real Envoy under each MeshConfig `pathNormalization` mode.
 
+// The same tables run compiled to wasm32 (the target the filter ships in) under
+// wasm-bindgen-test, so regex, hashing and arithmetic behave identically there.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 use crate::wire::PathNormalization as N;
 use crate::{normalize_path, PathRejected};
 

@@ -1,0 +1,276 @@
+//! The hooks end to end over the fake host (`sys::fake`): the exported `extern "C"` entry points
+//! are called the way Envoy calls them, with the fake standing in for Envoy's callbacks.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::ffi::c_void;
+use std::time::{Duration, Instant};
+
+use crate::hooks::{fail_closed, guard, response_headers};
+use crate::sys::fake::{self, envoy_ptr, LAST_SCHEDULER, STREAM};
+use crate::sys::{self as s, body_status, headers_status, Buffer, Level};
+
+const YAML: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /slow}}]
+    fault: {delay: {fixedDelay: 50ms, percentage: {value: 100}}}
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{uri: {prefix: /deny}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+"#;
+
+const V1: &str = "outbound|9080|v1|reviews.default.svc.cluster.local";
+const V2: &str = "outbound|9080|v2|reviews.default.svc.cluster.local";
+
+fn policy_json() -> String {
+    let bundle = layover_config::load_str("t.yaml", YAML).unwrap();
+    let compiled = layover_config::compile(&bundle).unwrap();
+    serde_json::to_string(&compiled.policy).unwrap()
+}
+
+fn buf(bytes: &[u8]) -> Buffer {
+    fake::buffer(bytes)
+}
+
+/// A configured module and one stream with the given request path.
+struct Stream {
+    config: *const c_void,
+    filter: *const c_void,
+}
+
+impl Stream {
+    fn new(path: &str) -> Stream {
+        let json = policy_json();
+        // SAFETY: the fake upholds the hook contract: pointers from config_new/filter_new, live.
+        let config = unsafe {
+            s::envoy_dynamic_module_on_http_filter_config_new(
+                envoy_ptr(),
+                buf(b"layover"),
+                buf(json.as_bytes()),
+            )
+        };
+        assert!(!config.is_null());
+        // SAFETY: the fake upholds the hook contract: pointers from config_new/filter_new, live.
+        let filter = unsafe { s::envoy_dynamic_module_on_http_filter_new(config, envoy_ptr()) };
+        assert!(!filter.is_null());
+        STREAM.with(|st| {
+            let mut st = st.borrow_mut();
+            *st = fake::Stream::default();
+            st.request = [
+                (":method", "GET"),
+                (":path", path),
+                (":authority", "reviews:9080"),
+                (":scheme", "http"),
+                ("x-layover-cluster", "client-choice"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            st.attributes = vec![(s::Attribute::SourceAddress as u32, "10.1.2.3:4567".into())];
+        });
+        Stream { config, filter }
+    }
+
+    fn request_headers(&self) -> u32 {
+        // SAFETY: the fake upholds the hook contract: pointers from config_new/filter_new, live.
+        unsafe {
+            s::envoy_dynamic_module_on_http_filter_request_headers(envoy_ptr(), self.filter, true)
+        }
+    }
+
+    fn header(&self, name: &str) -> Vec<String> {
+        STREAM.with(|st| {
+            st.borrow()
+                .request
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .collect()
+        })
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // SAFETY: the fake upholds the hook contract: pointers from config_new/filter_new, live.
+        unsafe { s::envoy_dynamic_module_on_http_filter_destroy(self.filter) };
+        // SAFETY: the fake upholds the hook contract: pointers from config_new/filter_new, live.
+        unsafe { s::envoy_dynamic_module_on_http_filter_config_destroy(self.config) };
+    }
+}
+
+fn commits() -> Vec<u64> {
+    LAST_SCHEDULER.with(|l| l.borrow().as_ref().unwrap().lock().unwrap().clone())
+}
+
+fn wait_for_commit() -> Vec<u64> {
+    let start = Instant::now();
+    while commits().is_empty() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    commits()
+}
+
+#[test]
+fn program_init_returns_the_abi_version() {
+    let v = s::envoy_dynamic_module_on_program_init();
+    assert!(!v.is_null());
+    assert_eq!(s::ABI_VERSION, b"v0.2.0\0");
+}
+
+#[test]
+fn invalid_policy_is_rejected_with_a_logged_reason() {
+    STREAM.with(|st| *st.borrow_mut() = fake::Stream::default());
+    // SAFETY: the fake upholds the hook contract: pointers from config_new/filter_new, live.
+    let config = unsafe {
+        s::envoy_dynamic_module_on_http_filter_config_new(
+            envoy_ptr(),
+            buf(b"layover"),
+            buf(b"{not json"),
+        )
+    };
+    assert!(config.is_null());
+    let logs = STREAM.with(|st| st.borrow().logs.clone());
+    assert!(
+        logs.iter()
+            .any(|(level, m)| *level == Level::Critical as u32
+                && m.contains("not a valid layover policy")),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn routes_by_rewriting_the_cluster_header_and_clearing_the_route_cache() {
+    let stream = Stream::new("/r");
+    assert_eq!(stream.request_headers(), headers_status::CONTINUE);
+    assert_eq!(stream.header("x-layover-cluster"), [V1]);
+    assert!(STREAM.with(|st| st.borrow().route_cache_cleared) >= 1);
+    assert_eq!(
+        // SAFETY: the fake upholds the hook contract: pointers from config_new/filter_new, live.
+        unsafe {
+            s::envoy_dynamic_module_on_http_filter_request_body(envoy_ptr(), stream.filter, true)
+        },
+        body_status::CONTINUE
+    );
+}
+
+#[test]
+fn an_abort_is_a_local_reply_and_stops_the_request() {
+    let stream = Stream::new("/deny");
+    assert_eq!(stream.request_headers(), headers_status::STOP_ITERATION);
+    let sent = STREAM.with(|st| st.borrow().sent.clone()).unwrap();
+    assert_eq!(sent.0, 418);
+    assert_eq!(sent.2, b"fault filter abort");
+    assert_eq!(
+        // SAFETY: the fake upholds the hook contract: pointers from config_new/filter_new, live.
+        unsafe {
+            s::envoy_dynamic_module_on_http_filter_request_body(envoy_ptr(), stream.filter, true)
+        },
+        body_status::STOP_AND_BUFFER
+    );
+}
+
+#[test]
+fn a_delay_commits_through_the_timer_then_continues() {
+    let stream = Stream::new("/slow");
+    let started = Instant::now();
+    assert_eq!(stream.request_headers(), headers_status::STOP_ITERATION);
+    // The cluster is chosen before the delay; the request is held meanwhile.
+    assert_eq!(stream.header("x-layover-cluster"), [V2]);
+    assert_eq!(
+        // SAFETY: the fake upholds the hook contract: pointers from config_new/filter_new, live.
+        unsafe {
+            s::envoy_dynamic_module_on_http_filter_request_body(envoy_ptr(), stream.filter, false)
+        },
+        body_status::STOP_AND_BUFFER
+    );
+    assert_eq!(wait_for_commit(), [s::DELAY_EVENT]);
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    // SAFETY: the fake upholds the hook contract: pointers from config_new/filter_new, live.
+    unsafe {
+        s::envoy_dynamic_module_on_http_filter_scheduled(envoy_ptr(), stream.filter, s::DELAY_EVENT)
+    };
+    let (continued, deleted) = STREAM.with(|st| {
+        let st = st.borrow();
+        (st.continued, st.schedulers_deleted)
+    });
+    assert_eq!(continued, 1);
+    assert_eq!(
+        deleted, 1,
+        "the scheduler is deleted on the worker once used"
+    );
+    assert_eq!(
+        // SAFETY: the fake upholds the hook contract: pointers from config_new/filter_new, live.
+        unsafe {
+            s::envoy_dynamic_module_on_http_filter_request_body(envoy_ptr(), stream.filter, true)
+        },
+        body_status::CONTINUE
+    );
+}
+
+#[test]
+fn a_stream_destroyed_during_its_delay_is_never_committed() {
+    let stream = Stream::new("/slow");
+    assert_eq!(stream.request_headers(), headers_status::STOP_ITERATION);
+    let commits_of_this_stream = LAST_SCHEDULER.with(|l| l.borrow().clone()).unwrap();
+    drop(stream);
+    assert_eq!(STREAM.with(|st| st.borrow().schedulers_deleted), 1);
+    // Past the deadline: the timer found a revoked slot (committing the freed fake scheduler
+    // would be a use-after-free).
+    std::thread::sleep(Duration::from_millis(150));
+    assert!(commits_of_this_stream.lock().unwrap().is_empty());
+}
+
+#[test]
+fn response_hook_reentered_during_our_own_reply_leaves_state_alone() {
+    let stream = Stream::new("/r");
+    let filter = fake::filter_ref(stream.filter);
+    // Envoy re-enters the response hook from inside send_response while the request hook holds
+    // the state: the re-entrant call must neither panic nor touch the state.
+    let held = filter.state.borrow_mut();
+    let status = fake::with_envoy(|envoy| response_headers(filter, envoy));
+    assert_eq!(status, headers_status::CONTINUE);
+    assert!(STREAM.with(|st| st.borrow().response.is_empty()));
+    assert!(STREAM.with(|st| st.borrow().logs.iter().all(|(_, m)| !m.contains("panic"))));
+    drop(held);
+}
+
+#[test]
+fn a_panic_is_caught_logged_and_fails_closed() {
+    STREAM.with(|st| *st.borrow_mut() = fake::Stream::default());
+    let got = guard("test_hook", || -> u32 { panic!("boom") }, || 7);
+    assert_eq!(got, 7);
+    let logs = STREAM.with(|st| st.borrow().logs.clone());
+    assert!(logs
+        .iter()
+        .any(|(_, m)| m.contains("panic in test_hook") && m.contains("boom")));
+
+    let stream = Stream::new("/r");
+    let filter = fake::filter_ref(stream.filter);
+    fake::with_envoy(|envoy| fail_closed(filter, envoy));
+    let sent = STREAM.with(|st| st.borrow().sent.clone()).unwrap();
+    assert_eq!(sent.0, 500);
+    assert_eq!(sent.3, "layover_internal_error");
+}
