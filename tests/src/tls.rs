@@ -5,8 +5,8 @@
 //! One TLS connection per request keeps the client simple and makes every request show the
 //! handshake outcome on its own. TLS 1.3 only, no SNI (as in HBONE), HTTP/1.1 or HTTP/2 by
 //! ALPN. The server's certificate must chain to the mesh root; its host name is not checked,
-//! because mesh peers are not named by DNS (ztunnel checks the peer's SPIFFE id instead, which
-//! this client does not do).
+//! because mesh peers are not named by DNS. Like ztunnel, the client can instead require the
+//! server's SPIFFE id ([`TlsClient::expecting_server`]).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -152,11 +152,77 @@ impl ClientIdentity {
     }
 }
 
-/// Accepts a server certificate that chains to the mesh roots, whatever names it carries.
+/// Accepts a server certificate that chains to the mesh roots and, when `server_id` is set,
+/// carries that SPIFFE id as a URI SAN; DNS names and IP addresses are not looked at.
 #[derive(Debug)]
 struct MeshServerVerifier {
     roots: RootCertStore,
     provider: Arc<CryptoProvider>,
+    server_id: Option<String>,
+}
+
+/// Reads one DER TLV at the start of `der`: (tag, contents, rest).
+fn der_tlv(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The URI SANs of a DER certificate (RFC 5280: tbsCertificate → extensions [3] →
+/// subjectAltName 2.5.29.17 → GeneralName uniformResourceIdentifier [6]). `None` when the
+/// certificate cannot be parsed that far.
+pub fn uri_sans(cert_der: &[u8]) -> Option<Vec<String>> {
+    const SAN_OID: &[u8] = &[0x55, 0x1d, 0x11];
+    let (_, cert, _) = der_tlv(cert_der)?;
+    let (_, mut tbs, _) = der_tlv(cert)?;
+    let mut uris = Vec::new();
+    while !tbs.is_empty() {
+        let (tag, body, rest) = der_tlv(tbs)?;
+        tbs = rest;
+        // [3] EXPLICIT Extensions
+        if tag != 0xa3 {
+            continue;
+        }
+        let (_, mut exts, _) = der_tlv(body)?;
+        while !exts.is_empty() {
+            let (_, ext, rest) = der_tlv(exts)?;
+            exts = rest;
+            let (_, oid, mut fields) = der_tlv(ext)?;
+            if oid != SAN_OID {
+                continue;
+            }
+            // Optional `critical` BOOLEAN, then the OCTET STRING holding GeneralNames.
+            let (mut tag, mut value, rest) = der_tlv(fields)?;
+            if tag == 0x01 {
+                (tag, value, _) = der_tlv(rest)?;
+            }
+            fields = value;
+            if tag != 0x04 {
+                return None;
+            }
+            let (_, mut names, _) = der_tlv(fields)?;
+            while !names.is_empty() {
+                let (tag, name, rest) = der_tlv(names)?;
+                names = rest;
+                if tag == 0x86 {
+                    uris.push(String::from_utf8_lossy(name).into_owned());
+                }
+            }
+        }
+    }
+    Some(uris)
 }
 
 impl ServerCertVerifier for MeshServerVerifier {
@@ -176,6 +242,14 @@ impl ServerCertVerifier for MeshServerVerifier {
             now,
             self.provider.signature_verification_algorithms.all,
         )?;
+        if let Some(expected) = &self.server_id {
+            let found = uri_sans(end_entity).unwrap_or_default();
+            if !found.iter().any(|uri| uri == expected) {
+                return Err(rustls::Error::General(format!(
+                    "server certificate is not {expected} (URI SANs: {found:?})"
+                )));
+            }
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -225,6 +299,27 @@ impl TlsClient {
         identity: Option<&ClientIdentity>,
         http2: bool,
     ) -> Result<TlsClient, TlsError> {
+        TlsClient::build(roots_pem, identity, http2, None)
+    }
+
+    /// Like [`TlsClient::new`], and the server must present the SPIFFE id `server_id`
+    /// (e.g. `spiffe://cluster.local/ns/bookinfo/sa/waypoint`), as ztunnel requires of a
+    /// waypoint.
+    pub fn expecting_server(
+        roots_pem: &str,
+        identity: Option<&ClientIdentity>,
+        http2: bool,
+        server_id: &str,
+    ) -> Result<TlsClient, TlsError> {
+        TlsClient::build(roots_pem, identity, http2, Some(server_id.to_string()))
+    }
+
+    fn build(
+        roots_pem: &str,
+        identity: Option<&ClientIdentity>,
+        http2: bool,
+        server_id: Option<String>,
+    ) -> Result<TlsClient, TlsError> {
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(roots_pem.as_bytes()) {
             let cert = cert.map_err(|e| TlsError::Setup(format!("root certificate: {e}")))?;
@@ -240,7 +335,11 @@ impl TlsClient {
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TlsError::Setup(e.to_string()))?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(MeshServerVerifier { roots, provider }));
+            .with_custom_certificate_verifier(Arc::new(MeshServerVerifier {
+                roots,
+                provider,
+                server_id,
+            }));
         let mut config = match identity {
             Some(id) => builder
                 .with_client_auth_cert(id.chain.clone(), id.key.clone_key())

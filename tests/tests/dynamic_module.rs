@@ -108,7 +108,7 @@ spec:
   - route: [{destination: {host: reviews, subset: v1}}]
 ";
 
-/// DELETE is denied; so is `/loopback-only` from 127.0.0.1 (proves `source.address` is read).
+/// DELETE is denied; so is `/loopback-only` from 127.0.0.1 (the socket peer address is read).
 const AUTHZ: &str = "---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -182,7 +182,7 @@ async fn routes_to_the_decided_subset_and_ignores_client_cluster_header() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn authorization_deny_is_403_and_source_address_is_seen() {
+async fn authorization_deny_is_403_and_ip_blocks_use_the_socket_peer() {
     let (yaml, bs) = reviews_yaml(&format!("{VIRTUAL_SERVICE}{AUTHZ}")).await;
     let envoy = start(&yaml, &dynamic_module_dir().unwrap()).await;
     let client = HttpClient::http1();
@@ -197,6 +197,9 @@ async fn authorization_deny_is_403_and_source_address_is_seen() {
         .unwrap();
     assert_eq!(delete.status, 403, "{}", delete.text());
     assert_eq!(delete.text(), "RBAC: access denied");
+    // The source IP is the socket peer: a forged x-forwarded-for does not escape the rule.
+    let forged = get(&envoy, "/loopback-only", &[("x-forwarded-for", "10.1.2.3")]).await;
+    assert_eq!(forged.status, 403, "{}", forged.text());
     let loopback = get(&envoy, "/loopback-only", &[]).await;
     assert_eq!(
         loopback.status,
@@ -312,6 +315,31 @@ async fn clients_leaving_during_a_delay_leave_envoy_healthy() {
     // Past every deadline.
     tokio::time::sleep(Duration::from_millis(400)).await;
 
+    // HTTP/2: streams reset mid-delay on a connection that stays open (the worker keeps the
+    // connection; only the streams and their schedulers go away).
+    let mut h2 = h2_connection(&envoy).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let req = h2_get(&format!("/fault/h2-{i}"));
+        let send = h2.send_request(req);
+        tasks.spawn(async move { tokio::time::timeout(Duration::from_millis(100), send).await });
+    }
+    while let Some(reply) = tasks.join_next().await {
+        assert!(
+            reply.unwrap().is_err(),
+            "a delayed h2 request was answered within 100 ms"
+        );
+    }
+    // The timeouts dropped the response futures: hyper resets those streams.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        bs[0].request_count(),
+        0,
+        "reset h2 streams must not be forwarded"
+    );
+    let reply = h2.send_request(h2_get("/r")).await.unwrap();
+    assert_eq!(reply.status(), 200, "the same h2 connection still serves");
+
     // Envoy is alive and serves, delayed and undelayed alike.
     assert_eq!(subset(&get(&envoy, "/r", &[]).await), "v1");
     let started = Instant::now();
@@ -327,4 +355,61 @@ async fn clients_leaving_during_a_delay_leave_envoy_healthy() {
         "{}",
         envoy.log_tail(40)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_reaches_the_shadow_subset() {
+    let (yaml, bs) = reviews_yaml(
+        "---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v1}}]
+    mirror: {host: reviews, subset: v3}
+    mirrorPercentage: {value: 100}
+",
+    )
+    .await;
+    let envoy = start(&yaml, &dynamic_module_dir().unwrap()).await;
+    for i in 0..5 {
+        assert_eq!(subset(&get(&envoy, &format!("/m{i}"), &[]).await), "v1");
+    }
+    let started = Instant::now();
+    while bs[2].request_count() < 5 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let shadow = bs[2].received();
+    assert_eq!(shadow.len(), 5, "every request mirrored once");
+    for e in &shadow {
+        assert_eq!(e.authority, "reviews:9080-shadow");
+        assert!(e.path.starts_with("/m"));
+    }
+}
+
+/// An h2c connection to the Envoy listener (prior knowledge), driven in the background.
+async fn h2_connection(
+    envoy: &Envoy,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(envoy.listener_addr())
+        .await
+        .unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// `GET http://reviews:9080<path>` (the `:authority` names the service).
+fn h2_get(path: &str) -> http::Request<http_body_util::Empty<bytes::Bytes>> {
+    http::Request::get(format!("http://{REVIEWS}{path}"))
+        .version(http::Version::HTTP_2)
+        .body(http_body_util::Empty::new())
+        .unwrap()
 }

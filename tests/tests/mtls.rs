@@ -1,6 +1,6 @@
-//! The waypoint listener in mTLS mode under the real Envoy with the wasm filter: the peer's
-//! SPIFFE certificate is the identity AuthorizationPolicy principals match, and peers without
-//! a certificate from the mesh CA never get to send a request.
+//! The waypoint listener in mTLS mode under the real Envoy: the peer's SPIFFE certificate is
+//! the identity AuthorizationPolicy principals match (with each filter build), and peers
+//! without a certificate from the mesh CA never get to send a request.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -38,10 +38,9 @@ struct Mesh {
 }
 
 impl Mesh {
-    async fn start() -> Mesh {
+    async fn start(build: FilterBuild) -> Mesh {
         let backend = Backend::start("reviews-v1", "v1").await.unwrap();
         let compiled = compile_yaml(&(app_yaml("reviews", &[&backend]) + AUTHZ)).unwrap();
-        let build = FilterBuild::Wasm;
         let filter = build.http_filter(&policy_json(&compiled).unwrap()).unwrap();
 
         let ca = MeshCa::new("cluster.local").unwrap();
@@ -100,8 +99,19 @@ impl Mesh {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn principal_allow_admits_the_right_identity_and_denies_another() {
-    let mesh = Mesh::start().await;
+async fn principal_allow_admits_the_right_identity_and_denies_another_wasm() {
+    principal_allow(FilterBuild::Wasm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn principal_allow_admits_the_right_identity_and_denies_another_dynamic_module() {
+    principal_allow(FilterBuild::DynamicModule).await;
+}
+
+/// An ALLOW rule on one principal: that identity gets through, another gets 403, over
+/// HTTP/1.1 and HTTP/2 alike.
+async fn principal_allow(build: FilterBuild) {
+    let mesh = Mesh::start(build).await;
     let addr = mesh.envoy.listener_addr();
 
     for http2 in [false, true] {
@@ -110,7 +120,13 @@ async fn principal_allow_admits_the_right_identity_and_denies_another() {
             .get(addr, "reviews:9080", "/reviews/1", &[])
             .await
             .unwrap();
-        assert_eq!(reply.status, 200, "http2={http2}: {}", reply.text());
+        assert_eq!(
+            reply.status,
+            200,
+            "{} http2={http2}: {}",
+            build.name(),
+            reply.text()
+        );
         let echo: Echo = reply.json().unwrap();
         assert_eq!(echo.name, "reviews-v1");
         assert_eq!(echo.path, "/reviews/1");
@@ -120,7 +136,13 @@ async fn principal_allow_admits_the_right_identity_and_denies_another() {
             .get(addr, "reviews:9080", "/reviews/1", &[])
             .await
             .unwrap();
-        assert_eq!(reply.status, 403, "http2={http2}: {}", reply.text());
+        assert_eq!(
+            reply.status,
+            403,
+            "{} http2={http2}: {}",
+            build.name(),
+            reply.text()
+        );
         assert_eq!(reply.text(), "RBAC: access denied");
     }
     assert_eq!(
@@ -156,7 +178,8 @@ fn assert_refused(result: Result<layover_integration::Reply, TlsError>, who: &st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_without_a_mesh_certificate_are_refused_at_the_handshake() {
-    let mesh = Mesh::start().await;
+    // The handshake is Envoy's alone: one filter build is enough.
+    let mesh = Mesh::start(FilterBuild::Wasm).await;
     let addr = mesh.envoy.listener_addr();
 
     // No client certificate at all.
@@ -194,4 +217,48 @@ async fn peers_without_a_mesh_certificate_are_refused_at_the_handshake() {
         .await
         .unwrap();
     assert_eq!(reply.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_can_require_the_waypoint_identity() {
+    let mesh = Mesh::start(FilterBuild::Wasm).await;
+    let addr = mesh.envoy.listener_addr();
+    let cert = mesh
+        .ca
+        .issue(&Identity::new("default", "productpage").unwrap())
+        .unwrap();
+    let id = ClientIdentity::from_issued(&cert).unwrap();
+
+    let right = "spiffe://cluster.local/ns/default/sa/waypoint";
+    let client = TlsClient::expecting_server(mesh.ca.root_pem(), Some(&id), false, right).unwrap();
+    let reply = client.get(addr, "reviews:9080", "/", &[]).await.unwrap();
+    assert_eq!(reply.status, 200);
+
+    let wrong = "spiffe://cluster.local/ns/default/sa/impostor";
+    let client = TlsClient::expecting_server(mesh.ca.root_pem(), Some(&id), false, wrong).unwrap();
+    match client.get(addr, "reviews:9080", "/", &[]).await {
+        Err(TlsError::Handshake(why)) => assert!(why.contains(wrong), "{why}"),
+        other => panic!("expected our side to refuse the server, got {other:?}"),
+    }
+}
+
+#[test]
+fn uri_sans_reads_the_spiffe_id_and_ignores_host_names() {
+    use rustls::pki_types::pem::PemObject;
+    let ca = MeshCa::new("cluster.local").unwrap();
+    let cert = ca
+        .issue_with_hosts(
+            &Identity::new("bookinfo", "waypoint").unwrap(),
+            &["localhost".to_string(), "127.0.0.1".to_string()],
+        )
+        .unwrap();
+    let der =
+        rustls::pki_types::CertificateDer::from_pem_slice(cert.cert_chain_pem.as_bytes()).unwrap();
+    assert_eq!(
+        layover_integration::tls::uri_sans(&der),
+        Some(vec![
+            "spiffe://cluster.local/ns/bookinfo/sa/waypoint".to_string()
+        ])
+    );
+    assert_eq!(layover_integration::tls::uri_sans(b"\x30\x03\x02"), None);
 }

@@ -425,6 +425,33 @@ pub fn namespace_of_principal(principal: &str) -> Option<&str> {
     None
 }
 
+/// Filter-state key under which the bootstrap can hand the filter the address of the directly
+/// connected peer (an `envoy.filters.http.set_filter_state` entry before layover, factory
+/// `envoy.string`, value `%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%`).
+///
+/// Why: with `use_remote_address: false` (istiod's waypoint setting) the connection manager
+/// replaces the stream's remote address with the last `x-forwarded-for` entry, and proxy-wasm
+/// has no property for the direct peer (`source.address` is the replaced one). AuthorizationPolicy
+/// `ipBlocks` must match the direct peer (istiod: RBAC `direct_remote_ip`), so a client could
+/// otherwise pick its own source address with one header.
+pub const DIRECT_REMOTE_ADDRESS_KEY: &str = "layover.direct_remote_address";
+
+/// The connection's `(source_ip, remote_ip)` from what the host reports: `direct` is the
+/// directly connected peer when the host knows it ([`DIRECT_REMOTE_ADDRESS_KEY`]), `remote` the
+/// stream's remote address (Envoy's `source.address`, derived from `x-forwarded-for` unless
+/// `use_remote_address` is set). Without a direct address the remote one is all there is.
+pub fn peer_addresses(
+    direct: Option<&str>,
+    remote: Option<&str>,
+) -> (Option<IpAddr>, Option<IpAddr>) {
+    let direct = direct.and_then(parse_socket_address).map(|(ip, _)| ip);
+    let remote = remote.and_then(parse_socket_address).map(|(ip, _)| ip);
+    match direct {
+        Some(ip) => (Some(ip), remote.filter(|r| *r != ip)),
+        None => (remote, None),
+    }
+}
+
 /// Strips `spiffe://` from a URI SAN.
 pub fn principal_from_uri_san(san: &str) -> Option<&str> {
     san.strip_prefix("spiffe://").filter(|p| !p.is_empty())

@@ -454,3 +454,50 @@ fn principal_and_address_helpers() {
         Some(("10.0.0.1".parse().unwrap(), 8080))
     );
 }
+
+#[test]
+fn peer_addresses_prefer_the_direct_peer() {
+    let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+    // The bootstrap handed over the direct peer: a forged x-forwarded-for (which Envoy turned
+    // into the stream's remote address, port 0) only becomes the remote (original client) IP.
+    assert_eq!(
+        peer_addresses(Some("127.0.0.1:40000"), Some("10.1.2.3:0")),
+        (ip("127.0.0.1"), ip("10.1.2.3"))
+    );
+    // No x-forwarded-for: both are the peer, and remote_ip stays unset (it defaults to it).
+    assert_eq!(
+        peer_addresses(Some("127.0.0.1:40000"), Some("127.0.0.1:40000")),
+        (ip("127.0.0.1"), None)
+    );
+    // No direct address from the host: the stream's remote address is the best there is.
+    assert_eq!(peer_addresses(None, Some("[::1]:5000")), (ip("::1"), None));
+    assert_eq!(peer_addresses(Some("garbage"), None), (None, None));
+}
+
+#[test]
+fn forged_xff_cannot_unlock_ip_blocks_when_the_direct_peer_is_known() {
+    let p = policy(
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ip, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  action: ALLOW
+  rules:
+  - from: [{source: {ipBlocks: ["10.0.0.0/8"]}}]
+"#,
+    );
+    let run = |direct: Option<&str>| {
+        let (source_ip, remote_ip) = peer_addresses(direct, Some("10.1.2.3:0"));
+        let c = Connection {
+            source_ip,
+            remote_ip,
+            ..conn()
+        };
+        let mut host = get("/");
+        let verdict = StreamFilter::default().on_request_headers(&p, &c, 0, &mut host);
+        (verdict, host.replies.first().map(|r| r.status))
+    };
+    assert_eq!(run(Some("127.0.0.1:40000")), (Verdict::Replied, Some(403)));
+}

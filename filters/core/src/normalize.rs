@@ -24,7 +24,8 @@ pub enum PathRejected {
     /// The path is empty.
     #[error("missing :path")]
     Empty,
-    /// The path does not start with "/" (Envoy answers 404, detail `absolute_path_rejected`).
+    /// The path does not start with "/". Envoy's HTTP/1 codec answers 400 (measured against
+    /// Envoy 1.40 in `tests/tests/envoy_smoke.rs`, paths `a/b` and `*`).
     #[error("path is not origin-form (does not start with '/')")]
     NotOriginForm,
     /// The canonicalizer failed (a NUL byte, raw or as `%00`); Envoy answers 400
@@ -37,7 +38,7 @@ impl PathRejected {
     /// The HTTP status Envoy answers with.
     pub fn status(&self) -> u16 {
         match self {
-            PathRejected::NotOriginForm => 404,
+            PathRejected::NotOriginForm => 400,
             PathRejected::Empty | PathRejected::Invalid => 400,
         }
     }

@@ -148,16 +148,17 @@ fn next_entropy() -> u64 {
     })
 }
 
-/// What the connection tells us: peer identity and addresses (the same sources as the wasm
-/// build's properties).
+/// What the connection tells us: peer identity and addresses.
 fn connection(envoy: HttpFilter<'_>, authority: Option<&str>) -> Connection {
     let principal = envoy
         .attribute(Attribute::UriSanPeerCertificate)
         .as_deref()
         .and_then(principal_from_uri_san)
         .map(str::to_string);
+    // The socket peer, not `source.address`: with `use_remote_address: false` (Istio waypoints)
+    // the latter follows a client-supplied x-forwarded-for.
     let source = envoy
-        .attribute(Attribute::SourceAddress)
+        .direct_remote_address()
         .as_deref()
         .and_then(parse_socket_address);
     // On the plain-HTTP listener the service comes from the Host header; its port from the

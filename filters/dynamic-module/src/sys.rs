@@ -14,17 +14,20 @@
 //!   takes three arguments (the result is one `{ptr, length}` buffer, not a pointer/length pair),
 //!   `http_filter_http_callout` takes a `uint64_t*` callout-id *output* in the second register and
 //!   32-byte header entries, `http_send_response` reads the `details` buffer from the stack (after
-//!   `body` in r8/r9), `log` takes the message as a by-value buffer;
-//! - and every one is exercised through a real Envoy by `tests/tests/dynamic_module.rs`.
+//!   `body` in r8/r9), `log` takes the message as a by-value buffer,
+//!   `http_get_downstream_direct_remote_address` takes two arguments and writes one `{ptr, length}`
+//!   buffer (the address as "ip:port"; no separate port output as in the access-logger variant);
+//! - and they are exercised through a real Envoy by the integration tests
+//!   (`tests/tests/dynamic_module.rs`, and the dynamic-module arm of `tests/tests/waypoint.rs`).
 //!
 //! On x86-64 System V a by-value `{ptr, length}` struct travels in two integer registers, exactly
 //! like a separate pointer and length, so the module buffers below are ABI-identical to the
 //! pointer/length pairs older headers used.
 //!
-//! Layout: raw types and the `extern "C"` block ([`ffi`]); safe wrappers ([`HttpFilter`],
+//! Layout: raw types and the `extern "C"` block (`ffi`); safe wrappers ([`HttpFilter`],
 //! [`Scheduler`], [`log`]) that copy everything Envoy hands out before returning; and the exported
 //! event hooks, which only turn Envoy's pointers into references and call the safe code in
-//! [`crate::hooks`]. In unit tests the `extern` block is replaced by an in-process fake host.
+//! `crate::hooks`. In unit tests the `extern` block is replaced by an in-process fake host.
 
 use std::ffi::{c_char, c_void};
 use std::marker::PhantomData;
@@ -110,9 +113,8 @@ pub enum Level {
     Critical = 5,
 }
 
-/// The attributes (`envoy_dynamic_module_type_attribute_id`) layover reads. The numbering is the
-/// header's enum order; `RequestProtocol` and `SourceAddress` are checked against a real Envoy by
-/// the integration suite, which pins the ordering around them.
+/// Attributes (`envoy_dynamic_module_type_attribute_id`), numbered in the header's enum order
+/// (the binary's `get_attribute_string` switch covers ids 0..=41, consistent with that order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Attribute {
@@ -197,6 +199,10 @@ mod ffi {
         pub fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
             filter: *mut c_void,
             id: u32,
+            result: *mut Buffer,
+        ) -> bool;
+        pub fn envoy_dynamic_module_callback_http_get_downstream_direct_remote_address(
+            filter: *mut c_void,
             result: *mut Buffer,
         ) -> bool;
         pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: *mut c_void);
@@ -360,6 +366,23 @@ impl HttpFilter<'_> {
             ffi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
                 self.ptr(),
                 id as u32,
+                &mut out,
+            )
+        };
+        // SAFETY: on success Envoy points `out` at bytes valid until the hook returns.
+        (ok && !out.ptr.is_null()).then(|| lossy(unsafe { out.to_vec() }))
+    }
+
+    /// The address of the directly connected peer ("ip:port"), copied. Unlike the
+    /// `source.address` attribute, which follows `x-forwarded-for` when the connection manager
+    /// does not use the remote address (`use_remote_address: false`, as on Istio waypoints),
+    /// this is the socket peer a client cannot forge.
+    pub fn direct_remote_address(self) -> Option<String> {
+        let mut out = Buffer::null();
+        // SAFETY: live filter; `out` is a valid place for one buffer.
+        let ok = unsafe {
+            ffi::envoy_dynamic_module_callback_http_get_downstream_direct_remote_address(
+                self.ptr(),
                 &mut out,
             )
         };
@@ -947,6 +970,18 @@ pub mod fake {
             }
         })
     }
+    pub unsafe fn envoy_dynamic_module_callback_http_get_downstream_direct_remote_address(
+        f: *mut c_void,
+        result: *mut Buffer,
+    ) -> bool {
+        // The fake keeps the direct peer under a pseudo attribute id.
+        // SAFETY: same contract as the attribute call.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_get_attribute_string(f, DIRECT_REMOTE, result)
+        }
+    }
+    /// Fake attribute id holding the direct peer address.
+    pub const DIRECT_REMOTE: u32 = 10_000;
     pub unsafe fn envoy_dynamic_module_callback_http_filter_continue_decoding(_f: *mut c_void) {
         STREAM.with(|s| s.borrow_mut().continued += 1);
     }

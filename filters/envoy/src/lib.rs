@@ -7,6 +7,9 @@
 //! policy cluster. Routing is delegated to the filter: the only route reads the cluster name from
 //! the `x-layover-cluster` request header ([`CLUSTER_HEADER`]).
 //!
+//! The listener can require mutual TLS ([`BootstrapOptions::downstream_tls`]): peers then present
+//! SPIFFE certificates, which is where AuthorizationPolicy principals come from.
+//!
 //! The HBONE listener chain (`connect_terminate` → internal listener → `connect_originate`) is
 //! not generated yet; this is the plain-HTTP core the chain will wrap.
 

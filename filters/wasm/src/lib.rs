@@ -13,8 +13,8 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use layover_adapter::{
-    load_policy, parse_socket_address, principal_from_uri_san, Connection, Entropy, LocalReply,
-    StreamFilter, StreamHost, Verdict,
+    load_policy, peer_addresses, principal_from_uri_san, Connection, Entropy, LocalReply,
+    StreamFilter, StreamHost, Verdict, DIRECT_REMOTE_ADDRESS_KEY,
 };
 use layover_core::CompiledPolicy;
 use proxy_wasm::hostcalls;
@@ -165,9 +165,13 @@ impl Http {
             .as_deref()
             .and_then(principal_from_uri_san)
             .map(str::to_string);
-        let source = property_string(&["source", "address"])
-            .as_deref()
-            .and_then(parse_socket_address);
+        // The direct peer, when the bootstrap hands it over (see DIRECT_REMOTE_ADDRESS_KEY):
+        // `source.address` is whatever x-forwarded-for said once the connection manager
+        // (use_remote_address: false) has replaced the stream's remote address.
+        let (source_ip, remote_ip) = peer_addresses(
+            property_string(&["filter_state", DIRECT_REMOTE_ADDRESS_KEY]).as_deref(),
+            property_string(&["source", "address"]).as_deref(),
+        );
         // On the plain-HTTP listener the service comes from the Host header; its port from the
         // authority (the listener's own port says nothing about the service).
         let authority_port = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":authority")
@@ -176,8 +180,8 @@ impl Http {
             .and_then(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()));
         Connection {
             principal,
-            source_ip: source.map(|(ip, _)| ip),
-            remote_ip: None,
+            source_ip,
+            remote_ip,
             destination_service: None,
             destination_ip: None,
             destination_port: authority_port.unwrap_or(0),

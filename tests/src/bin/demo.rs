@@ -320,6 +320,7 @@ struct Running {
     certs: MeshDir,
     identities: BTreeMap<&'static str, Identity>,
     trust_domain: String,
+    waypoint_id: String,
 }
 
 async fn run(args: &Args) -> Result<bool, String> {
@@ -403,6 +404,8 @@ async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Runni
         spec.waypoint = Identity::new(wp.0, wp.1).map_err(|e| e.to_string())?;
     }
     let certs = layover_certs::write_mesh(&certs_dir, &spec).map_err(|e| e.to_string())?;
+    // Callers check the waypoint's SPIFFE id, as ztunnel does, not a host name.
+    let waypoint_id = spec.waypoint.spiffe_id(&trust_domain);
     let root_pem = std::fs::read_to_string(certs.root_cert())
         .map_err(|e| format!("{}: {e}", certs.root_cert().display()))?;
     let mut clients = BTreeMap::new();
@@ -410,12 +413,12 @@ async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Runni
         let files = certs.workload(id);
         let identity = ClientIdentity::from_files(&files.cert_chain, &files.private_key)
             .map_err(|e| e.to_string())?;
-        let client = TlsClient::new(&root_pem, Some(&identity), false)
+        let client = TlsClient::expecting_server(&root_pem, Some(&identity), false, &waypoint_id)
             .map_err(|e| e.to_string())?
             .with_timeout(REQUEST_TIMEOUT);
         clients.insert(*name, client);
     }
-    let no_cert = TlsClient::new(&root_pem, None, false)
+    let no_cert = TlsClient::expecting_server(&root_pem, None, false, &waypoint_id)
         .map_err(|e| e.to_string())?
         .with_timeout(REQUEST_TIMEOUT);
     let foreign = MeshCa::new(&trust_domain).map_err(|e| e.to_string())?;
@@ -423,10 +426,11 @@ async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Runni
         .get("productpage")
         .ok_or("no productpage identity")?;
     let forged = foreign.issue(productpage).map_err(|e| e.to_string())?;
-    let other_ca = TlsClient::new(
+    let other_ca = TlsClient::expecting_server(
         &root_pem,
         Some(&ClientIdentity::from_issued(&forged).map_err(|e| e.to_string())?),
         false,
+        &waypoint_id,
     )
     .map_err(|e| e.to_string())?
     .with_timeout(REQUEST_TIMEOUT);
@@ -530,6 +534,7 @@ async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Runni
         certs,
         identities,
         trust_domain,
+        waypoint_id,
     })
 }
 
@@ -690,6 +695,10 @@ fn print_table(running: &Running, rows: &[Row]) {
         "  {:<12} productpage's SPIFFE id, signed by another CA",
         "(other CA)"
     );
+    println!(
+        "  every caller requires the waypoint to present {}",
+        running.waypoint_id
+    );
     println!();
 
     let header = [
@@ -697,7 +706,7 @@ fn print_table(running: &Running, rows: &[Row]) {
         "request",
         "n",
         "responses",
-        "served by",
+        "subset:hits",
         "retries",
         "slowest",
         "check",

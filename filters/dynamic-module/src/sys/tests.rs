@@ -88,7 +88,10 @@ impl Stream {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-            st.attributes = vec![(s::Attribute::SourceAddress as u32, "10.1.2.3:4567".into())];
+            st.attributes = vec![
+                (s::Attribute::SourceAddress as u32, "10.9.9.9:1".into()),
+                (fake::DIRECT_REMOTE, "10.1.2.3:4567".into()),
+            ];
         });
         Stream { config, filter }
     }
