@@ -208,22 +208,8 @@ pub fn waypoint_bootstrap(
         layover_filter: Some(filter),
         ..BootstrapOptions::default()
     };
-    // EXPERIMENT
-    let mut v = layover_envoy::bootstrap_value(&compiled.policy, &endpoints_from_registry(compiled), &opts)
-        .map_err(|e| HarnessError::Config(e.to_string()))?;
-    let filters = v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"].as_array_mut().unwrap();
-    filters.insert(0, serde_json::json!({
-        "name": "layover.direct_remote_address",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
-            "on_request_headers": [{
-                "object_key": "layover.direct_remote_address",
-                "factory_key": "envoy.string",
-                "format_string": {"text_format_source": {"inline_string": "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%"}},
-            }],
-        },
-    }));
-    Ok(serde_json::to_string(&v).unwrap())
+    bootstrap(&compiled.policy, &endpoints_from_registry(compiled), &opts)
+        .map_err(|e| HarnessError::Config(e.to_string()))
 }
 
 /// A layover waypoint under a real Envoy, with an HTTP/1.1 keep-alive client.

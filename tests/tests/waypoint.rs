@@ -186,6 +186,13 @@ fn chi_square(observed: &[usize], weights: &[f64]) -> f64 {
         .sum()
 }
 
+/// Lower bound for a duration Envoy's timers measure: they run on the event loop's cached
+/// clock, so a timer armed for `ms` can fire a millisecond or two before `ms` of wall time passed
+/// since the client sent the request (measured: 398 ms for a 400 ms route timeout).
+fn at_least(ms: u64) -> Duration {
+    Duration::from_millis(ms.saturating_sub(20))
+}
+
 fn assert_rbac_denied(reply: &Reply, what: &str) {
     assert_eq!(
         (reply.status.as_u16(), reply.text().as_str()),
@@ -445,12 +452,12 @@ both_builds! {
 
         assert_eq!(pertry.status, 200, "{}", pertry.text());
         assert_eq!(apps.counts("pertry"), [2, 0, 0]);
-        assert!(pertry_took >= Duration::from_millis(300), "{pertry_took:?}");
+        assert!(pertry_took >= at_least(300), "{pertry_took:?}");
         assert!(pertry_took < Duration::from_secs(3), "stalled try waited out: {pertry_took:?}");
 
         assert_eq!(timeout.status, 504, "{}", timeout.text());
         assert_eq!(timeout.text(), "upstream request timeout");
-        assert!(timeout_took >= Duration::from_millis(400), "{timeout_took:?}");
+        assert!(timeout_took >= at_least(400), "{timeout_took:?}");
         assert!(timeout_took < Duration::from_secs(3), "{timeout_took:?}");
         // A fast answer is unaffected by the route timeout.
         assert_eq!(wp.get(&host("timeout"), "/fast").await.unwrap().status, 200);
@@ -535,7 +542,7 @@ both_builds! {
         assert_eq!(echo(&get.0).path, "/delayed");
         assert_eq!(echo(&post.0).body_len, body.len());
         for (what, took) in [("GET", get.1), ("POST", post.1), ("delay+abort", aborted.1)] {
-            assert!(took >= Duration::from_millis(500), "{what} took {took:?}");
+            assert!(took >= at_least(500), "{what} took {took:?}");
             assert!(took < Duration::from_secs(3), "{what} took {took:?}");
         }
         assert_eq!(apps.counts("delay"), [2, 0, 0]);
@@ -803,6 +810,9 @@ both_builds! {
     // `ipBlocks` are matched against the *direct* peer (istiod translates them to RBAC
     // `direct_remote_ip`); only `remoteIpBlocks` consider X-Forwarded-For. A client writing
     // x-forwarded-for must neither unlock an ipBlocks ALLOW nor escape an ipBlocks DENY.
+    // Known failure on the wasm build until the bootstrap hands the filter the direct peer:
+    // proxy-wasm's `source.address` is the XFF-derived address under `use_remote_address: false`
+    // (see `layover_adapter::DIRECT_REMOTE_ADDRESS_KEY`).
     async fn authz_ip_blocks_ignore_forged_xff(build: FilterBuild) {
         let (wp, apps) = mesh(build, &["ipdeny", "otherip"], &format!("{}{}",
             authz("ipdeny", "DENY", "  - from: [{source: {ipBlocks: ['127.0.0.1']}}]\n"),

@@ -501,3 +501,13 @@ spec:
     };
     assert_eq!(run(Some("127.0.0.1:40000")), (Verdict::Replied, Some(403)));
 }
+
+#[test]
+fn filter_state_key_matches_the_bootstrap_emitter() {
+    // The bootstrap writes the direct peer under this key; a mismatch would silently fall back
+    // to the x-forwarded-for derived address.
+    assert_eq!(
+        DIRECT_REMOTE_ADDRESS_KEY,
+        layover_envoy::DIRECT_REMOTE_ADDRESS_KEY
+    );
+}

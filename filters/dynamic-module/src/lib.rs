@@ -44,11 +44,11 @@
 //! now: the header path is the one the wasm build and the generated bootstrap already share (one
 //! route shape for both builds, visible in access logs and to `layover eval`), and what it could
 //! save is one re-match of a single prefix route. Measured on the shared 2-core machine (Envoy
-//! `--concurrency 1`, wrk 8 connections, keep-alive, an Envoy direct-response upstream, four
-//! rounds), Envoy CPU per request was about 40 µs with no filter, 44–57 µs with this module and
-//! 60–68 µs with the proxy-wasm build; the spread between rounds of the same build (±7 µs) is
-//! larger than a route re-match could plausibly cost, so the plugin stays a possible later
-//! optimisation rather than a measured win.
+//! `--concurrency 1`, wrk 8 keep-alive connections, an Envoy direct-response upstream, seven
+//! interleaved rounds of 8–10 s), Envoy CPU per request was 38–43 µs with no filter, 44–59 µs
+//! (median ≈ 50) with this module and 60–72 µs (median ≈ 64) with the proxy-wasm build. The spread
+//! between rounds of one build (±7 µs) is larger than a route re-match could plausibly cost, so
+//! the plugin stays a possible later optimisation rather than a measured win.
 //!
 //! # Peer identity
 //! Envoy 1.40 has the attribute API (`http_filter_get_attribute_string`):

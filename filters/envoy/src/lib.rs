@@ -30,6 +30,10 @@ use serde_json::{json, Map, Value};
 /// generated config takes its cluster from it.
 pub const CLUSTER_HEADER: &str = "x-layover-cluster";
 
+/// Filter-state key holding the directly connected peer's `ip:port` for the layover filter
+/// (must equal `layover_adapter::DIRECT_REMOTE_ADDRESS_KEY`; a test checks they agree).
+pub const DIRECT_REMOTE_ADDRESS_KEY: &str = "layover.direct_remote_address";
+
 /// Name of the plain-HTTP listener (and its connection manager's stat prefix).
 pub const LISTENER_NAME: &str = "layover_http";
 
@@ -439,8 +443,28 @@ fn duration(d: Duration) -> String {
 fn listener_json(mode: PathNormalization, opts: &BootstrapOptions) -> Value {
     let norm = hcm_normalization(mode);
 
-    let mut http_filters = Vec::with_capacity(2);
+    let mut http_filters = Vec::with_capacity(3);
     if let Some(filter) = &opts.layover_filter {
+        // With istiod's `use_remote_address: false` Envoy rewrites the stream's remote address
+        // from the client's x-forwarded-for, and proxy-wasm can only read that rewritten
+        // `source.address`. AuthorizationPolicy `ipBlocks` / `source.ip` mean the direct peer
+        // (istiod emits RBAC `direct_remote_ip`), so the real socket peer is put in filter state
+        // for the layover filter first; a client cannot forge it.
+        http_filters.push(json!({
+            "name": "layover.direct_remote_address",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
+                "on_request_headers": [{
+                    "object_key": DIRECT_REMOTE_ADDRESS_KEY,
+                    "factory_key": "envoy.string",
+                    "format_string": {
+                        "text_format_source": {
+                            "inline_string": "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%",
+                        },
+                    },
+                }],
+            },
+        }));
         http_filters.push(filter.clone());
     }
     http_filters.push(json!({
@@ -918,9 +942,15 @@ mod tests {
         };
         let v = bootstrap_value(&Policy::default(), &[], &opts).unwrap();
         let filters = hcm(&v)["http_filters"].as_array().unwrap();
-        assert_eq!(filters.len(), 2);
-        assert_eq!(filters[0]["name"], json!("layover"));
-        assert_eq!(filters[1]["name"], json!("envoy.filters.http.router"));
+        assert_eq!(filters.len(), 3);
+        // The direct peer is captured before layover reads it (x-forwarded-for cannot forge it).
+        assert_eq!(filters[0]["name"], json!("layover.direct_remote_address"));
+        assert_eq!(
+            filters[0]["typed_config"]["on_request_headers"][0]["object_key"],
+            json!(DIRECT_REMOTE_ADDRESS_KEY)
+        );
+        assert_eq!(filters[1]["name"], json!("layover"));
+        assert_eq!(filters[2]["name"], json!("envoy.filters.http.router"));
     }
 
     fn tls(trust_domain: &str) -> DownstreamTls {

@@ -5,9 +5,9 @@
 
 // The same tables run compiled to wasm32 (the target the filter ships in) under
 // wasm-bindgen-test, so regex, hashing and arithmetic behave identically there.
+use std::net::IpAddr;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
-use std::net::IpAddr;
 
 use super::*;
 use crate::request::{DestinationView, RequestView, SourceView};

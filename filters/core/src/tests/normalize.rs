@@ -4,10 +4,10 @@
 
 // The same tables run compiled to wasm32 (the target the filter ships in) under
 // wasm-bindgen-test, so regex, hashing and arithmetic behave identically there.
-#[cfg(target_arch = "wasm32")]
-use wasm_bindgen_test::wasm_bindgen_test as test;
 use crate::wire::PathNormalization as N;
 use crate::{normalize_path, PathRejected};
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// (input, NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES)
 const ISTIO_VECTORS: &[(&str, &str, &str, &str, &str)] = &[
