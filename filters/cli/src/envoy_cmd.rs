@@ -26,8 +26,9 @@ pub struct EnvoyArgs {
     /// Directory to write `envoy.yaml` and `policy.json` into.
     #[arg(long, default_value = "target/layover-envoy")]
     pub out_dir: PathBuf,
-    /// The filter build Envoy loads.
-    #[arg(long, value_enum, default_value = "wasm")]
+    /// The filter build Envoy loads. The dynamic module is the default: it measured faster
+    /// (less Envoy CPU per request) than the wasm build.
+    #[arg(long, value_enum, default_value = "dynamic-module")]
     pub filter: FilterBuild,
     /// Path of the wasm module (default: the release build under target/).
     #[arg(long)]
