@@ -828,6 +828,26 @@ both_builds! {
         }
     }
 
+    // The generated waypoint for the default configuration (testdata/bookinfo: four services,
+    // subsets, VirtualServices, AuthorizationPolicies) loads in Envoy with this build:
+    // `envoy --mode validate` compiles the module and runs the filter's config callback.
+    async fn default_config_passes_envoy_validate(build: FilterBuild) {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let compiled =
+            layover_config::compile_paths(&[root.join("testdata/bookinfo")]).unwrap();
+        let filter = build.http_filter(&policy_json(&compiled).unwrap()).unwrap();
+        let launch = Launch {
+            dir: std::env::temp_dir(),
+            access_log: "/dev/null".into(),
+        };
+        let config = waypoint_bootstrap(&compiled, filter, &launch).unwrap();
+        let opts = build.envoy_options().unwrap();
+        tokio::task::spawn_blocking(move || validate_config_with(&config, &opts))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("envoy --mode validate rejected the default config: {e}"));
+    }
+
     // Fail closed (design.md): a policy the engine rejects makes the filter's configuration
     // fail (proxy-wasm `on_configure` returns false), so `envoy --mode validate` fails and
     // Envoy does not start serving.
