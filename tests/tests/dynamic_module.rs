@@ -413,3 +413,84 @@ fn h2_get(path: &str) -> http::Request<http_body_util::Empty<bytes::Bytes>> {
         .body(http_body_util::Empty::new())
         .unwrap()
 }
+
+/// Starts Envoy with the cluster specifier plugin route (`ClusterSelection::SpecifierPlugin`):
+/// the module's filter writes its choice to dynamic metadata and the plugin's `select` reads it.
+async fn start_specifier(yaml: &str) -> Envoy {
+    use layover_envoy::{BootstrapOptions, ClusterSelection};
+    let compiled = compile_yaml(yaml).unwrap();
+    let filter = layover_envoy::dynamic_module_filter_with(
+        &policy_json(&compiled).unwrap(),
+        ClusterSelection::SpecifierPlugin,
+    );
+    Envoy::start_with(&options(&dynamic_module_dir().unwrap()), |launch| {
+        let opts = BootstrapOptions {
+            admin_port: layover_integration::Launch::ANY_PORT,
+            listener_port: layover_integration::Launch::ANY_PORT,
+            access_log_path: Some(launch.access_log.display().to_string()),
+            layover_filter: Some(filter),
+            cluster_selection: ClusterSelection::SpecifierPlugin,
+            ..BootstrapOptions::default()
+        };
+        let config = layover_envoy::bootstrap(
+            &compiled.policy,
+            &layover_envoy::endpoints_from_registry(&compiled),
+            &opts,
+        )
+        .map_err(|e| e.to_string())?;
+        assert!(config.contains("inline_cluster_specifier_plugin"));
+        assert!(!config.contains("cluster_header"));
+        Ok::<_, String>(config)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_specifier_plugin_routes_to_the_decided_subset_and_ignores_client_header() {
+    let (yaml, bs) = reviews_yaml(VIRTUAL_SERVICE).await;
+    let envoy = start_specifier(&yaml).await;
+    assert_eq!(subset(&get(&envoy, "/r", &[]).await), "v1");
+    assert_eq!(
+        subset(&get(&envoy, "/r", &[("end-user", "jason")]).await),
+        "v2"
+    );
+    // The route has no cluster_header: a client-sent x-layover-cluster selects nothing, and the
+    // filter strips it before the upstream sees it.
+    let steer = get(
+        &envoy,
+        "/r",
+        &[(
+            "x-layover-cluster",
+            "outbound|9080|v3|reviews.default.svc.cluster.local",
+        )],
+    )
+    .await;
+    assert_eq!(subset(&steer), "v1");
+    let echo: Echo = steer.json().unwrap();
+    assert!(
+        !echo.headers.contains_key("x-layover-cluster"),
+        "{:?}",
+        echo.headers
+    );
+    // Many requests on one connection, alternating decisions: each stream selects its own.
+    for i in 0..10 {
+        let user = if i % 2 == 0 { "jason" } else { "someone" };
+        let want = if i % 2 == 0 { "v2" } else { "v1" };
+        assert_eq!(
+            subset(&get(&envoy, "/r", &[("end-user", user)]).await),
+            want
+        );
+    }
+    assert_eq!(bs[2].request_count(), 0, "v3 was never selected");
+    // Faults still apply (the delayed request resumes into the refreshed route).
+    let started = Instant::now();
+    assert_eq!(subset(&get(&envoy, "/fault", &[]).await), "v1");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // The module knew which mode it was configured for.
+    assert!(
+        envoy.log().contains("cluster selection: Metadata"),
+        "{}",
+        envoy.log_tail(30)
+    );
+}

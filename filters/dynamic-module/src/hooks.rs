@@ -9,13 +9,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use layover_adapter::{
     load_policy, parse_socket_address, principal_from_uri_san, Connection, Entropy, LocalReply,
-    StreamFilter, StreamHost, Verdict,
+    StreamFilter, StreamHost, Verdict, CLUSTER_HEADER,
 };
 use layover_core::CompiledPolicy;
 
 use crate::sys::{
     self, body_status, headers_status, trailers_status, Attribute, HeaderKind, HttpFilter, Level,
-    Scheduler,
+    Scheduler, SpecifierContext,
 };
 use crate::timer::Timer;
 
@@ -25,10 +25,70 @@ const MIRROR_TIMEOUT_MS: u64 = 5_000;
 /// Body of the reply when the filter failed internally.
 const INTERNAL_ERROR_BODY: &[u8] = b"layover: internal error";
 
+/// Dynamic-metadata namespace the filter writes its cluster choice under (in
+/// [`ClusterSelection::Metadata`] mode), and the cluster specifier reads it from.
+pub const METADATA_NAMESPACE: &str = "layover";
+
+/// Dynamic-metadata key of the cluster choice within [`METADATA_NAMESPACE`].
+pub const METADATA_CLUSTER_KEY: &str = "cluster";
+
+/// How the filter hands its cluster choice to the route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClusterSelection {
+    /// `x-layover-cluster` request header + `http_clear_route_cache` (a `cluster_header` route).
+    #[default]
+    Header,
+    /// Dynamic metadata `layover.cluster` + `http_clear_route_cluster_cache` (a route with the
+    /// layover cluster specifier plugin, whose `select` reads the metadata).
+    Metadata,
+}
+
 /// One filter configuration: the compiled policy, shared by every stream it creates.
 #[derive(Debug)]
 pub struct Config {
     policy: Arc<CompiledPolicy>,
+    selection: ClusterSelection,
+}
+
+/// Splits a filter configuration into the cluster-selection mode and the policy bytes.
+///
+/// The configuration is either the policy itself (JSON or binary protobuf: header mode, as
+/// always) or the wrapper `{"cluster_selection": "metadata" | "header", "policy": {…}}`. A policy
+/// never has a top-level `cluster_selection` field, so the two cannot be confused.
+pub fn split_filter_config(config: &[u8]) -> Result<(ClusterSelection, Vec<u8>), String> {
+    let first = config.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Ok((ClusterSelection::Header, config.to_vec()));
+    }
+    let Ok(serde_json::Value::Object(mut wrapper)) =
+        serde_json::from_slice::<serde_json::Value>(config)
+    else {
+        // Not JSON at all: let the policy loader report it.
+        return Ok((ClusterSelection::Header, config.to_vec()));
+    };
+    let Some(mode) = wrapper.remove("cluster_selection") else {
+        return Ok((ClusterSelection::Header, config.to_vec()));
+    };
+    let selection = match mode.as_str() {
+        Some("header") => ClusterSelection::Header,
+        Some("metadata") => ClusterSelection::Metadata,
+        _ => {
+            return Err(format!(
+                "filter configuration: `cluster_selection` must be \"header\" or \"metadata\", got {mode}"
+            ))
+        }
+    };
+    let policy = wrapper
+        .remove("policy")
+        .ok_or("filter configuration: a `cluster_selection` wrapper needs a `policy` object")?;
+    if let Some(extra) = wrapper.keys().next() {
+        return Err(format!(
+            "filter configuration: unknown field `{extra}` next to `cluster_selection`"
+        ));
+    }
+    let bytes = serde_json::to_vec(&policy)
+        .map_err(|e| format!("filter configuration: cannot re-encode the policy: {e}"))?;
+    Ok((selection, bytes))
 }
 
 /// Per-stream state. Hooks get `&Filter`: Envoy can re-enter the filter (our own local reply runs
@@ -37,6 +97,7 @@ pub struct Config {
 #[derive(Debug)]
 pub struct Filter {
     policy: Arc<CompiledPolicy>,
+    selection: ClusterSelection,
     pub(crate) state: RefCell<State>,
 }
 
@@ -84,17 +145,20 @@ pub(crate) fn fail_closed(filter: &Filter, envoy: HttpFilter<'_>) {
 pub fn config_new(name: &[u8], config: &[u8]) -> Option<Box<Config>> {
     guard(
         "config_new",
-        || match load_policy(config) {
-            Ok(policy) => {
+        || match split_filter_config(config)
+            .and_then(|(selection, policy)| Ok((selection, load_policy(&policy)?)))
+        {
+            Ok((selection, policy)) => {
                 sys::log(
                     Level::Info,
                     &format!(
-                        "layover: policy loaded for filter `{}`",
+                        "layover: policy loaded for filter `{}` (cluster selection: {selection:?})",
                         String::from_utf8_lossy(name)
                     ),
                 );
                 Some(Box::new(Config {
                     policy: Arc::new(policy),
+                    selection,
                 }))
             }
             Err(message) => {
@@ -114,6 +178,7 @@ pub fn filter_new(config: &Config) -> Option<Box<Filter>> {
         || {
             Some(Box::new(Filter {
                 policy: Arc::clone(&config.policy),
+                selection: config.selection,
                 state: RefCell::new(State::default()),
             }))
         },
@@ -197,7 +262,9 @@ fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
     };
     let mut host = Host {
         envoy,
+        selection: filter.selection,
         request_mutated: false,
+        cluster_selected: false,
         cached_request: None,
     };
     let headers = host.request_headers();
@@ -212,9 +279,12 @@ fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
     let verdict = state
         .stream
         .on_request_headers(&filter.policy, &conn, next_entropy(), &mut host);
-    if host.request_mutated {
+    match filter.selection {
         // The route was picked before the filter ran; re-pick it from the cluster header.
-        envoy.clear_route_cache();
+        ClusterSelection::Header if host.request_mutated => envoy.clear_route_cache(),
+        // Only the cluster specifier's `select` runs again, reading the metadata just written.
+        ClusterSelection::Metadata if host.cluster_selected => envoy.clear_route_cluster_cache(),
+        _ => {}
     }
     match verdict {
         Verdict::Continue => headers_status::CONTINUE,
@@ -269,7 +339,9 @@ pub fn scheduled(filter: &Filter, envoy: HttpFilter<'_>, event: u64) {
                 }
                 let mut host = Host {
                     envoy,
+                    selection: filter.selection,
                     request_mutated: false,
+                    cluster_selected: false,
                     cached_request: None,
                 };
                 match state.stream.on_delay_elapsed(&mut host) {
@@ -323,7 +395,9 @@ pub fn response_headers(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
             if let Ok(mut state) = filter.state.try_borrow_mut() {
                 let mut host = Host {
                     envoy,
+                    selection: filter.selection,
                     request_mutated: false,
+                    cluster_selected: false,
                     cached_request: None,
                 };
                 state.stream.on_response_headers(&mut host);
@@ -340,8 +414,12 @@ pub fn response_headers(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
 /// [`StreamHost`] over the dynamic-module callbacks of the current hook.
 struct Host<'hook> {
     envoy: HttpFilter<'hook>,
+    /// Where the cluster choice goes.
+    selection: ClusterSelection,
     /// Any request header changed (the route must be re-selected).
     request_mutated: bool,
+    /// The cluster choice was written to dynamic metadata.
+    cluster_selected: bool,
     /// The request headers read at the start of the hook (saves a second copy).
     cached_request: Option<Vec<(String, String)>>,
 }
@@ -365,6 +443,13 @@ impl StreamHost for Host<'_> {
         }
     }
     fn set_request_header(&mut self, name: &str, value: &str) {
+        if name == CLUSTER_HEADER && self.selection == ClusterSelection::Metadata {
+            // The choice never becomes a header: the cluster specifier reads it from metadata.
+            self.envoy
+                .set_dynamic_metadata_string(METADATA_NAMESPACE, METADATA_CLUSTER_KEY, value);
+            self.cluster_selected = true;
+            return;
+        }
         self.request_mutated = true;
         self.cached_request = None;
         let ok = self
@@ -415,4 +500,74 @@ impl StreamHost for Host<'_> {
     fn warn(&self, message: &str) {
         sys::log(Level::Warn, message);
     }
+}
+
+/// The cluster specifier plugin's configuration (nothing to configure: it reads what the filter
+/// wrote).
+#[derive(Debug)]
+pub struct SpecifierConfig {
+    name: String,
+}
+
+#[cfg(test)]
+impl SpecifierConfig {
+    pub(crate) fn for_tests() -> SpecifierConfig {
+        SpecifierConfig {
+            name: "test".into(),
+        }
+    }
+}
+
+/// `cluster_specifier_config_new`: any configuration is accepted (it is ignored).
+pub fn specifier_config_new(name: &[u8], _config: &[u8]) -> Option<Box<SpecifierConfig>> {
+    guard(
+        "cluster_specifier_config_new",
+        || {
+            let name = String::from_utf8_lossy(name).into_owned();
+            sys::log(
+                Level::Info,
+                &format!("layover: cluster specifier `{name}` configured"),
+            );
+            Some(Box::new(SpecifierConfig { name }))
+        },
+        || None,
+    )
+}
+
+/// `cluster_specifier_config_destroy`.
+pub fn specifier_config_destroy(config: Box<SpecifierConfig>) {
+    guard(
+        "cluster_specifier_config_destroy",
+        move || drop(config),
+        || (),
+    );
+}
+
+/// `cluster_specifier_select`: the cluster the filter wrote to dynamic metadata, if any. `false`
+/// (no decision) on the first resolution, before the filter ran: the route then has no cluster,
+/// and a request the filter never decided on gets Envoy's cluster-not-found reply, as with an
+/// absent `x-layover-cluster` header.
+pub fn specifier_select(config: &SpecifierConfig, context: SpecifierContext<'_>) -> bool {
+    guard(
+        "cluster_specifier_select",
+        || match context.dynamic_metadata_string(METADATA_NAMESPACE, METADATA_CLUSTER_KEY) {
+            Some(cluster) if !cluster.is_empty() => {
+                context.set_cluster_name(&cluster);
+                true
+            }
+            _ => {
+                if sys::log_enabled(Level::Debug) {
+                    sys::log(
+                        Level::Debug,
+                        &format!(
+                            "layover: cluster specifier `{}`: no decision yet",
+                            config.name
+                        ),
+                    );
+                }
+                false
+            }
+        },
+        || false,
+    )
 }

@@ -14,7 +14,8 @@
 //!
 //! # Layout
 //! - [`sys`]: hand-written bindings for exactly the ABI subset used, checked against the Envoy
-//!   1.40.0 binary; the only module with `unsafe`. Also exports the 21 event hooks Envoy requires.
+//!   1.40.0 binary; the only module with `unsafe`. Also exports the 21 event hooks Envoy requires
+//!   of an HTTP filter module and the 3 cluster-specifier hooks.
 //! - `hooks`: what each event does, in safe code, every hook behind `catch_unwind`.
 //! - [`timer`]: the one shared timer thread behind fault delays.
 //!
@@ -35,20 +36,43 @@
 //! timer can never commit a deleted scheduler.
 //!
 //! # Cluster selection
-//! The filter writes `x-layover-cluster` and calls `http_clear_route_cache`, so the bootstrap's
-//! single `cluster_header` route re-reads it (`http_clear_route_cluster_cache` alone does not).
+//! Two mechanisms, chosen by the filter configuration (`layover_envoy::ClusterSelection` builds
+//! the matching route and filter entry):
 //!
-//! Envoy 1.40 also offers a dynamic-module cluster-specifier plugin (a route-level `select` hook
-//! that could read dynamic metadata the filter writes, re-run with
-//! `http_clear_route_cluster_cache` instead of a full route re-match). It was not built, for
-//! now: the header path is the one the wasm build and the generated bootstrap already share (one
-//! route shape for both builds, visible in access logs and to `layover eval`), and what it could
-//! save is one re-match of a single prefix route. Measured on the shared 2-core machine (Envoy
-//! `--concurrency 1`, wrk 8 keep-alive connections, an Envoy direct-response upstream, seven
-//! interleaved rounds of 8–10 s), Envoy CPU per request was 38–43 µs with no filter, 44–59 µs
-//! (median ≈ 50) with this module and 60–72 µs (median ≈ 64) with the proxy-wasm build. The spread
-//! between rounds of one build (±7 µs) is larger than a route re-match could plausibly cost, so
-//! the plugin stays a possible later optimisation rather than a measured win.
+//! - **Header** (the default): the filter writes `x-layover-cluster` and calls
+//!   `http_clear_route_cache`, so the bootstrap's single `cluster_header` route is matched again
+//!   and re-reads it (`http_clear_route_cluster_cache` alone does not). The filter configuration
+//!   is the policy itself. The same route shape serves the wasm build, which cannot write dynamic
+//!   metadata.
+//! - **Metadata + cluster specifier plugin**: the filter configuration is the wrapper
+//!   `{"cluster_selection":"metadata","policy":{…}}` (recognised before the policy is loaded; a
+//!   bare policy still means header mode, and `"header"` is accepted too). The filter then writes
+//!   its choice to dynamic metadata `layover.cluster` (`http_set_dynamic_metadata_string`)
+//!   instead of the header and calls `http_clear_route_cluster_cache`; the route's
+//!   `envoy.router.cluster_specifier_plugin.dynamic_modules` extension, served by this same
+//!   module (`on_cluster_specifier_config_new` / `_destroy` / `_select`), re-runs `select`,
+//!   which reads the metadata from the stream info (`cluster_specifier_get_dynamic_metadata`)
+//!   and sets the cluster (`cluster_specifier_set_cluster_name`). The first `select`, when Envoy
+//!   resolves the route before the filter ran, finds nothing and makes no decision. A client
+//!   cannot reach dynamic metadata, and a client-sent `x-layover-cluster` is ignored by the
+//!   route and stripped by the filter.
+//!
+//! **Header stays the default: measured, the plugin is not faster.** `cargo xtask
+//! bench-cluster-selection` runs both waypoints side by side (Envoy 1.40.0 `--concurrency 1`
+//! each, same generated bootstrap apart from the route, direct-response upstream Envoy, 8
+//! keep-alive connections, 100 000 requests per run, 7 interleaved rounds with alternating
+//! order, waypoint CPU from `/proc/<pid>/stat`) on the shared 2-core machine. First run: header
+//! median 52.0 µs Envoy CPU per request (50.7–54.9), 14 041 req/s; plugin 54.3 µs (51.8–55.8),
+//! 13 631 req/s: +2.3 µs (+4.4 %), the plugin cheaper in 1 of 7 paired rounds, with a spread of
+//! about 4 µs within each mechanism. Second run: header 49.9 µs (48.1–52.7), 14 724 req/s;
+//! plugin 51.1 µs (48.7–53.8), 14 747 req/s: +1.2 µs (+2.4 %), req/s equal, the plugin cheaper
+//! in 1 of 7 paired rounds. The difference is below the round-to-round spread but has the same
+//! sign in 12 of 14 paired rounds: the plugin costs slightly more, never less. It saves a route
+//! re-match of one prefix route
+//! but pays for a protobuf `Struct` merge into the stream's dynamic metadata, a second `select`
+//! call (one per route resolution) and a fresh delegating route entry per request; none of that
+//! is cheaper than what it replaces. So the plugin path stays available (and tested under
+//! Envoy) but off by default.
 //!
 //! # Peer identity
 //! Envoy 1.40 has the attribute API (`http_filter_get_attribute_string`):
@@ -71,3 +95,5 @@ pub mod sys;
 pub mod timer;
 
 mod hooks;
+
+pub use hooks::{split_filter_config, ClusterSelection, METADATA_CLUSTER_KEY, METADATA_NAMESPACE};

@@ -17,6 +17,14 @@
 //!   `body` in r8/r9), `log` takes the message as a by-value buffer,
 //!   `http_get_downstream_direct_remote_address` takes two arguments and writes one `{ptr, length}`
 //!   buffer (the address as "ip:port"; no separate port output as in the access-logger variant);
+//!   `http_set_dynamic_metadata_string` takes three by-value buffers and returns nothing (the
+//!   value buffer arrives on the stack, after namespace and key in rsi/rdx and rcx/r8);
+//!   `http_clear_route_cluster_cache` takes only the filter; the cluster-specifier callbacks take
+//!   the context pointer first: `cluster_specifier_get_dynamic_metadata(ctx, namespace, path,
+//!   *result) -> bool` (reads the context's stream info, so it sees what the HTTP filter wrote)
+//!   and `cluster_specifier_set_cluster_name(ctx, name)`; the cluster-specifier hooks'
+//!   argument registers were read from the statically linked module in the same binary
+//!   (`hickory_dns_static_envoy_dynamic_module_on_cluster_specifier_{config_new,select}`);
 //! - and they are exercised through a real Envoy by the integration tests
 //!   (`tests/tests/dynamic_module.rs`, and the dynamic-module arm of `tests/tests/waypoint.rs`).
 //!
@@ -34,7 +42,7 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use crate::hooks::{self, Config, Filter};
+use crate::hooks::{self, Config, Filter, SpecifierConfig};
 use crate::timer::Revocable;
 
 /// The ABI version this module was written against, NUL-terminated for `on_program_init`.
@@ -196,6 +204,23 @@ mod ffi {
             details: Buffer,
         );
         pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter: *mut c_void);
+        pub fn envoy_dynamic_module_callback_http_clear_route_cluster_cache(filter: *mut c_void);
+        pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+            filter: *mut c_void,
+            namespace: Buffer,
+            key: Buffer,
+            value: Buffer,
+        );
+        pub fn envoy_dynamic_module_callback_cluster_specifier_get_dynamic_metadata(
+            context: *mut c_void,
+            namespace: Buffer,
+            path: Buffer,
+            result: *mut Buffer,
+        ) -> bool;
+        pub fn envoy_dynamic_module_callback_cluster_specifier_set_cluster_name(
+            context: *mut c_void,
+            cluster: Buffer,
+        );
         pub fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
             filter: *mut c_void,
             id: u32,
@@ -358,6 +383,28 @@ impl HttpFilter<'_> {
         unsafe { ffi::envoy_dynamic_module_callback_http_clear_route_cache(self.ptr()) }
     }
 
+    /// Makes the cached route re-select its cluster without re-matching the route: on a route
+    /// with the dynamic-module cluster specifier plugin, `on_cluster_specifier_select` runs again.
+    pub fn clear_route_cluster_cache(self) {
+        // SAFETY: live filter.
+        unsafe { ffi::envoy_dynamic_module_callback_http_clear_route_cluster_cache(self.ptr()) }
+    }
+
+    /// Sets a string in the stream's dynamic metadata (`namespace` is created when missing, an
+    /// existing `key` is overwritten).
+    pub fn set_dynamic_metadata_string(self, namespace: &str, key: &str, value: &str) {
+        // SAFETY: live filter; the three buffers point at module memory valid for the call, which
+        // Envoy copies into the metadata struct.
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+                self.ptr(),
+                Buffer::of(namespace.as_bytes()),
+                Buffer::of(key.as_bytes()),
+                Buffer::of(value.as_bytes()),
+            )
+        }
+    }
+
     /// A string attribute, copied; `None` when absent or not available.
     pub fn attribute(self, id: Attribute) -> Option<String> {
         let mut out = Buffer::null();
@@ -443,6 +490,45 @@ impl HttpFilter<'_> {
             Ok(id)
         } else {
             Err(result)
+        }
+    }
+}
+
+/// The cluster-specifier context Envoy passes to `on_cluster_specifier_select`
+/// (`cluster_specifier_context_envoy_ptr`: the request headers, the stream info and the selection
+/// being built), usable only during that call, like [`HttpFilter`].
+#[derive(Debug, Clone, Copy)]
+pub struct SpecifierContext<'hook> {
+    raw: NonNull<c_void>,
+    _hook: PhantomData<&'hook ()>,
+}
+
+impl SpecifierContext<'_> {
+    /// A string from the stream's dynamic metadata (`namespace`, then `key`), copied; `None` when
+    /// absent or not a string.
+    pub fn dynamic_metadata_string(self, namespace: &str, key: &str) -> Option<String> {
+        let mut out = Buffer::null();
+        // SAFETY: live context of the current select call; `out` is a valid place for one buffer.
+        let ok = unsafe {
+            ffi::envoy_dynamic_module_callback_cluster_specifier_get_dynamic_metadata(
+                self.raw.as_ptr(),
+                Buffer::of(namespace.as_bytes()),
+                Buffer::of(key.as_bytes()),
+                &mut out,
+            )
+        };
+        // SAFETY: on success Envoy points `out` at the metadata value, valid during the call.
+        (ok && !out.ptr.is_null()).then(|| lossy(unsafe { out.to_vec() }))
+    }
+
+    /// Selects the upstream cluster for the request.
+    pub fn set_cluster_name(self, cluster: &str) {
+        // SAFETY: live context; Envoy copies the name into the selection.
+        unsafe {
+            ffi::envoy_dynamic_module_callback_cluster_specifier_set_cluster_name(
+                self.raw.as_ptr(),
+                Buffer::of(cluster.as_bytes()),
+            )
         }
     }
 }
@@ -806,6 +892,69 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buf
 ) {
 }
 
+// ------------------------------------------------------------------------------------------------
+// Cluster specifier plugin (`envoy.router.cluster_specifier_plugin.dynamic_modules`): Envoy calls
+// `select` when it resolves the route and again whenever the filter calls
+// `http_clear_route_cluster_cache`. Hook shapes (Envoy 1.40.0): `config_new(config_envoy_ptr,
+// name, config) -> config_module_ptr` (null rejects), `config_destroy(config_module_ptr)`,
+// `select(config_module_ptr, context_envoy_ptr) -> bool` (false keeps the previous selection).
+// ------------------------------------------------------------------------------------------------
+
+/// `envoy_dynamic_module_on_cluster_specifier_config_new`: null rejects the configuration.
+///
+/// # Safety
+/// Called by Envoy only: `name` and `config` point to readable bytes for the call.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_cluster_specifier_config_new(
+    _config_envoy: *mut c_void,
+    name: Buffer,
+    config: Buffer,
+) -> *const c_void {
+    // SAFETY: Envoy passes buffers valid for this call; they are copied.
+    let (name, config) = unsafe { (name.to_vec(), config.to_vec()) };
+    match hooks::specifier_config_new(&name, &config) {
+        Some(config) => Box::into_raw(config).cast_const().cast(),
+        None => std::ptr::null(),
+    }
+}
+
+/// `envoy_dynamic_module_on_cluster_specifier_config_destroy`.
+///
+/// # Safety
+/// Called by Envoy only, once, with a pointer `config_new` returned.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_cluster_specifier_config_destroy(
+    config: *const c_void,
+) {
+    if !config.is_null() {
+        // SAFETY: the pointer came from `Box::into_raw` in config_new and Envoy destroys it once.
+        let config = unsafe { Box::from_raw(config.cast::<SpecifierConfig>().cast_mut()) };
+        hooks::specifier_config_destroy(config);
+    }
+}
+
+/// `envoy_dynamic_module_on_cluster_specifier_select` (worker thread, during route resolution).
+///
+/// # Safety
+/// Called by Envoy only: `config` is a live pointer from `config_new`, `context` the selection
+/// context valid for this call.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_cluster_specifier_select(
+    config: *const c_void,
+    context: *mut c_void,
+) -> bool {
+    // SAFETY: `config` came from config_new and outlives every route using it.
+    let config = unsafe { config.cast::<SpecifierConfig>().as_ref() };
+    let context = NonNull::new(context).map(|raw| SpecifierContext {
+        raw,
+        _hook: PhantomData,
+    });
+    match (config, context) {
+        (Some(config), Some(context)) => hooks::specifier_select(config, context),
+        _ => false,
+    }
+}
+
 /// An in-process stand-in for Envoy's callbacks, linked into unit tests instead of [`ffi`]:
 /// one fake stream per test thread, schedulers that record commits from any thread.
 #[cfg(test)]
@@ -838,6 +987,11 @@ pub mod fake {
         pub attributes: Vec<(u32, String)>,
         pub schedulers_deleted: usize,
         pub callouts: Vec<String>,
+        pub route_cluster_cache_cleared: usize,
+        /// Dynamic metadata: (namespace, key, value).
+        pub metadata: Vec<(String, String, String)>,
+        /// The cluster the specifier selected.
+        pub selected_cluster: Option<String>,
         /// Storage keeping returned header views alive until the next call.
         views: Vec<(Vec<u8>, Vec<u8>)>,
     }
@@ -950,6 +1104,51 @@ pub mod fake {
     pub unsafe fn envoy_dynamic_module_callback_http_clear_route_cache(_f: *mut c_void) {
         STREAM.with(|s| s.borrow_mut().route_cache_cleared += 1);
     }
+    pub unsafe fn envoy_dynamic_module_callback_http_clear_route_cluster_cache(_f: *mut c_void) {
+        STREAM.with(|s| s.borrow_mut().route_cluster_cache_cleared += 1);
+    }
+    pub unsafe fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+        _f: *mut c_void,
+        namespace: Buffer,
+        key: Buffer,
+        value: Buffer,
+    ) {
+        let (ns, key, value) = (text(namespace), text(key), text(value));
+        STREAM.with(|s| {
+            let mut s = s.borrow_mut();
+            s.metadata.retain(|(n, k, _)| !(*n == ns && *k == key));
+            s.metadata.push((ns, key, value));
+        });
+    }
+    pub unsafe fn envoy_dynamic_module_callback_cluster_specifier_get_dynamic_metadata(
+        _ctx: *mut c_void,
+        namespace: Buffer,
+        path: Buffer,
+        result: *mut Buffer,
+    ) -> bool {
+        let (ns, key) = (text(namespace), text(path));
+        STREAM.with(|s| {
+            let s = s.borrow();
+            match s.metadata.iter().find(|(n, k, _)| *n == ns && *k == key) {
+                Some((_, _, v)) => {
+                    // Leaked on purpose: a test-only view that must outlive the borrow.
+                    let leaked: &'static [u8] =
+                        Box::leak(v.clone().into_bytes().into_boxed_slice());
+                    // SAFETY: `result` is a valid output place.
+                    unsafe { *result = Buffer::of(leaked) };
+                    true
+                }
+                None => false,
+            }
+        })
+    }
+    pub unsafe fn envoy_dynamic_module_callback_cluster_specifier_set_cluster_name(
+        _ctx: *mut c_void,
+        cluster: Buffer,
+    ) {
+        let cluster = text(cluster);
+        STREAM.with(|s| s.borrow_mut().selected_cluster = Some(cluster));
+    }
     pub unsafe fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
         _f: *mut c_void,
         id: u32,
@@ -1042,6 +1241,14 @@ pub mod fake {
     /// Runs `f` with an `HttpFilter` over the fake stream.
     pub fn with_envoy<T>(f: impl FnOnce(super::HttpFilter<'_>) -> T) -> T {
         f(super::envoy_filter(envoy_ptr()).unwrap())
+    }
+
+    /// Runs `f` with a `SpecifierContext` over the fake stream.
+    pub fn with_specifier<T>(f: impl FnOnce(super::SpecifierContext<'_>) -> T) -> T {
+        f(super::SpecifierContext {
+            raw: std::ptr::NonNull::new(envoy_ptr()).unwrap(),
+            _hook: std::marker::PhantomData,
+        })
     }
 }
 

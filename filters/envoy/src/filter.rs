@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::Endpoint;
+use crate::{ClusterSelection, Endpoint};
 
 /// The `http_filters` entry loading the proxy-wasm build with `policy_json` (the output of
 /// `layover compile --json`) as its plugin configuration.
@@ -39,6 +39,22 @@ pub fn wasm_filter(wasm: &Path, policy_json: &str) -> Value {
 /// as its filter configuration. `do_not_close` keeps the module loaded for the life of the
 /// process: it runs a timer thread.
 pub fn dynamic_module_filter(policy_json: &str) -> Value {
+    dynamic_module_filter_with(policy_json, ClusterSelection::Header)
+}
+
+/// Like [`dynamic_module_filter`], for a bootstrap whose
+/// [`crate::BootstrapOptions::cluster_selection`] is `selection`. With
+/// [`ClusterSelection::Header`] the filter configuration is the policy JSON itself; with
+/// [`ClusterSelection::SpecifierPlugin`] it is the wrapper
+/// `{"cluster_selection":"metadata","policy":<policy>}`, which tells the module to write its
+/// cluster choice to dynamic metadata for the cluster specifier plugin instead of the header.
+pub fn dynamic_module_filter_with(policy_json: &str, selection: ClusterSelection) -> Value {
+    let filter_config = match selection {
+        ClusterSelection::Header => policy_json.to_string(),
+        ClusterSelection::SpecifierPlugin => {
+            format!("{{\"cluster_selection\":\"metadata\",\"policy\":{policy_json}}}")
+        }
+    };
     json!({
         "name": "layover",
         "typed_config": {
@@ -47,7 +63,7 @@ pub fn dynamic_module_filter(policy_json: &str) -> Value {
             "filter_name": "layover",
             "filter_config": {
                 "@type": "type.googleapis.com/google.protobuf.StringValue",
-                "value": policy_json,
+                "value": filter_config,
             },
         }
     })

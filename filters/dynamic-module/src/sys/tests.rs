@@ -62,7 +62,10 @@ struct Stream {
 
 impl Stream {
     fn new(path: &str) -> Stream {
-        let json = policy_json();
+        Stream::with_config(path, policy_json())
+    }
+
+    fn with_config(path: &str, json: String) -> Stream {
         // SAFETY: the fake upholds the hook contract: pointers from config_new/filter_new, live.
         let config = unsafe {
             s::envoy_dynamic_module_on_http_filter_config_new(
@@ -276,4 +279,114 @@ fn a_panic_is_caught_logged_and_fails_closed() {
     let sent = STREAM.with(|st| st.borrow().sent.clone()).unwrap();
     assert_eq!(sent.0, 500);
     assert_eq!(sent.3, "layover_internal_error");
+}
+
+#[test]
+fn metadata_mode_writes_the_cluster_to_metadata_and_refreshes_only_the_cluster() {
+    let wrapped = format!(
+        "{{\"cluster_selection\":\"metadata\",\"policy\":{}}}",
+        policy_json()
+    );
+    let stream = Stream::with_config("/r", wrapped);
+    assert_eq!(stream.request_headers(), headers_status::CONTINUE);
+    // The client's header is gone and no cluster header was written.
+    assert!(stream.header("x-layover-cluster").is_empty());
+    STREAM.with(|st| {
+        let st = st.borrow();
+        assert_eq!(
+            st.metadata,
+            [("layover".to_string(), "cluster".to_string(), V1.to_string())]
+        );
+        assert_eq!(st.route_cluster_cache_cleared, 1);
+    });
+
+    // The cluster specifier reads it back and selects it.
+    // SAFETY: the fake upholds the hook contract: buffers valid for the call.
+    let config = unsafe {
+        s::envoy_dynamic_module_on_cluster_specifier_config_new(
+            envoy_ptr(),
+            buf(b"layover"),
+            buf(b""),
+        )
+    };
+    assert!(!config.is_null());
+    // SAFETY: a live config from config_new and a (fake) context pointer.
+    let selected =
+        unsafe { s::envoy_dynamic_module_on_cluster_specifier_select(config, envoy_ptr()) };
+    assert!(selected);
+    assert_eq!(
+        STREAM.with(|st| st.borrow().selected_cluster.clone()),
+        Some(V1.to_string())
+    );
+
+    // Without a decision in metadata (the first resolution, before the filter), no selection.
+    STREAM.with(|st| {
+        let mut st = st.borrow_mut();
+        st.metadata.clear();
+        st.selected_cluster = None;
+    });
+    let none = fake::with_specifier(|ctx| {
+        crate::hooks::specifier_select(&crate::hooks::SpecifierConfig::for_tests(), ctx)
+    });
+    assert!(!none);
+    assert_eq!(STREAM.with(|st| st.borrow().selected_cluster.clone()), None);
+    // SAFETY: destroyed once.
+    unsafe { s::envoy_dynamic_module_on_cluster_specifier_config_destroy(config) };
+}
+
+#[test]
+fn header_mode_still_clears_the_whole_route_cache() {
+    let wrapped = format!(
+        "{{\"cluster_selection\":\"header\",\"policy\":{}}}",
+        policy_json()
+    );
+    let stream = Stream::with_config("/r", wrapped);
+    assert_eq!(stream.request_headers(), headers_status::CONTINUE);
+    assert_eq!(stream.header("x-layover-cluster"), [V1]);
+    STREAM.with(|st| {
+        let st = st.borrow();
+        assert!(st.metadata.is_empty());
+        assert!(st.route_cache_cleared >= 1);
+        assert_eq!(st.route_cluster_cache_cleared, 0);
+    });
+}
+
+#[test]
+fn filter_config_wrapper_is_recognised_and_checked() {
+    use crate::{split_filter_config, ClusterSelection};
+    let policy = policy_json();
+    let (mode, bytes) = split_filter_config(policy.as_bytes()).unwrap();
+    assert_eq!(mode, ClusterSelection::Header);
+    assert_eq!(
+        bytes,
+        policy.as_bytes(),
+        "a bare policy passes through untouched"
+    );
+    let (mode, _) = split_filter_config(b"\x0a\x02ab").unwrap();
+    assert_eq!(
+        mode,
+        ClusterSelection::Header,
+        "binary protobuf passes through"
+    );
+    let wrapped = format!("{{\"cluster_selection\":\"metadata\",\"policy\":{policy}}}");
+    let (mode, bytes) = split_filter_config(wrapped.as_bytes()).unwrap();
+    assert_eq!(mode, ClusterSelection::Metadata);
+    assert!(crate::hooks::config_new(b"t", wrapped.as_bytes()).is_some());
+    let reencoded: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        reencoded,
+        serde_json::from_str::<serde_json::Value>(&policy).unwrap()
+    );
+    for bad in [
+        format!("{{\"cluster_selection\":\"cookie\",\"policy\":{policy}}}"),
+        "{\"cluster_selection\":\"metadata\"}".to_string(),
+        format!("{{\"cluster_selection\":\"metadata\",\"policy\":{policy},\"extra\":1}}"),
+    ] {
+        assert!(split_filter_config(bad.as_bytes()).is_err(), "{bad}");
+        STREAM.with(|st| *st.borrow_mut() = fake::Stream::default());
+        assert!(
+            crate::hooks::config_new(b"t", bad.as_bytes()).is_none(),
+            "{bad}"
+        );
+    }
 }
