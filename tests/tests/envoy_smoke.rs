@@ -51,6 +51,7 @@ fn endpoint(backend: &Backend, service: &str, sel: &[(&str, &str)]) -> Endpoint 
         port: backend.port(),
         labels: labels(sel),
         service: Some(service.to_string()),
+        hbone: false,
     }
 }
 

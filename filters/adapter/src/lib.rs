@@ -452,6 +452,109 @@ pub fn peer_addresses(
     }
 }
 
+/// Filter-state key (HBONE): the verified URI SAN of the HBONE peer (`spiffe://td/ns/…/sa/…`),
+/// recorded by `connect_terminate` from `%DOWNSTREAM_PEER_URI_SAN%` and shared with the internal
+/// listener `main_internal`, where the TLS peer is gone. Istio's own waypoint calls the same
+/// object `io.istio.peer_principal`.
+pub const HBONE_PEER_PRINCIPAL_KEY: &str = "layover.peer_principal";
+
+/// Filter-state key (HBONE): the CONNECT `:authority` (`vip:port`, `pod-ip:port` or
+/// `host:port`), the destination ztunnel asked for. Istio: `io.istio.connect_authority`.
+pub const HBONE_CONNECT_AUTHORITY_KEY: &str = "layover.connect_authority";
+
+/// Filter-state key (HBONE): the CONNECT request's `forwarded` header as ztunnel sent it
+/// (`for="<client ip:port>"`), naming the original client.
+pub const HBONE_FORWARDED_FOR_KEY: &str = "layover.forwarded_for";
+
+/// Filter-state key (HBONE): the address of the HBONE peer itself (ztunnel), the fallback client
+/// address when no `forwarded` header came.
+pub const HBONE_PEER_ADDRESS_KEY: &str = "layover.hbone_peer_address";
+
+/// What the HBONE listener handed over in filter state (the values under the `HBONE_*_KEY`s),
+/// as the host returned them. Envoy's formatter writes `-` for a missing value; that counts as
+/// absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HboneState<'a> {
+    /// [`HBONE_PEER_PRINCIPAL_KEY`].
+    pub peer_principal: Option<&'a str>,
+    /// [`HBONE_CONNECT_AUTHORITY_KEY`].
+    pub connect_authority: Option<&'a str>,
+    /// [`HBONE_FORWARDED_FOR_KEY`].
+    pub forwarded: Option<&'a str>,
+    /// [`HBONE_PEER_ADDRESS_KEY`].
+    pub peer_address: Option<&'a str>,
+}
+
+fn present(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty() && *v != "-")
+}
+
+/// The [`Connection`] of a request that arrived inside an HBONE tunnel, or `None` when the
+/// request did not come through `connect_terminate` (no CONNECT authority in filter state); the
+/// caller then reads the connection as on the plain listener.
+///
+/// - `principal`: the HBONE peer's SPIFFE id without `spiffe://`;
+/// - destination: a CONNECT authority `ip:port` (service VIP or pod) gives `destination_ip` and
+///   `destination_port`; `host:port` gives `destination_service` and `destination_port`;
+/// - `remote_ip` and `source_ip`: the client named by `forwarded: for=…` (ztunnel, a verified
+///   mesh peer, reports the connection's real source), else the HBONE peer's own address
+///   (then `remote_ip` is unset).
+pub fn hbone_connection(state: &HboneState<'_>, sni: Option<String>) -> Option<Connection> {
+    let authority = present(state.connect_authority)?;
+    let principal = present(state.peer_principal)
+        .and_then(principal_from_uri_san)
+        .map(str::to_string);
+    let (destination_service, destination_ip, destination_port) =
+        match parse_socket_address(authority) {
+            Some((ip, port)) => (None, Some(ip), port),
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && !host.contains([':', '[', ']']) => {
+                    match port.parse::<u16>() {
+                        Ok(port) => (Some(host.to_ascii_lowercase()), None, port),
+                        Err(_) => (None, None, 0),
+                    }
+                }
+                _ => (None, None, 0),
+            },
+        };
+    let client = present(state.forwarded).and_then(forwarded_for);
+    let peer = present(state.peer_address)
+        .and_then(parse_socket_address)
+        .map(|(ip, _)| ip);
+    Some(Connection {
+        principal,
+        source_ip: client.or(peer),
+        remote_ip: client,
+        destination_service,
+        destination_ip,
+        destination_port,
+        sni,
+    })
+}
+
+/// The client address of the first element of a `forwarded` header (RFC 7239): its `for=`
+/// parameter, quoted or not, `ip`, `ip:port`, `[v6]` or `[v6]:port`. Obfuscated identifiers
+/// (`unknown`, `_hidden`) give `None`.
+pub fn forwarded_for(header: &str) -> Option<IpAddr> {
+    let first = header.split(',').next()?;
+    let value = first.split(';').find_map(|param| {
+        let (key, value) = param.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("for")
+            .then(|| value.trim().trim_matches('"'))
+    })?;
+    if let Ok(ip) = value.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Some((ip, _)) = parse_socket_address(value) {
+        return Some(ip);
+    }
+    value
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .and_then(|v| v.parse::<IpAddr>().ok())
+}
+
 /// Strips `spiffe://` from a URI SAN.
 pub fn principal_from_uri_san(san: &str) -> Option<&str> {
     san.strip_prefix("spiffe://").filter(|p| !p.is_empty())

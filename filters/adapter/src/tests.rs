@@ -511,3 +511,78 @@ fn filter_state_key_matches_the_bootstrap_emitter() {
         layover_envoy::DIRECT_REMOTE_ADDRESS_KEY
     );
 }
+
+#[test]
+fn hbone_connection_reads_the_tunnel() {
+    let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+    // A service VIP as CONNECT authority, ztunnel's forwarded header, a verified peer.
+    let state = HboneState {
+        peer_principal: Some("spiffe://cluster.local/ns/default/sa/productpage"),
+        connect_authority: Some("10.96.0.10:9080"),
+        forwarded: Some("for=\"10.244.1.7:41234\";host=reviews.default.svc.cluster.local"),
+        peer_address: Some("10.244.1.2:52000"),
+    };
+    let conn = hbone_connection(&state, None).unwrap();
+    assert_eq!(
+        conn.principal.as_deref(),
+        Some("cluster.local/ns/default/sa/productpage")
+    );
+    assert_eq!(conn.destination_ip, ip("10.96.0.10"));
+    assert_eq!(conn.destination_port, 9080);
+    assert_eq!(conn.destination_service, None);
+    assert_eq!(conn.remote_ip, ip("10.244.1.7"));
+    assert_eq!(conn.source_ip, ip("10.244.1.7"));
+
+    // A hostname authority; no forwarded header: the peer is the source.
+    let state = HboneState {
+        peer_principal: Some("-"),
+        connect_authority: Some("Reviews.default.svc.cluster.local:9080"),
+        forwarded: Some("-"),
+        peer_address: Some("[fd00::2]:52000"),
+    };
+    let conn = hbone_connection(&state, Some("sni".into())).unwrap();
+    assert_eq!(conn.principal, None);
+    assert_eq!(
+        conn.destination_service.as_deref(),
+        Some("reviews.default.svc.cluster.local")
+    );
+    assert_eq!(conn.destination_ip, None);
+    assert_eq!(conn.destination_port, 9080);
+    assert_eq!(conn.source_ip, ip("fd00::2"));
+    assert_eq!(conn.remote_ip, None);
+    assert_eq!(conn.sni.as_deref(), Some("sni"));
+
+    // Not in a tunnel.
+    assert_eq!(hbone_connection(&HboneState::default(), None), None);
+    let no_authority = HboneState {
+        peer_principal: Some("spiffe://cluster.local/ns/a/sa/b"),
+        connect_authority: Some("-"),
+        ..Default::default()
+    };
+    assert_eq!(hbone_connection(&no_authority, None), None);
+    // An unusable authority still carries the identity.
+    let odd = HboneState {
+        peer_principal: Some("spiffe://cluster.local/ns/a/sa/b"),
+        connect_authority: Some("nonsense"),
+        ..Default::default()
+    };
+    let conn = hbone_connection(&odd, None).unwrap();
+    assert_eq!(conn.principal.as_deref(), Some("cluster.local/ns/a/sa/b"));
+    assert_eq!((conn.destination_service, conn.destination_port), (None, 0));
+}
+
+#[test]
+fn forwarded_for_forms() {
+    let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+    assert_eq!(forwarded_for("for=\"10.0.0.1:80\""), ip("10.0.0.1"));
+    assert_eq!(forwarded_for("for=10.0.0.1"), ip("10.0.0.1"));
+    assert_eq!(
+        forwarded_for("host=x; For=\"[2001:db8::1]:4711\""),
+        ip("2001:db8::1")
+    );
+    assert_eq!(forwarded_for("for=\"[2001:db8::1]\""), ip("2001:db8::1"));
+    assert_eq!(forwarded_for("for=10.0.0.1, for=10.0.0.2"), ip("10.0.0.1"));
+    assert_eq!(forwarded_for("for=unknown"), None);
+    assert_eq!(forwarded_for("host=x"), None);
+    assert_eq!(forwarded_for(""), None);
+}

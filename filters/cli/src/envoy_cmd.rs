@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use layover_envoy::{BootstrapOptions, ClusterSelection, DownstreamTls};
+use layover_envoy::{BootstrapOptions, ClusterSelection, DownstreamTls, Hbone};
 
 /// Which build of the layover filter Envoy loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,10 +79,48 @@ pub struct EnvoyArgs {
     /// With --mtls: the trust bundle, instead of <CERTS_DIR>/root-cert.pem.
     #[arg(long, requires = "mtls")]
     pub mtls_ca: Option<PathBuf>,
-    /// With --mtls: the trust domain peers must belong to (default: <CERTS_DIR>/trust-domain,
-    /// else cluster.local).
-    #[arg(long, requires = "mtls")]
+    /// With --mtls or --hbone: the trust domain peers must belong to (default:
+    /// <CERTS_DIR>/trust-domain, else cluster.local).
+    #[arg(long)]
     pub trust_domain: Option<String>,
+    /// Also terminate HBONE (HTTP/2 CONNECT over mutual TLS, what ztunnel sends a waypoint) on
+    /// --hbone-port, with the certificates in this directory (the `layover certs` layout). The
+    /// tunnelled HTTP gets the same policy, with the HBONE peer's SPIFFE id as its principal.
+    #[arg(long, value_name = "CERTS_DIR")]
+    pub hbone: Option<PathBuf>,
+    /// With --hbone: the HBONE listener's port.
+    #[arg(long, requires = "hbone", default_value_t = layover_envoy::HBONE_PORT)]
+    pub hbone_port: u16,
+}
+
+/// The HBONE settings `--hbone` describes (certificates checked to exist now).
+fn hbone(args: &EnvoyArgs) -> Result<Option<Hbone>, String> {
+    let Some(dir) = &args.hbone else {
+        return Ok(None);
+    };
+    let layout = layover_certs::MeshDir::new(dir);
+    let waypoint = layout.waypoint();
+    let pick = |path: PathBuf, what: &str| -> Result<PathBuf, String> {
+        std::fs::canonicalize(&path).map_err(|e| {
+            format!(
+                "{} ({what}): {e}\nhint: `layover certs --out {}` writes a local mesh CA there",
+                path.display(),
+                dir.display()
+            )
+        })
+    };
+    Ok(Some(Hbone {
+        port: args.hbone_port,
+        cert_chain: pick(waypoint.cert_chain, "waypoint certificate")?,
+        private_key: pick(waypoint.private_key, "waypoint key")?,
+        trusted_ca: pick(layout.root_cert(), "trust bundle")?,
+        trust_domain: args
+            .trust_domain
+            .clone()
+            .or_else(|| layout.trust_domain())
+            .unwrap_or_else(|| layover_certs::DEFAULT_TRUST_DOMAIN.to_string()),
+        upstream_port: layover_envoy::HBONE_PORT,
+    }))
 }
 
 /// The listener TLS settings `--mtls` and its overrides describe, with absolute paths (Envoy
@@ -188,7 +226,12 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
     };
 
     let endpoints = layover_envoy::endpoints_from_registry(&compiled);
+    if args.trust_domain.is_some() && args.mtls.is_none() && args.hbone.is_none() {
+        return Err("--trust-domain needs --mtls or --hbone".into());
+    }
     let tls = downstream_tls(args)?;
+    let hbone = hbone(args)?;
+    let hbone_port = hbone.as_ref().map(|h| h.port);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let bootstrap_opts = BootstrapOptions {
         admin_port: args.admin_port,
@@ -196,6 +239,7 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
         layover_filter: filter,
         downstream_tls: tls,
         cluster_selection,
+        hbone,
         ..BootstrapOptions::default()
     };
     let bootstrap = layover_envoy::bootstrap(&compiled.policy, &endpoints, &bootstrap_opts)
@@ -214,6 +258,9 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
         endpoints.len()
     );
 
+    if let Some(port) = hbone_port {
+        eprintln!("HBONE (mTLS HTTP/2 CONNECT) on 127.0.0.1:{port} (listener connect_terminate)");
+    }
     if args.run {
         let envoy = find_envoy(args.envoy.as_deref())?;
         eprintln!(

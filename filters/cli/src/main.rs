@@ -8,10 +8,13 @@
 //!   decision explain (see `eval.rs`).
 //! - `layover certs --out <dir> [--identity ns/sa]…`: a local mesh CA and SPIFFE certificates
 //!   (see `certs.rs`), for `layover envoy --mtls <dir>`.
+//! - `layover hbone curl|serve`: an HBONE client and server standing in for ztunnel (see
+//!   `hbone_cmd.rs`).
 
 mod certs;
 mod envoy_cmd;
 mod eval;
+mod hbone_cmd;
 
 use clap::{ArgGroup, Parser, Subcommand};
 use std::io::Write;
@@ -35,6 +38,8 @@ enum Cmd {
     Envoy(envoy_cmd::EnvoyArgs),
     /// Generate a local mesh CA and SPIFFE certificates (for `layover envoy --mtls`).
     Certs(certs::CertsArgs),
+    /// HBONE (HTTP/2 CONNECT over mTLS) as ztunnel speaks it: `curl` through a waypoint, `serve`.
+    Hbone(hbone_cmd::HboneArgs),
     /// Compile Istio YAML (files or directories) into a layover policy.
     Compile {
         /// YAML files or directories (searched recursively for *.yaml / *.yml).
@@ -80,6 +85,13 @@ fn main() -> ExitCode {
         },
         Cmd::Certs(args) => match certs::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Hbone(args) => match hbone_cmd::run(args) {
+            Ok(code) => code,
             Err(msg) => {
                 eprintln!("error: {msg}");
                 ExitCode::FAILURE

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use layover_adapter::{
-    load_policy, parse_socket_address, principal_from_uri_san, Connection, Entropy, LocalReply,
-    StreamFilter, StreamHost, Verdict, CLUSTER_HEADER,
+    hbone_connection, load_policy, parse_socket_address, principal_from_uri_san, Connection,
+    Entropy, HboneState, LocalReply, StreamFilter, StreamHost, Verdict, CLUSTER_HEADER,
+    HBONE_CONNECT_AUTHORITY_KEY, HBONE_FORWARDED_FOR_KEY, HBONE_PEER_ADDRESS_KEY,
+    HBONE_PEER_PRINCIPAL_KEY,
 };
 use layover_core::CompiledPolicy;
 
@@ -215,6 +217,28 @@ fn next_entropy() -> u64 {
 
 /// What the connection tells us: peer identity and addresses.
 fn connection(envoy: HttpFilter<'_>, authority: Option<&str>) -> Connection {
+    let sni = || {
+        envoy
+            .attribute(Attribute::RequestedServerName)
+            .filter(|s| !s.is_empty())
+    };
+    // Inside an HBONE tunnel (internal listener `main_internal`) the TLS peer is gone: the
+    // HBONE listener left the identity and destination in filter state.
+    let connect_authority = envoy.filter_state_string(HBONE_CONNECT_AUTHORITY_KEY);
+    if connect_authority.is_some() {
+        let principal = envoy.filter_state_string(HBONE_PEER_PRINCIPAL_KEY);
+        let forwarded = envoy.filter_state_string(HBONE_FORWARDED_FOR_KEY);
+        let peer = envoy.filter_state_string(HBONE_PEER_ADDRESS_KEY);
+        let state = HboneState {
+            peer_principal: principal.as_deref(),
+            connect_authority: connect_authority.as_deref(),
+            forwarded: forwarded.as_deref(),
+            peer_address: peer.as_deref(),
+        };
+        if let Some(conn) = hbone_connection(&state, sni()) {
+            return conn;
+        }
+    }
     let principal = envoy
         .attribute(Attribute::UriSanPeerCertificate)
         .as_deref()
@@ -238,9 +262,7 @@ fn connection(envoy: HttpFilter<'_>, authority: Option<&str>) -> Connection {
         destination_service: None,
         destination_ip: None,
         destination_port: authority_port.unwrap_or(0),
-        sni: envoy
-            .attribute(Attribute::RequestedServerName)
-            .filter(|s| !s.is_empty()),
+        sni: sni(),
     }
 }
 

@@ -19,7 +19,13 @@
 //!   buffer (the address as "ip:port"; no separate port output as in the access-logger variant);
 //!   `http_set_dynamic_metadata_string` takes three by-value buffers and returns nothing (the
 //!   value buffer arrives on the stack, after namespace and key in rsi/rdx and rcx/r8);
-//!   `http_clear_route_cluster_cache` takes only the filter; the cluster-specifier callbacks take
+//!   `http_clear_route_cluster_cache` takes only the filter;
+//!   `http_get_filter_state_bytes(filter, key, *result) -> bool` takes the key as one by-value
+//!   buffer (rsi/rdx) and writes one `{ptr, length}` buffer through rcx (older headers had a
+//!   separate length pointer in r8; the 1.40.0 code stores both words at `rcx`); it returns
+//!   objects of type `Router::StringAccessor` (factory `envoy.string`), including ones a
+//!   parent (connection) filter state holds, which is where `internal_upstream` puts the
+//!   state an HBONE listener shared; the cluster-specifier callbacks take
 //!   the context pointer first: `cluster_specifier_get_dynamic_metadata(ctx, namespace, path,
 //!   *result) -> bool` (reads the context's stream info, so it sees what the HTTP filter wrote)
 //!   and `cluster_specifier_set_cluster_name(ctx, name)`; the cluster-specifier hooks'
@@ -230,6 +236,11 @@ mod ffi {
             filter: *mut c_void,
             result: *mut Buffer,
         ) -> bool;
+        pub fn envoy_dynamic_module_callback_http_get_filter_state_bytes(
+            filter: *mut c_void,
+            key: Buffer,
+            result: *mut Buffer,
+        ) -> bool;
         pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: *mut c_void);
         pub fn envoy_dynamic_module_callback_http_filter_scheduler_new(
             filter: *mut c_void,
@@ -430,6 +441,23 @@ impl HttpFilter<'_> {
         let ok = unsafe {
             ffi::envoy_dynamic_module_callback_http_get_downstream_direct_remote_address(
                 self.ptr(),
+                &mut out,
+            )
+        };
+        // SAFETY: on success Envoy points `out` at bytes valid until the hook returns.
+        (ok && !out.ptr.is_null()).then(|| lossy(unsafe { out.to_vec() }))
+    }
+
+    /// A string filter-state object (`envoy.string`, e.g. written by `set_filter_state`),
+    /// copied; `None` when absent or of another type.
+    pub fn filter_state_string(self, key: &str) -> Option<String> {
+        let mut out = Buffer::null();
+        // SAFETY: live filter; the key buffer points at `key`, which outlives the call; `out` is
+        // a valid place for one buffer.
+        let ok = unsafe {
+            ffi::envoy_dynamic_module_callback_http_get_filter_state_bytes(
+                self.ptr(),
+                Buffer::of(key.as_bytes()),
                 &mut out,
             )
         };
@@ -985,6 +1013,8 @@ pub mod fake {
         pub continued: usize,
         pub logs: Vec<(u32, String)>,
         pub attributes: Vec<(u32, String)>,
+        /// String filter-state objects: (key, value).
+        pub filter_state: Vec<(String, String)>,
         pub schedulers_deleted: usize,
         pub callouts: Vec<String>,
         pub route_cluster_cache_cleared: usize,
@@ -1178,6 +1208,27 @@ pub mod fake {
         unsafe {
             envoy_dynamic_module_callback_http_filter_get_attribute_string(f, DIRECT_REMOTE, result)
         }
+    }
+    pub unsafe fn envoy_dynamic_module_callback_http_get_filter_state_bytes(
+        _f: *mut c_void,
+        key: Buffer,
+        result: *mut Buffer,
+    ) -> bool {
+        let key = text(key);
+        STREAM.with(|s| {
+            let s = s.borrow();
+            match s.filter_state.iter().find(|(k, _)| *k == key) {
+                Some((_, v)) => {
+                    // Leaked on purpose: a test-only view that must outlive the borrow.
+                    let leaked: &'static [u8] =
+                        Box::leak(v.clone().into_bytes().into_boxed_slice());
+                    // SAFETY: `result` is a valid output place.
+                    unsafe { *result = Buffer::of(leaked) };
+                    true
+                }
+                None => false,
+            }
+        })
     }
     /// Fake attribute id holding the direct peer address.
     pub const DIRECT_REMOTE: u32 = 10_000;

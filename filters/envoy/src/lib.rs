@@ -10,8 +10,14 @@
 //! The listener can require mutual TLS ([`BootstrapOptions::downstream_tls`]): peers then present
 //! SPIFFE certificates, which is where AuthorizationPolicy principals come from.
 //!
-//! The HBONE listener chain (`connect_terminate` → internal listener → `connect_originate`) is
-//! not generated yet; this is the plain-HTTP core the chain will wrap.
+//! With [`BootstrapOptions::hbone`] the waypoint also terminates HBONE, as Istio's own waypoint
+//! does (see [`Hbone`]): listener `connect_terminate` (mTLS, HTTP/2 CONNECT on :15008) records
+//! the peer identity, the CONNECT authority and the original client in filter state shared with
+//! the upstream connection, and hands the tunnel's bytes to the internal listener
+//! `main_internal`, whose connection manager is the plain listener's (same normalization, same
+//! filters, same route). Endpoints marked in-mesh ([`Endpoint::hbone`]) are reached by
+//! re-originating HBONE through the internal listener `connect_originate` (mTLS HTTP/2 CONNECT
+//! to the pod's HBONE port, authority = the pod `ip:port`); all others stay plaintext.
 
 #![forbid(unsafe_code)]
 
@@ -54,6 +60,11 @@ pub struct Endpoint {
     /// FQDN of the service the endpoint belongs to. When set, the endpoint is only selected by
     /// clusters of that service; when unset, labels alone decide.
     pub service: Option<String>,
+    /// The endpoint is in the mesh (captured by ztunnel): traffic to it is re-originated as
+    /// HBONE through `connect_originate` (mTLS HTTP/2 CONNECT to its port
+    /// [`Hbone::upstream_port`], authority `address:port`). Needs [`BootstrapOptions::hbone`].
+    /// `false` (the default): plaintext to `address:port`, for destinations outside the mesh.
+    pub hbone: bool,
 }
 
 impl Endpoint {
@@ -72,7 +83,15 @@ impl Endpoint {
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
             service: None,
+            hbone: false,
         }
+    }
+
+    /// Marks the endpoint as in the mesh: reached through HBONE (see [`Endpoint::hbone`]).
+    #[must_use]
+    pub fn with_hbone(mut self) -> Self {
+        self.hbone = true;
+        self
     }
 
     /// Restricts the endpoint to clusters of the service `fqdn`.
@@ -98,6 +117,94 @@ pub struct DownstreamTls {
     pub trusted_ca: PathBuf,
     /// Only peers with a `spiffe://<trust_domain>/…` URI SAN are accepted.
     pub trust_domain: String,
+}
+
+/// Name of the HBONE listener (and its connection manager's stat prefix).
+pub const CONNECT_TERMINATE: &str = "connect_terminate";
+
+/// Name of the internal listener the HBONE tunnels end in, and of the cluster pointing at it.
+pub const MAIN_INTERNAL: &str = "main_internal";
+
+/// Name of the internal listener that re-originates HBONE towards in-mesh endpoints, and of
+/// the (original-destination) cluster it tunnels through.
+pub const CONNECT_ORIGINATE: &str = "connect_originate";
+
+/// Endpoint-metadata namespace the original-destination listener filter reads inside an
+/// internal listener (key `local`: the address to treat as the connection's destination).
+const ORIGINAL_DST_METADATA: &str = "envoy.filters.listener.original_dst";
+
+/// The HBONE port ztunnel dials.
+pub const HBONE_PORT: u16 = 15008;
+
+/// Filter-state keys the HBONE listener writes and the layover filter reads inside
+/// `main_internal` (each must equal its `layover_adapter::HBONE_*_KEY`; a test checks they
+/// agree). Istio's waypoint uses `io.istio.peer_principal` / `io.istio.connect_authority` for
+/// the first two; layover keeps its own namespace so it cannot be confused with istiod config.
+pub const PEER_PRINCIPAL_KEY: &str = "layover.peer_principal";
+/// The CONNECT `:authority` (see [`PEER_PRINCIPAL_KEY`]).
+pub const CONNECT_AUTHORITY_KEY: &str = "layover.connect_authority";
+/// The CONNECT request's `forwarded` header (ztunnel's `for="<client ip:port>"`).
+pub const FORWARDED_FOR_KEY: &str = "layover.forwarded_for";
+/// The HBONE peer's (ztunnel's) own address.
+pub const HBONE_PEER_ADDRESS_KEY: &str = "layover.hbone_peer_address";
+
+/// HBONE termination: the waypoint accepts HTTP/2 CONNECT over mutual TLS from ztunnel (or any
+/// mesh peer) on [`Hbone::port`], and the tunnelled HTTP gets the same layover processing as on
+/// the plain listener, with the HBONE peer's SPIFFE id as the source principal and the CONNECT
+/// authority as the destination.
+///
+/// Generated chain: listener `connect_terminate` (TLS 1.3 only, ALPN `h2`, client certificate
+/// verified against `trusted_ca` with a `spiffe://<trust_domain>/` URI SAN; HTTP/2 with
+/// `allow_connect`, 100 concurrent streams; `set_filter_state` with [`PEER_PRINCIPAL_KEY`],
+/// [`CONNECT_AUTHORITY_KEY`], [`FORWARDED_FOR_KEY`], [`HBONE_PEER_ADDRESS_KEY`], each
+/// `shared_with_upstream: ONCE`; a `connect_matcher` route that terminates the CONNECT) → cluster
+/// `main_internal` (an `envoy_internal_address` endpoint over the `internal_upstream` transport
+/// socket, which carries the shared filter state) → internal listener `main_internal`.
+///
+/// Re-origination, when some endpoint is in the mesh ([`Endpoint::hbone`]): the endpoint is an
+/// `envoy_internal_address` of `connect_originate` carrying the pod `ip:port` as
+/// `envoy.filters.listener.original_dst` metadata (passed by `internal_upstream`); there the
+/// original-destination listener filter restores it as the local address, and `tcp_proxy`
+/// tunnels to cluster `connect_originate` (ORIGINAL_DST, port overridden to
+/// [`Hbone::upstream_port`], HTTP/2, mTLS with the waypoint's certificate, TLS 1.3, ALPN h2,
+/// no SNI) with `tunneling_config.hostname: %DOWNSTREAM_LOCAL_ADDRESS%`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hbone {
+    /// Listener port (default [`HBONE_PORT`]); 0 lets the kernel pick.
+    pub port: u16,
+    /// The waypoint's certificate chain (PEM, leaf first).
+    pub cert_chain: PathBuf,
+    /// The waypoint's private key (PEM).
+    pub private_key: PathBuf,
+    /// The mesh trust bundle (PEM) peer certificates must chain to.
+    pub trusted_ca: PathBuf,
+    /// Only peers with a `spiffe://<trust_domain>/…` URI SAN are accepted.
+    pub trust_domain: String,
+    /// Port in-mesh endpoints ([`Endpoint::hbone`]) accept HBONE on (default [`HBONE_PORT`]).
+    pub upstream_port: u16,
+}
+
+impl Hbone {
+    /// HBONE on the default port with the same certificates as `tls`.
+    pub fn from_tls(tls: &DownstreamTls) -> Self {
+        Hbone {
+            port: HBONE_PORT,
+            cert_chain: tls.cert_chain.clone(),
+            private_key: tls.private_key.clone(),
+            trusted_ca: tls.trusted_ca.clone(),
+            trust_domain: tls.trust_domain.clone(),
+            upstream_port: HBONE_PORT,
+        }
+    }
+
+    fn tls(&self) -> DownstreamTls {
+        DownstreamTls {
+            cert_chain: self.cert_chain.clone(),
+            private_key: self.private_key.clone(),
+            trusted_ca: self.trusted_ca.clone(),
+            trust_domain: self.trust_domain.clone(),
+        }
+    }
 }
 
 /// Text format of the generated bootstrap. Envoy reads both (`-c file.yaml` / `file.json`).
@@ -160,6 +267,8 @@ pub struct BootstrapOptions {
     pub downstream_tls: Option<DownstreamTls>,
     /// How the route takes the filter's cluster choice (default: the header).
     pub cluster_selection: ClusterSelection,
+    /// When set, the waypoint also terminates HBONE (see [`Hbone`]).
+    pub hbone: Option<Hbone>,
 }
 
 impl Default for BootstrapOptions {
@@ -177,6 +286,7 @@ impl Default for BootstrapOptions {
             format: Format::Yaml,
             downstream_tls: None,
             cluster_selection: ClusterSelection::Header,
+            hbone: None,
         }
     }
 }
@@ -238,6 +348,16 @@ pub enum EmitError {
     /// `downstream_tls` has an empty path or an unusable trust domain.
     #[error("downstream_tls: {0}")]
     InvalidTls(String),
+    /// `hbone` has an empty path or an unusable trust domain.
+    #[error("hbone: {0}")]
+    InvalidHbone(String),
+    /// An endpoint is marked in-mesh (`hbone`) but the bootstrap has no HBONE settings (the
+    /// waypoint's certificate) to originate HBONE with.
+    #[error("endpoints[{index}]: in-mesh (HBONE) endpoint, but no hbone settings")]
+    HboneEndpointWithoutHbone {
+        /// Index in the endpoint list.
+        index: usize,
+    },
     /// `cluster_selection: SpecifierPlugin` without a dynamic-module filter in metadata mode.
     #[error("cluster_selection SpecifierPlugin needs the dynamic-module filter built by dynamic_module_filter_with(…, ClusterSelection::SpecifierPlugin)")]
     ClusterSelectionMismatch,
@@ -307,6 +427,11 @@ pub fn bootstrap_value(
 ) -> Result<Value, EmitError> {
     validate_options(opts)?;
     let endpoint_ips = validate_endpoints(endpoints)?;
+    if opts.hbone.is_none() {
+        if let Some(index) = endpoints.iter().position(|ep| ep.hbone) {
+            return Err(EmitError::HboneEndpointWithoutHbone { index });
+        }
+    }
     let mode = match policy.mesh.as_ref() {
         None => PathNormalization::Base,
         Some(mesh) => PathNormalization::try_from(mesh.path_normalization)
@@ -314,7 +439,12 @@ pub fn bootstrap_value(
     };
 
     let mut seen = BTreeSet::new();
-    let mut clusters = Vec::with_capacity(policy.clusters.len());
+    if opts.hbone.is_some() {
+        // The HBONE chain's own cluster: a policy cluster of that name would clash.
+        seen.insert(MAIN_INTERNAL);
+        seen.insert(CONNECT_ORIGINATE);
+    }
+    let mut clusters = Vec::with_capacity(policy.clusters.len() + 1);
     for (index, cluster) in policy.clusters.iter().enumerate() {
         if cluster.name.is_empty() {
             return Err(EmitError::EmptyClusterName { index });
@@ -335,13 +465,24 @@ pub fn bootstrap_value(
         )?);
     }
 
-    Ok(json!({
+    let mut listeners = vec![listener_json(mode, opts)];
+    if let Some(hbone) = &opts.hbone {
+        listeners.push(connect_terminate_json(hbone, opts));
+        listeners.push(main_internal_json(mode, opts));
+        clusters.push(main_internal_cluster_json(opts));
+        if endpoints.iter().any(|ep| ep.hbone) {
+            listeners.push(connect_originate_json());
+            clusters.push(connect_originate_cluster_json(hbone, opts));
+        }
+    }
+
+    let mut out = json!({
         "node": { "id": opts.node_id, "cluster": "layover" },
         "admin": {
             "address": socket_address("127.0.0.1", opts.admin_port),
         },
         "static_resources": {
-            "listeners": [listener_json(mode, opts)],
+            "listeners": listeners,
             "clusters": clusters,
         },
         // The runtime flags istiod's bootstrap sets (pkg/bootstrap): fragments are stripped
@@ -356,7 +497,21 @@ pub fn bootstrap_value(
                 },
             }],
         },
-    }))
+    });
+    if opts.hbone.is_some() {
+        if let Some(obj) = out.as_object_mut() {
+            obj.insert(
+                "bootstrap_extensions".into(),
+                json!([{
+                    "name": "envoy.bootstrap.internal_listener",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener",
+                    },
+                }]),
+            );
+        }
+    }
+    Ok(out)
 }
 
 fn validate_options(opts: &BootstrapOptions) -> Result<(), EmitError> {
@@ -380,6 +535,15 @@ fn validate_options(opts: &BootstrapOptions) -> Result<(), EmitError> {
     }
     if let Some(tls) = &opts.downstream_tls {
         validate_tls(tls)?;
+    }
+    if let Some(hbone) = &opts.hbone {
+        validate_tls(&hbone.tls()).map_err(|e| match e {
+            EmitError::InvalidTls(m) => EmitError::InvalidHbone(m),
+            other => other,
+        })?;
+        if hbone.port != 0 && (hbone.port == opts.admin_port || hbone.port == opts.listener_port) {
+            return Err(EmitError::PortClash(hbone.port));
+        }
     }
     if opts.cluster_selection == ClusterSelection::SpecifierPlugin {
         // The plugin only selects what the dynamic-module filter wrote in metadata mode; with any
@@ -481,7 +645,9 @@ fn duration(d: Duration) -> String {
     }
 }
 
-fn listener_json(mode: PathNormalization, opts: &BootstrapOptions) -> Value {
+/// The connection manager of the plain listener and of `main_internal` (the same one, so a
+/// request gets the same treatment inside an HBONE tunnel as on the plain listener).
+fn layover_hcm_json(mode: PathNormalization, opts: &BootstrapOptions, stat_prefix: &str) -> Value {
     let norm = hcm_normalization(mode);
 
     let mut http_filters = Vec::with_capacity(3);
@@ -578,7 +744,7 @@ fn listener_json(mode: PathNormalization, opts: &BootstrapOptions) -> Value {
         "@type".into(),
         json!("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"),
     );
-    hcm.insert("stat_prefix".into(), json!(LISTENER_NAME));
+    hcm.insert("stat_prefix".into(), json!(stat_prefix));
     hcm.insert("codec_type".into(), json!("AUTO"));
     hcm.insert("normalize_path".into(), json!(norm.normalize_path));
     hcm.insert("merge_slashes".into(), json!(norm.merge_slashes));
@@ -603,12 +769,15 @@ fn listener_json(mode: PathNormalization, opts: &BootstrapOptions) -> Value {
     }
     hcm.insert("route_config".into(), route_config);
     hcm.insert("http_filters".into(), Value::Array(http_filters));
+    json!({
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": Value::Object(hcm),
+    })
+}
 
+fn listener_json(mode: PathNormalization, opts: &BootstrapOptions) -> Value {
     let mut chain = json!({
-        "filters": [{
-            "name": "envoy.filters.network.http_connection_manager",
-            "typed_config": Value::Object(hcm),
-        }],
+        "filters": [layover_hcm_json(mode, opts, LISTENER_NAME)],
     });
     if let (Some(tls), Some(obj)) = (&opts.downstream_tls, chain.as_object_mut()) {
         obj.insert("transport_socket".into(), downstream_tls_json(tls));
@@ -617,6 +786,251 @@ fn listener_json(mode: PathNormalization, opts: &BootstrapOptions) -> Value {
         "name": LISTENER_NAME,
         "address": socket_address(&opts.listener_address, opts.listener_port),
         "filter_chains": [chain],
+    })
+}
+
+/// One `set_filter_state` entry: a string object under `key`, shared with the upstream
+/// connection once (so the internal listener's connection gets it through `internal_upstream`).
+fn shared_string_state(key: &str, format: &str) -> Value {
+    json!({
+        "object_key": key,
+        "factory_key": "envoy.string",
+        "format_string": { "text_format_source": { "inline_string": format } },
+        "shared_with_upstream": "ONCE",
+    })
+}
+
+/// Listener `connect_terminate`: HBONE (HTTP/2 CONNECT over mTLS) in, tunnel bytes out to
+/// `main_internal`.
+fn connect_terminate_json(hbone: &Hbone, opts: &BootstrapOptions) -> Value {
+    let mut tls = downstream_tls_json(&hbone.tls());
+    // HBONE is HTTP/2 only.
+    if let Some(alpn) = tls.pointer_mut("/typed_config/common_tls_context/alpn_protocols") {
+        *alpn = json!(["h2"]);
+    }
+    let mut hcm = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": CONNECT_TERMINATE,
+        "codec_type": "HTTP2",
+        "http2_protocol_options": {
+            "allow_connect": true,
+            "max_concurrent_streams": 100,
+            "connection_keepalive": { "interval": "30s", "timeout": "10s" },
+        },
+        "upgrade_configs": [{ "upgrade_type": "CONNECT" }],
+        // Tunnels live as long as the connections inside them.
+        "stream_idle_timeout": "0s",
+        "use_remote_address": false,
+        "http_filters": [
+            {
+                "name": "layover.hbone_state",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
+                    "on_request_headers": [
+                        shared_string_state(PEER_PRINCIPAL_KEY, "%DOWNSTREAM_PEER_URI_SAN%"),
+                        shared_string_state(CONNECT_AUTHORITY_KEY, "%REQ(:AUTHORITY)%"),
+                        shared_string_state(FORWARDED_FOR_KEY, "%REQ(FORWARDED)%"),
+                        shared_string_state(HBONE_PEER_ADDRESS_KEY, "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%"),
+                    ],
+                },
+            },
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                },
+            },
+        ],
+        "route_config": {
+            "name": CONNECT_TERMINATE,
+            "virtual_hosts": [{
+                "name": CONNECT_TERMINATE,
+                // Matched against the CONNECT authority, port included: any.
+                "domains": ["*"],
+                "routes": [{
+                    "name": CONNECT_TERMINATE,
+                    "match": { "connect_matcher": {} },
+                    "route": {
+                        "cluster": MAIN_INTERNAL,
+                        // `connect_config` makes the router terminate the CONNECT (without it
+                        // Envoy forwards the CONNECT request itself).
+                        "upgrade_configs": [{ "upgrade_type": "CONNECT", "connect_config": {} }],
+                        "timeout": "0s",
+                    },
+                }],
+            }],
+        },
+    });
+    if let (Some(path), Some(obj)) = (&opts.access_log_path, hcm.as_object_mut()) {
+        obj.insert("access_log".into(), access_log(path));
+    }
+    json!({
+        "name": CONNECT_TERMINATE,
+        "address": socket_address(&opts.listener_address, hbone.port),
+        "filter_chains": [{
+            "transport_socket": tls,
+            "filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": hcm,
+            }],
+        }],
+    })
+}
+
+/// Internal listener `main_internal`: the tunnels' inner HTTP, through the layover connection
+/// manager.
+fn main_internal_json(mode: PathNormalization, opts: &BootstrapOptions) -> Value {
+    json!({
+        "name": MAIN_INTERNAL,
+        "internal_listener": {},
+        "filter_chains": [{
+            "filters": [layover_hcm_json(mode, opts, MAIN_INTERNAL)],
+        }],
+    })
+}
+
+/// Cluster `main_internal`: the internal listener as its only endpoint, over the
+/// `internal_upstream` transport socket (which hands the shared filter state across; without
+/// it the identity does not arrive).
+fn main_internal_cluster_json(opts: &BootstrapOptions) -> Value {
+    json!({
+        "name": MAIN_INTERNAL,
+        "type": "STATIC",
+        "connect_timeout": duration(opts.connect_timeout),
+        "load_assignment": {
+            "cluster_name": MAIN_INTERNAL,
+            "endpoints": [{
+                "lb_endpoints": [{
+                    "endpoint": {
+                        "address": { "envoy_internal_address": { "server_listener_name": MAIN_INTERNAL } },
+                    },
+                }],
+            }],
+        },
+        "transport_socket": internal_upstream_json(&[]),
+    })
+}
+
+/// The `internal_upstream` transport socket (raw bytes inside), passing the endpoint (host)
+/// metadata of the given namespaces to the internal listener's connection. Filter state shared
+/// with the upstream is always passed.
+fn internal_upstream_json(host_metadata: &[&str]) -> Value {
+    let mut config = json!({
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.internal_upstream.v3.InternalUpstreamTransport",
+        "transport_socket": {
+            "name": "envoy.transport_sockets.raw_buffer",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer",
+            },
+        },
+    });
+    if !host_metadata.is_empty() {
+        if let Some(obj) = config.as_object_mut() {
+            let passthrough: Vec<Value> = host_metadata
+                .iter()
+                .map(|name| json!({ "kind": { "host": {} }, "name": name }))
+                .collect();
+            obj.insert("passthrough_metadata".into(), Value::Array(passthrough));
+        }
+    }
+    json!({
+        "name": "envoy.transport_sockets.internal_upstream",
+        "typed_config": config,
+    })
+}
+
+/// An in-mesh endpoint, as Istio writes it: an internal address of `connect_originate` (one
+/// per pod, `endpoint_id` keeps them apart), carrying the pod `ip:port` as the
+/// original-destination metadata the internal listener restores as its local address.
+fn hbone_endpoint_json(ep: &Endpoint, ip: IpAddr) -> Value {
+    let target = std::net::SocketAddr::new(ip, ep.port).to_string();
+    json!({
+        "endpoint": {
+            "address": {
+                "envoy_internal_address": {
+                    "server_listener_name": CONNECT_ORIGINATE,
+                    "endpoint_id": target,
+                },
+            },
+        },
+        "metadata": {
+            "filter_metadata": {
+                "istio": { "workload_labels": ep.labels },
+                "envoy.transport_socket_match": { "tunnel": "hbone" },
+                ORIGINAL_DST_METADATA: { "local": target },
+            },
+        },
+    })
+}
+
+/// Internal listener `connect_originate`: the destination (the pod `ip:port`, restored by the
+/// original-destination listener filter from endpoint metadata) becomes the CONNECT authority
+/// of an HBONE tunnel through cluster `connect_originate`.
+fn connect_originate_json() -> Value {
+    json!({
+        "name": CONNECT_ORIGINATE,
+        "internal_listener": {},
+        "use_original_dst": true,
+        "listener_filters": [{
+            "name": "envoy.filters.listener.original_dst",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
+            },
+        }],
+        "filter_chains": [{
+            "filters": [{
+                "name": "envoy.filters.network.tcp_proxy",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                    "stat_prefix": CONNECT_ORIGINATE,
+                    "cluster": CONNECT_ORIGINATE,
+                    "tunneling_config": { "hostname": "%DOWNSTREAM_LOCAL_ADDRESS%" },
+                },
+            }],
+        }],
+    })
+}
+
+/// Cluster `connect_originate`: HTTP/2 over mTLS (the waypoint's certificate, TLS 1.3, ALPN
+/// h2, no SNI, the peer verified against the mesh root and trust domain) to the original
+/// destination's IP on the HBONE port.
+fn connect_originate_cluster_json(hbone: &Hbone, opts: &BootstrapOptions) -> Value {
+    json!({
+        "name": CONNECT_ORIGINATE,
+        "type": "ORIGINAL_DST",
+        "lb_policy": "CLUSTER_PROVIDED",
+        "connect_timeout": duration(opts.connect_timeout),
+        "original_dst_lb_config": { "upstream_port_override": hbone.upstream_port },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": { "http2_protocol_options": {} },
+            },
+        },
+        "transport_socket": {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "common_tls_context": {
+                    "tls_params": {
+                        "tls_minimum_protocol_version": "TLSv1_3",
+                        "tls_maximum_protocol_version": "TLSv1_3",
+                    },
+                    "alpn_protocols": ["h2"],
+                    "tls_certificates": [{
+                        "certificate_chain": { "filename": hbone.cert_chain.to_string_lossy() },
+                        "private_key": { "filename": hbone.private_key.to_string_lossy() },
+                    }],
+                    "validation_context": {
+                        "trusted_ca": { "filename": hbone.trusted_ca.to_string_lossy() },
+                        "match_typed_subject_alt_names": [{
+                            "san_type": "URI",
+                            "matcher": { "prefix": format!("spiffe://{}/", hbone.trust_domain) },
+                        }],
+                    },
+                },
+            },
+        },
     })
 }
 
@@ -708,6 +1122,9 @@ fn cluster_json(
         .zip(endpoint_ips)
         .filter(|(ep, _)| selects(cluster, ep))
         .map(|(ep, ip)| {
+            if ep.hbone {
+                return hbone_endpoint_json(ep, *ip);
+            }
             json!({
                 "endpoint": { "address": socket_address(&ip.to_string(), ep.port) },
                 // Istio keeps workload labels on endpoints (subset LB, telemetry); kept here so
@@ -716,6 +1133,7 @@ fn cluster_json(
             })
         })
         .collect();
+    let any_hbone = endpoints.iter().any(|ep| ep.hbone && selects(cluster, ep));
     let localities = if lb_endpoints.is_empty() {
         Vec::new()
     } else {
@@ -745,6 +1163,21 @@ fn cluster_json(
             "endpoints": localities,
         },
     });
+    if any_hbone {
+        if let Some(obj) = out.as_object_mut() {
+            // In-mesh endpoints are internal addresses of `connect_originate`; the
+            // internal_upstream socket hands their metadata (the pod address) across. Other
+            // endpoints keep the default plaintext socket.
+            obj.insert(
+                "transport_socket_matches".into(),
+                json!([{
+                    "name": "hbone",
+                    "match": { "tunnel": "hbone" },
+                    "transport_socket": internal_upstream_json(&[ORIGINAL_DST_METADATA]),
+                }]),
+            );
+        }
+    }
     if speaks_http2(cluster, policy) {
         if let Some(obj) = out.as_object_mut() {
             obj.insert(
@@ -1145,6 +1578,289 @@ mod tests {
             bootstrap_value(&Policy::default(), &[], &opts),
             Err(EmitError::InvalidTls("private_key: empty path".into()))
         );
+    }
+
+    fn hbone() -> Hbone {
+        Hbone {
+            port: HBONE_PORT,
+            cert_chain: "/certs/waypoint/cert-chain.pem".into(),
+            private_key: "/certs/waypoint/key.pem".into(),
+            trusted_ca: "/certs/root-cert.pem".into(),
+            trust_domain: "cluster.local".into(),
+            upstream_port: HBONE_PORT,
+        }
+    }
+
+    #[test]
+    fn hbone_generates_the_terminate_chain() {
+        let opts = BootstrapOptions {
+            layover_filter: Some(json!({"name": "layover", "typed_config": {}})),
+            hbone: Some(hbone()),
+            ..Default::default()
+        };
+        let p = policy(
+            PathNormalization::MergeSlashes,
+            vec![cluster("c", "s", 80, &[])],
+        );
+        let v = bootstrap_value(&p, &[], &opts).unwrap();
+        assert_eq!(
+            v["bootstrap_extensions"][0]["name"],
+            json!("envoy.bootstrap.internal_listener")
+        );
+        let listeners = v["static_resources"]["listeners"].as_array().unwrap();
+        let names: Vec<&str> = listeners
+            .iter()
+            .map(|l| l["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, [LISTENER_NAME, CONNECT_TERMINATE, MAIN_INTERNAL]);
+
+        // connect_terminate: mTLS (h2 only), HTTP/2 CONNECT, identity into shared filter state.
+        let term = &listeners[1];
+        assert_eq!(
+            term["address"]["socket_address"]["port_value"],
+            json!(15008)
+        );
+        let chain = &term["filter_chains"][0];
+        let ctx = &chain["transport_socket"]["typed_config"];
+        assert_eq!(ctx["require_client_certificate"], json!(true));
+        assert_eq!(ctx["common_tls_context"]["alpn_protocols"], json!(["h2"]));
+        assert_eq!(
+            ctx["common_tls_context"]["tls_params"]["tls_minimum_protocol_version"],
+            json!("TLSv1_3")
+        );
+        assert_eq!(
+            ctx["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"],
+            json!([{ "san_type": "URI", "matcher": { "prefix": "spiffe://cluster.local/" } }])
+        );
+        let h = &chain["filters"][0]["typed_config"];
+        assert_eq!(h["http2_protocol_options"]["allow_connect"], json!(true));
+        assert_eq!(
+            h["http2_protocol_options"]["max_concurrent_streams"],
+            json!(100)
+        );
+        assert_eq!(h["upgrade_configs"], json!([{ "upgrade_type": "CONNECT" }]));
+        let states = h["http_filters"][0]["typed_config"]["on_request_headers"]
+            .as_array()
+            .unwrap();
+        let keys: Vec<(&str, &str)> = states
+            .iter()
+            .map(|s| {
+                assert_eq!(s["shared_with_upstream"], json!("ONCE"));
+                assert_eq!(s["factory_key"], json!("envoy.string"));
+                (
+                    s["object_key"].as_str().unwrap(),
+                    s["format_string"]["text_format_source"]["inline_string"]
+                        .as_str()
+                        .unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (PEER_PRINCIPAL_KEY, "%DOWNSTREAM_PEER_URI_SAN%"),
+                (CONNECT_AUTHORITY_KEY, "%REQ(:AUTHORITY)%"),
+                (FORWARDED_FOR_KEY, "%REQ(FORWARDED)%"),
+                (HBONE_PEER_ADDRESS_KEY, "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%"),
+            ]
+        );
+        assert_eq!(
+            h["http_filters"][1]["name"],
+            json!("envoy.filters.http.router")
+        );
+        let route = &h["route_config"]["virtual_hosts"][0]["routes"][0];
+        assert_eq!(route["match"], json!({ "connect_matcher": {} }));
+        assert_eq!(route["route"]["cluster"], json!(MAIN_INTERNAL));
+        assert_eq!(route["route"]["timeout"], json!("0s"));
+        assert_eq!(
+            route["route"]["upgrade_configs"],
+            json!([{ "upgrade_type": "CONNECT", "connect_config": {} }])
+        );
+
+        // main_internal: no address, the plain listener's connection manager.
+        let internal = &listeners[2];
+        assert_eq!(internal["internal_listener"], json!({}));
+        assert!(internal.get("address").is_none());
+        let mut inner = internal["filter_chains"][0]["filters"][0]["typed_config"].clone();
+        let mut plain = hcm(&v).clone();
+        assert_eq!(inner["stat_prefix"], json!(MAIN_INTERNAL));
+        inner["stat_prefix"] = json!(null);
+        plain["stat_prefix"] = json!(null);
+        assert_eq!(inner, plain);
+        assert_eq!(inner["merge_slashes"], json!(true));
+
+        // The cluster into main_internal carries filter state through internal_upstream.
+        let clusters = v["static_resources"]["clusters"].as_array().unwrap();
+        let c = clusters
+            .iter()
+            .find(|c| c["name"] == json!(MAIN_INTERNAL))
+            .unwrap();
+        assert_eq!(
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"],
+            json!({ "envoy_internal_address": { "server_listener_name": MAIN_INTERNAL } })
+        );
+        assert_eq!(
+            c["transport_socket"]["name"],
+            json!("envoy.transport_sockets.internal_upstream")
+        );
+    }
+
+    #[test]
+    fn in_mesh_endpoints_go_through_connect_originate() {
+        let p = policy(
+            PathNormalization::Base,
+            vec![cluster("r", "", 9080, &[("app", "reviews")])],
+        );
+        let eps = vec![
+            Endpoint::new("10.0.0.1", 9080, [("app", "reviews")]).with_hbone(),
+            Endpoint::new("10.0.0.2", 9080, [("app", "reviews")]),
+        ];
+        // In-mesh endpoints need the waypoint's certificate.
+        assert_eq!(
+            bootstrap_value(&p, &eps, &BootstrapOptions::default()),
+            Err(EmitError::HboneEndpointWithoutHbone { index: 0 })
+        );
+        let opts = BootstrapOptions {
+            hbone: Some(hbone()),
+            ..Default::default()
+        };
+        let v = bootstrap_value(&p, &eps, &opts).unwrap();
+        let clusters = v["static_resources"]["clusters"].as_array().unwrap();
+        let r = &clusters[0];
+        let lb = r["load_assignment"]["endpoints"][0]["lb_endpoints"]
+            .as_array()
+            .unwrap();
+        assert_eq!(
+            lb[0]["endpoint"]["address"],
+            json!({ "envoy_internal_address": {
+                "server_listener_name": CONNECT_ORIGINATE, "endpoint_id": "10.0.0.1:9080" } })
+        );
+        let md = &lb[0]["metadata"]["filter_metadata"];
+        assert_eq!(
+            md["envoy.filters.listener.original_dst"]["local"],
+            json!("10.0.0.1:9080")
+        );
+        assert_eq!(md["envoy.transport_socket_match"]["tunnel"], json!("hbone"));
+        // The plaintext endpoint is unchanged.
+        assert_eq!(
+            lb[1]["endpoint"]["address"],
+            socket_address("10.0.0.2", 9080)
+        );
+        assert!(r.get("transport_socket").is_none());
+        let m = &r["transport_socket_matches"][0];
+        assert_eq!(m["match"], json!({ "tunnel": "hbone" }));
+        assert_eq!(
+            m["transport_socket"]["typed_config"]["passthrough_metadata"],
+            json!([{ "kind": { "host": {} }, "name": "envoy.filters.listener.original_dst" }])
+        );
+
+        let listeners = v["static_resources"]["listeners"].as_array().unwrap();
+        let orig = listeners
+            .iter()
+            .find(|l| l["name"] == json!(CONNECT_ORIGINATE))
+            .unwrap();
+        assert_eq!(orig["internal_listener"], json!({}));
+        let tcp = &orig["filter_chains"][0]["filters"][0]["typed_config"];
+        assert_eq!(tcp["cluster"], json!(CONNECT_ORIGINATE));
+        assert_eq!(
+            tcp["tunneling_config"]["hostname"],
+            json!("%DOWNSTREAM_LOCAL_ADDRESS%")
+        );
+        let c = clusters
+            .iter()
+            .find(|c| c["name"] == json!(CONNECT_ORIGINATE))
+            .unwrap();
+        assert_eq!(c["type"], json!("ORIGINAL_DST"));
+        assert_eq!(
+            c["original_dst_lb_config"]["upstream_port_override"],
+            json!(15008)
+        );
+        let ctx = &c["transport_socket"]["typed_config"]["common_tls_context"];
+        assert_eq!(ctx["alpn_protocols"], json!(["h2"]));
+        assert_eq!(
+            ctx["tls_params"]["tls_maximum_protocol_version"],
+            json!("TLSv1_3")
+        );
+        assert!(c["transport_socket"]["typed_config"].get("sni").is_none());
+        assert!(c["typed_extension_protocol_options"]
+            ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"]
+            ["http2_protocol_options"]
+            .is_object());
+
+        // Without in-mesh endpoints there is no connect_originate.
+        let plain = bootstrap_value(&p, &eps[1..], &opts).unwrap();
+        assert!(!plain["static_resources"]["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"] == json!(CONNECT_ORIGINATE)));
+    }
+
+    #[test]
+    fn filter_state_keys_match_the_adapter() {
+        assert_eq!(
+            DIRECT_REMOTE_ADDRESS_KEY,
+            layover_adapter::DIRECT_REMOTE_ADDRESS_KEY
+        );
+        assert_eq!(
+            PEER_PRINCIPAL_KEY,
+            layover_adapter::HBONE_PEER_PRINCIPAL_KEY
+        );
+        assert_eq!(
+            CONNECT_AUTHORITY_KEY,
+            layover_adapter::HBONE_CONNECT_AUTHORITY_KEY
+        );
+        assert_eq!(FORWARDED_FOR_KEY, layover_adapter::HBONE_FORWARDED_FOR_KEY);
+        assert_eq!(
+            HBONE_PEER_ADDRESS_KEY,
+            layover_adapter::HBONE_PEER_ADDRESS_KEY
+        );
+    }
+
+    #[test]
+    fn without_hbone_nothing_changes() {
+        let v = bootstrap_value(&Policy::default(), &[], &BootstrapOptions::default()).unwrap();
+        assert_eq!(
+            v["static_resources"]["listeners"].as_array().unwrap().len(),
+            1
+        );
+        assert!(v.get("bootstrap_extensions").is_none());
+    }
+
+    #[test]
+    fn hbone_rejects_clashes_and_bad_settings() {
+        let opts = BootstrapOptions {
+            hbone: Some(hbone()),
+            ..Default::default()
+        };
+        let p = policy(
+            PathNormalization::Base,
+            vec![cluster(MAIN_INTERNAL, "s", 80, &[])],
+        );
+        assert!(matches!(
+            bootstrap_value(&p, &[], &opts),
+            Err(EmitError::DuplicateCluster { index: 0, .. })
+        ));
+        let mut clash = hbone();
+        clash.port = 15080;
+        let opts = BootstrapOptions {
+            hbone: Some(clash),
+            ..Default::default()
+        };
+        assert_eq!(
+            bootstrap_value(&Policy::default(), &[], &opts),
+            Err(EmitError::PortClash(15080))
+        );
+        let mut bad = hbone();
+        bad.trust_domain = "a/b".into();
+        let opts = BootstrapOptions {
+            hbone: Some(bad),
+            ..Default::default()
+        };
+        assert!(matches!(
+            bootstrap_value(&Policy::default(), &[], &opts),
+            Err(EmitError::InvalidHbone(_))
+        ));
     }
 
     #[test]

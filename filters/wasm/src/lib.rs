@@ -13,8 +13,10 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use layover_adapter::{
-    load_policy, peer_addresses, principal_from_uri_san, Connection, Entropy, LocalReply,
-    StreamFilter, StreamHost, Verdict, DIRECT_REMOTE_ADDRESS_KEY,
+    hbone_connection, load_policy, peer_addresses, principal_from_uri_san, Connection, Entropy,
+    HboneState, LocalReply, StreamFilter, StreamHost, Verdict, DIRECT_REMOTE_ADDRESS_KEY,
+    HBONE_CONNECT_AUTHORITY_KEY, HBONE_FORWARDED_FOR_KEY, HBONE_PEER_ADDRESS_KEY,
+    HBONE_PEER_PRINCIPAL_KEY,
 };
 use layover_core::CompiledPolicy;
 use proxy_wasm::hostcalls;
@@ -161,6 +163,25 @@ fn property_string(path: &[&str]) -> Option<String> {
 impl Http {
     /// What the connection tells us: peer identity and addresses.
     fn connection(&self) -> Connection {
+        let sni =
+            || property_string(&["connection", "requested_server_name"]).filter(|s| !s.is_empty());
+        // Inside an HBONE tunnel (internal listener `main_internal`) the TLS peer is gone: the
+        // HBONE listener left the identity and destination in filter state.
+        let authority = property_string(&["filter_state", HBONE_CONNECT_AUTHORITY_KEY]);
+        if authority.is_some() {
+            let principal = property_string(&["filter_state", HBONE_PEER_PRINCIPAL_KEY]);
+            let forwarded = property_string(&["filter_state", HBONE_FORWARDED_FOR_KEY]);
+            let peer = property_string(&["filter_state", HBONE_PEER_ADDRESS_KEY]);
+            let state = HboneState {
+                peer_principal: principal.as_deref(),
+                connect_authority: authority.as_deref(),
+                forwarded: forwarded.as_deref(),
+                peer_address: peer.as_deref(),
+            };
+            if let Some(conn) = hbone_connection(&state, sni()) {
+                return conn;
+            }
+        }
         let principal = property_string(&["connection", "uri_san_peer_certificate"])
             .as_deref()
             .and_then(principal_from_uri_san)
@@ -185,8 +206,7 @@ impl Http {
             destination_service: None,
             destination_ip: None,
             destination_port: authority_port.unwrap_or(0),
-            sni: property_string(&["connection", "requested_server_name"])
-                .filter(|s| !s.is_empty()),
+            sni: sni(),
         }
     }
 }
