@@ -315,6 +315,10 @@ async fn clients_leaving_during_a_delay_leave_envoy_healthy() {
     // Past every deadline.
     tokio::time::sleep(Duration::from_millis(400)).await;
 
+    // A late close may lose its race against the timer and be forwarded legitimately, so the
+    // HTTP/2 phase below is judged on its own delta.
+    let before_h2 = bs[0].request_count();
+
     // HTTP/2: streams reset mid-delay on a connection that stays open (the worker keeps the
     // connection; only the streams and their schedulers go away).
     let mut h2 = h2_connection(&envoy).await;
@@ -334,7 +338,7 @@ async fn clients_leaving_during_a_delay_leave_envoy_healthy() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
         bs[0].request_count(),
-        0,
+        before_h2,
         "reset h2 streams must not be forwarded"
     );
     let reply = h2.send_request(h2_get("/r")).await.unwrap();
