@@ -14,8 +14,9 @@ usage: cargo xtask <command>
 
 commands:
   demo            a live waypoint: Envoy + the layover filter + testdata/bookinfo, demo backends and
-                  mTLS callers; prints what happened and stops everything
+                  callers sending through HBONE as ztunnel; prints what happened and stops everything
                   (--filter wasm|dynamic-module (default dynamic-module, the faster build);
+                  --listener hbone|mtls (default hbone; mtls: plain HTTP over the mTLS listener);
                   --keep-running: stay up until Ctrl-C; --explain: the offline explain only)
   test            run the whole test suite (what CI runs)
   bench           run the core decide() scaling benchmark
@@ -269,6 +270,7 @@ fn demo(args: &[String]) -> Result<(), String> {
     let mut keep_running = false;
     // The dynamic module is the default build: it measured faster than wasm (README, Performance).
     let mut filter = "dynamic-module".to_string();
+    let mut listener = "hbone".to_string();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -278,9 +280,13 @@ fn demo(args: &[String]) -> Result<(), String> {
                 Some(f @ ("wasm" | "dynamic-module")) => filter = f.to_string(),
                 _ => return Err("demo: --filter takes wasm or dynamic-module".to_string()),
             },
+            "--listener" => match it.next().map(String::as_str) {
+                Some(l @ ("hbone" | "mtls")) => listener = l.to_string(),
+                _ => return Err("demo: --listener takes hbone or mtls".to_string()),
+            },
             other => {
                 return Err(format!(
-                    "demo: unknown argument `{other}` (expected --filter wasm|dynamic-module, --keep-running or --explain)"
+                    "demo: unknown argument `{other}` (expected --filter wasm|dynamic-module, --listener hbone|mtls, --keep-running or --explain)"
                 ))
             }
         }
@@ -290,7 +296,7 @@ fn demo(args: &[String]) -> Result<(), String> {
     step(&format!("Envoy: {}", envoy.display()));
     let wasm = build_wasm()?;
     let module_dir = build_dynamic_module()?;
-    step("building the demo driver (release; backends, mTLS callers, report)");
+    step("building the demo driver (release; backends, HBONE callers, report)");
     run(cargo().args([
         "build",
         "--release",
@@ -316,7 +322,7 @@ fn demo(args: &[String]) -> Result<(), String> {
     .env("LAYOVER_ENVOY", &envoy)
     .env("LAYOVER_WASM", &wasm)
     .env("LAYOVER_DYNAMIC_MODULE_DIR", &module_dir)
-    .args(["--filter", &filter]);
+    .args(["--filter", &filter, "--listener", &listener]);
     if keep_running {
         demo.arg("--keep-running");
     }

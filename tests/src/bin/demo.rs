@@ -3,13 +3,18 @@
 //! Compiles `testdata/bookinfo`, issues a mesh CA and SPIFFE certificates for the bookinfo
 //! workloads, starts one demo backend per WorkloadEntry (on the ports the YAML declares), starts
 //! Envoy with the layover filter (dynamic module by default, `--filter wasm` for the proxy-wasm
-//! build) behind an mTLS listener, drives the traffic the bookinfo
-//! workloads would send, and prints what happened: per scenario the responses, which backends
+//! build) with the HBONE chain (`connect_terminate` on a kernel-picked port standing for :15008 →
+//! `main_internal`), drives the traffic the bookinfo workloads would send exactly as ztunnel
+//! would (one HBONE connection per caller with its workload certificate, one CONNECT stream per
+//! request carrying the service authority, `forwarded` and `baggage`, HTTP/1.1 inside), and
+//! prints what happened: per scenario the responses, which backends
 //! served them, denials and retries (from the backends' counters and Envoy's access log), then
 //! Envoy's own counters. Everything it started stops when it exits; `--keep-running` keeps the
 //! waypoint up until Ctrl-C and prints how to call it with curl.
 //!
-//! Usage: `demo [--config <dir>] [--out <dir>] [--port <n>] [--admin-port <n>] [--filter wasm|dynamic-module] [--keep-running]`
+//! `--listener mtls` drives the same traffic as plain HTTP/1.1 over the mTLS listener instead.
+//!
+//! Usage: `demo [--config <dir>] [--out <dir>] [--port <n>] [--admin-port <n>] [--filter wasm|dynamic-module] [--listener hbone|mtls] [--keep-running]`
 //! (`$LAYOVER_ENVOY` / `$LAYOVER_WASM` select Envoy and the wasm module, as in the test suite).
 
 use std::collections::BTreeMap;
@@ -20,8 +25,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use layover_certs::{Identity, MeshCa, MeshDir, MeshSpec, DEFAULT_TRUST_DOMAIN};
-use layover_envoy::{bootstrap, endpoints_from_registry, BootstrapOptions, DownstreamTls};
+use layover_envoy::{
+    bootstrap, endpoints_from_registry, BootstrapOptions, DownstreamTls, Hbone, CONNECT_TERMINATE,
+    MAIN_INTERNAL,
+};
+use layover_hbone::{
+    Baggage, ConnectHeaders, Credentials, HboneClient, HboneConnection, PeerPolicy,
+};
 use layover_integration::waypoint::{policy_json, FilterBuild, DYNAMIC_MODULE_NAME};
 use layover_integration::{
     Backend, ClientIdentity, Envoy, EnvoyOptions, HarnessError, HttpClient, TlsClient,
@@ -30,6 +43,17 @@ use layover_integration::{
 /// How long one demo request may take (the slowest is the 2 s fault delay).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How the callers reach the waypoint.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ListenerMode {
+    /// HBONE on the `connect_terminate` listener, as ztunnel does (the default).
+    Hbone,
+    /// Plain HTTP/1.1 over the mTLS listener.
+    Mtls,
+}
+
+const USAGE: &str = "usage: demo [--config <dir>] [--out <dir>] [--port <n>] [--admin-port <n>] [--filter wasm|dynamic-module] [--listener hbone|mtls] [--keep-running]";
+
 struct Args {
     config: PathBuf,
     out: PathBuf,
@@ -37,6 +61,7 @@ struct Args {
     admin_port: u16,
     keep_running: bool,
     filter: FilterBuild,
+    listener: ListenerMode,
 }
 
 fn repo_root() -> PathBuf {
@@ -55,6 +80,7 @@ fn parse_args() -> Result<Args, String> {
         // The dynamic module is the default: it measured faster (less Envoy CPU per request)
         // than the wasm build in the side-by-side load run (see README, Performance).
         filter: FilterBuild::DynamicModule,
+        listener: ListenerMode::Hbone,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -84,9 +110,18 @@ fn parse_args() -> Result<Args, String> {
                     }
                 }
             }
-            "-h" | "--help" => {
-                return Err("usage: demo [--config <dir>] [--out <dir>] [--port <n>] [--admin-port <n>] [--filter wasm|dynamic-module] [--keep-running]".into())
+            "--listener" => {
+                args.listener = match value("--listener")?.as_str() {
+                    "hbone" => ListenerMode::Hbone,
+                    "mtls" => ListenerMode::Mtls,
+                    other => {
+                        return Err(format!(
+                            "--listener: unknown listener `{other}` (expected hbone or mtls)"
+                        ))
+                    }
+                }
             }
+            "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}` (try --help)")),
         }
     }
@@ -183,6 +218,8 @@ struct Scenario {
     host: &'static str,
     path: &'static str,
     jason: bool,
+    /// CONNECT to the service VIP instead of its hostname.
+    vip: bool,
     count: usize,
     /// Backend answering the scenario's first request with a 503 (to show a retry).
     fail_once: Option<&'static str>,
@@ -198,6 +235,7 @@ fn scenarios() -> Vec<Scenario> {
         host,
         path,
         jason: false,
+        vip: false,
         count,
         fail_once: None,
         expect,
@@ -222,15 +260,18 @@ fn scenarios() -> Vec<Scenario> {
             Expect::Status(403),
             "productpage-viewer: GET only",
         ),
-        s(
-            Caller::App("productpage"),
-            Method::GET,
-            "details:9080",
-            "/details/0",
-            3,
-            Expect::Status(200),
-            "no policy on details",
-        ),
+        Scenario {
+            vip: true,
+            ..s(
+                Caller::App("productpage"),
+                Method::GET,
+                "details:9080",
+                "/details/0",
+                3,
+                Expect::Status(200),
+                "no policy on details (CONNECT to the VIP)",
+            )
+        },
         s(
             Caller::App("productpage"),
             Method::GET,
@@ -316,6 +357,7 @@ fn scenarios() -> Vec<Scenario> {
 /// One printed row.
 struct Row {
     caller: String,
+    authority: String,
     request: String,
     n: usize,
     responses: String,
@@ -329,6 +371,13 @@ struct Row {
 /// What the demo started; dropping it stops Envoy and the backends.
 struct Running {
     envoy: Envoy,
+    mode: ListenerMode,
+    /// Where the callers connect: the HBONE listener or the mTLS listener.
+    target: SocketAddr,
+    /// HBONE clients (ztunnel with each caller's workload certificate), by caller label.
+    hbone_clients: BTreeMap<&'static str, HboneClient>,
+    /// Service name → (hostname, first VIP), for CONNECT authorities.
+    services: BTreeMap<String, (String, Option<String>)>,
     backends: Vec<Backend>,
     clients: BTreeMap<&'static str, TlsClient>,
     no_cert: TlsClient,
@@ -337,6 +386,9 @@ struct Running {
     identities: BTreeMap<&'static str, Identity>,
     trust_domain: String,
     waypoint_id: String,
+    /// The waypoint's identity and the certificates directory, for the `layover hbone curl` hint.
+    waypoint: Identity,
+    certs_dir: PathBuf,
 }
 
 async fn run(args: &Args) -> Result<bool, String> {
@@ -361,8 +413,8 @@ async fn run(args: &Args) -> Result<bool, String> {
     );
 
     let running = start(args, &compiled).await?;
-    let rows = drive(&running).await?;
-    print_table(&running, &rows);
+    let (rows, connections) = drive(&running).await?;
+    print_table(&running, &rows, &connections);
     print_envoy_counters(&running).await;
     let all_ok = rows.iter().all(|r| r.ok);
 
@@ -425,7 +477,17 @@ async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Runni
     let root_pem = std::fs::read_to_string(certs.root_cert())
         .map_err(|e| format!("{}: {e}", certs.root_cert().display()))?;
     let mut clients = BTreeMap::new();
+    let mut hbone_clients = BTreeMap::new();
     for (name, id) in &identities {
+        // ztunnel's side of HBONE: the workload's certificate, and only the waypoint's
+        // SPIFFE id is accepted from the server.
+        let creds = Credentials::from_mesh_dir(&certs_dir, Some(id)).map_err(|e| e.to_string())?;
+        let hbone = HboneClient::new(
+            &creds,
+            PeerPolicy::exactly(&trust_domain, spec.waypoint.clone()),
+        )
+        .map_err(|e| e.to_string())?;
+        hbone_clients.insert(*name, hbone);
         let files = certs.workload(id);
         let identity = ClientIdentity::from_files(&files.cert_chain, &files.private_key)
             .map_err(|e| e.to_string())?;
@@ -516,7 +578,12 @@ async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Runni
         ),
     };
     step(&format!(
-        "starting Envoy with {module} and an mTLS listener"
+        "starting Envoy with {module}, {}",
+        match args.listener {
+            ListenerMode::Hbone =>
+                "the HBONE chain (connect_terminate -> main_internal) and an mTLS listener",
+            ListenerMode::Mtls => "an mTLS listener",
+        }
     ));
     let filter = args
         .filter
@@ -530,6 +597,12 @@ async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Runni
         trusted_ca: absolute(certs.root_cert())?,
         trust_domain: trust_domain.clone(),
     };
+    // The waypoint's HBONE port: kernel-picked like every other port here (read back below),
+    // standing for :15008.
+    let hbone = (args.listener == ListenerMode::Hbone).then(|| Hbone {
+        port: 0,
+        ..Hbone::from_tls(&tls)
+    });
     let options = EnvoyOptions {
         log_level: "warn".into(),
         ..args.filter.envoy_options().map_err(|e| e.to_string())?
@@ -542,20 +615,49 @@ async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Runni
             access_log_path: Some(launch.access_log.display().to_string()),
             layover_filter: Some(filter),
             downstream_tls: Some(tls),
+            hbone,
             ..BootstrapOptions::default()
         };
         bootstrap(&compiled.policy, &endpoints, &opts)
     })
     .await
     .map_err(|e| e.to_string())?;
-    println!(
-        "    listening on https://{} (admin http://{}), ready in {} ms",
-        envoy.listener_addr(),
-        envoy.admin_addr(),
-        started.elapsed().as_millis()
-    );
+    let target = match args.listener {
+        ListenerMode::Hbone => envoy
+            .listener_addr_of(CONNECT_TERMINATE)
+            .ok_or("Envoy has no HBONE (connect_terminate) listener")?,
+        ListenerMode::Mtls => envoy.listener_addr(),
+    };
+    match args.listener {
+        ListenerMode::Hbone => println!(
+            "    HBONE (:15008) on {target}, mTLS listener https://{} (admin http://{}), ready in {} ms",
+            envoy.listener_addr(),
+            envoy.admin_addr(),
+            started.elapsed().as_millis()
+        ),
+        ListenerMode::Mtls => println!(
+            "    listening on https://{target} (admin http://{}), ready in {} ms",
+            envoy.admin_addr(),
+            started.elapsed().as_millis()
+        ),
+    }
+    let services = compiled
+        .policy
+        .services
+        .iter()
+        .map(|svc| {
+            (
+                svc.name.clone(),
+                (svc.hostname.clone(), svc.addresses.first().cloned()),
+            )
+        })
+        .collect();
     Ok(Running {
         envoy,
+        mode: args.listener,
+        target,
+        hbone_clients,
+        services,
         backends,
         clients,
         no_cert,
@@ -564,6 +666,8 @@ async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Runni
         identities,
         trust_domain,
         waypoint_id,
+        waypoint: spec.waypoint.clone(),
+        certs_dir,
     })
 }
 
@@ -571,24 +675,185 @@ fn counts(backends: &[Backend]) -> Vec<usize> {
     backends.iter().map(Backend::request_count).collect()
 }
 
-async fn drive(running: &Running) -> Result<Vec<Row>, String> {
+/// One caller's HBONE connection, reused for all its requests (as ztunnel pools them).
+struct CallerConnection {
+    conn: HboneConnection,
+    /// CONNECT streams opened on it.
+    streams: usize,
+}
+
+/// What the demo reports about each HBONE caller: its SPIFFE id, the waypoint identity its
+/// connection verified, and how many CONNECT streams it carried.
+struct ConnectionSummary {
+    caller: &'static str,
+    waypoint: String,
+    streams: usize,
+}
+
+/// A made-up pod IP for a caller, reported in `forwarded` as ztunnel reports the client.
+fn pod_ip(caller: &str) -> &'static str {
+    match caller {
+        "ingress" => "10.244.0.5",
+        "productpage" => "10.244.1.11",
+        "details" => "10.244.1.12",
+        "reviews" => "10.244.1.13",
+        "ratings" => "10.244.1.14",
+        _ => "10.244.1.99",
+    }
+}
+
+/// The `baggage` ztunnel sends for a source workload.
+fn baggage(caller: &str, id: Option<&Identity>) -> Baggage {
+    let ingress = caller == "ingress";
+    Baggage {
+        cluster: Some("Kubernetes".into()),
+        namespace: id.map(|id| id.namespace.clone()),
+        workload_kind: Some("deployment".into()),
+        workload_name: Some(if ingress {
+            "istio-ingress".into()
+        } else {
+            format!("{caller}-v1")
+        }),
+        service_name: Some(if ingress {
+            "istio-ingress".into()
+        } else {
+            caller.into()
+        }),
+        service_version: (!ingress).then(|| "v1".into()),
+    }
+}
+
+/// The CONNECT authority for `host` (`<service>:<port>`): the service's hostname, or its VIP.
+fn connect_authority(running: &Running, host: &str, vip: bool) -> Result<String, String> {
+    let (name, port) = host
+        .split_once(':')
+        .ok_or_else(|| format!("host {host} has no port"))?;
+    let (hostname, address) = running
+        .services
+        .get(name)
+        .ok_or_else(|| format!("the config has no service {name}"))?;
+    match (vip, address) {
+        (true, Some(address)) => Ok(format!("{address}:{port}")),
+        (true, None) => Err(format!("service {name} has no VIP")),
+        (false, _) => Ok(format!("{hostname}:{port}")),
+    }
+}
+
+/// A request's outcome, whichever way it was sent.
+enum Outcome {
+    Reply { status: u16, body: String },
+    Alert(String),
+    Error(String),
+}
+
+/// One request as ztunnel would carry it: a new CONNECT stream on the caller's HBONE
+/// connection, HTTP/1.1 inside.
+async fn hbone_request(
+    conn: &HboneConnection,
+    authority: &str,
+    connect: &ConnectHeaders,
+    sc: &Scenario,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String), String> {
+    let stream = conn
+        .connect(authority, connect)
+        .await
+        .map_err(|e| format!("CONNECT: {e}"))?;
+    let (mut send, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP/1.1 in the tunnel: {e}"))?;
+    tokio::spawn(driver);
+    let mut req = http::Request::builder()
+        .method(sc.method.clone())
+        .uri(sc.path)
+        .header("host", sc.host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let exchange = async {
+        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("no answer within {REQUEST_TIMEOUT:?}"))?
+}
+
+/// The access log lines of the tunnelled HTTP requests (not the CONNECTs the HBONE listener
+/// also logs), once there are at least `min` of them.
+async fn request_log(running: &Running, min: usize) -> Result<Vec<serde_json::Value>, String> {
+    let start = Instant::now();
+    loop {
+        let lines: Vec<serde_json::Value> = running
+            .envoy
+            .access_log(0)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|l| l["method"] != "CONNECT")
+            .collect();
+        if lines.len() >= min {
+            return Ok(lines);
+        }
+        if start.elapsed() > REQUEST_TIMEOUT {
+            return Err(format!(
+                "access log has {} request lines, expected {min}",
+                lines.len()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn drive(running: &Running) -> Result<(Vec<Row>, Vec<ConnectionSummary>), String> {
     let scenarios = scenarios();
     let total: usize = scenarios.iter().map(|s| s.count).sum();
     step(&format!(
-        "sending {total} requests in {} scenarios as the bookinfo workloads would",
-        scenarios.len()
+        "sending {total} requests in {} scenarios as the bookinfo workloads would{}",
+        scenarios.len(),
+        match running.mode {
+            ListenerMode::Hbone => " (through HBONE, as ztunnel)",
+            ListenerMode::Mtls => " (HTTP/1.1 over mTLS)",
+        }
     ));
-    let addr = running.envoy.listener_addr();
+    let addr = running.target;
+    let mut connections: BTreeMap<&'static str, CallerConnection> = BTreeMap::new();
+    let mut source_port: u16 = 41000;
     let mut logged = 0usize;
     let mut rows = Vec::new();
     for sc in &scenarios {
+        let label = sc.caller.label();
         let client = match sc.caller {
             Caller::App(app) => running.clients.get(app),
             Caller::Ingress => running.clients.get("ingress"),
             Caller::NoCert => Some(&running.no_cert),
             Caller::OtherCa => Some(&running.other_ca),
         }
-        .ok_or_else(|| format!("no client for {}", sc.caller.label()))?;
+        .ok_or_else(|| format!("no client for {label}"))?;
+        // Callers with a mesh certificate speak HBONE; the refused ones never get past the
+        // handshake, so a TLS client shows the alert Envoy sends.
+        let hbone = match (running.mode, sc.caller) {
+            (ListenerMode::Hbone, Caller::App(_) | Caller::Ingress) => {
+                running.hbone_clients.get(label)
+            }
+            _ => None,
+        };
+        let authority = match (running.mode, sc.expect) {
+            (ListenerMode::Hbone, Expect::Status(_)) => {
+                Some(connect_authority(running, sc.host, sc.vip)?)
+            }
+            _ => None,
+        };
         if let Some(name) = sc.fail_once {
             match running.backends.iter().find(|b| b.name() == name) {
                 Some(b) => b.fail_next(1),
@@ -607,34 +872,74 @@ async fn drive(running: &Running) -> Result<Vec<Row>, String> {
         let mut slowest = Duration::ZERO;
         for _ in 0..sc.count {
             let t = Instant::now();
-            let result = client
-                .request(
-                    addr,
-                    sc.method.clone(),
-                    sc.host,
-                    sc.path,
-                    headers,
-                    Bytes::new(),
-                )
-                .await;
-            slowest = slowest.max(t.elapsed());
-            let key = match result {
-                Ok(reply) => {
-                    answered += 1;
-                    ok &= sc.expect == Expect::Status(reply.status.as_u16());
-                    let denied = reply.status == 403 && reply.text().starts_with("RBAC");
-                    format!(
-                        "{}{}",
-                        reply.status.as_u16(),
-                        if denied { " denied" } else { "" }
-                    )
-                }
-                Err(e) => {
-                    ok &= sc.expect == Expect::Refused && e.alert().is_some();
-                    match e.alert() {
-                        Some(alert) => format!("TLS alert {alert}"),
-                        None => format!("error: {e}"),
+            let outcome = match (hbone, &authority) {
+                (Some(hbone), Some(authority)) => {
+                    // One connection per caller, opened on its first request and reused.
+                    if !connections.contains_key(label) {
+                        let conn = hbone
+                            .connect(addr)
+                            .await
+                            .map_err(|e| format!("{label}: HBONE connection to {addr}: {e}"))?;
+                        connections.insert(label, CallerConnection { conn, streams: 0 });
                     }
+                    let caller = connections
+                        .get_mut(label)
+                        .ok_or_else(|| format!("{label}: no HBONE connection"))?;
+                    caller.streams += 1;
+                    source_port = source_port.wrapping_add(1);
+                    let connect = ConnectHeaders {
+                        forwarded_for: Some(
+                            format!("{}:{source_port}", pod_ip(label))
+                                .parse()
+                                .map_err(|e| format!("pod address: {e}"))?,
+                        ),
+                        baggage: Some(baggage(label, running.identities.get(label))),
+                        traceparent: Some(
+                            layover_hbone::new_traceparent().map_err(|e| e.to_string())?,
+                        ),
+                        ..ConnectHeaders::default()
+                    };
+                    match hbone_request(&caller.conn, authority, &connect, sc, headers).await {
+                        Ok((status, body)) => Outcome::Reply { status, body },
+                        Err(e) => Outcome::Error(e),
+                    }
+                }
+                _ => match client
+                    .request(
+                        addr,
+                        sc.method.clone(),
+                        sc.host,
+                        sc.path,
+                        headers,
+                        Bytes::new(),
+                    )
+                    .await
+                {
+                    Ok(reply) => Outcome::Reply {
+                        status: reply.status.as_u16(),
+                        body: reply.text(),
+                    },
+                    Err(e) => match e.alert() {
+                        Some(alert) => Outcome::Alert(alert.to_string()),
+                        None => Outcome::Error(e.to_string()),
+                    },
+                },
+            };
+            slowest = slowest.max(t.elapsed());
+            let key = match outcome {
+                Outcome::Reply { status, body } => {
+                    answered += 1;
+                    ok &= sc.expect == Expect::Status(status);
+                    let denied = status == 403 && body.starts_with("RBAC");
+                    format!("{status}{}", if denied { " denied" } else { "" })
+                }
+                Outcome::Alert(alert) => {
+                    ok &= sc.expect == Expect::Refused;
+                    format!("TLS alert {alert}")
+                }
+                Outcome::Error(e) => {
+                    ok = false;
+                    format!("error: {e}")
                 }
             };
             *responses.entry(key).or_default() += 1;
@@ -644,11 +949,7 @@ async fn drive(running: &Running) -> Result<Vec<Row>, String> {
         // Envoy logs each answered request once it completed; retries are its attempt count
         // minus one.
         logged += answered;
-        let log = running
-            .envoy
-            .access_log(logged)
-            .await
-            .map_err(|e| e.to_string())?;
+        let log = request_log(running, logged).await?;
         let retries: u64 = log
             .iter()
             .skip(logged - answered)
@@ -676,7 +977,12 @@ async fn drive(running: &Running) -> Result<Vec<Row>, String> {
             })
             .collect();
         rows.push(Row {
-            caller: sc.caller.label().to_string(),
+            caller: label.to_string(),
+            authority: match (running.mode, &authority) {
+                (ListenerMode::Hbone, Some(a)) => a.clone(),
+                (ListenerMode::Hbone, None) => "- (handshake refused)".into(),
+                (ListenerMode::Mtls, _) => "-".into(),
+            },
             request: format!(
                 "{} {}{}{}",
                 sc.method,
@@ -707,17 +1013,40 @@ async fn drive(running: &Running) -> Result<Vec<Row>, String> {
             why: sc.why,
         });
     }
-    Ok(rows)
+    let summaries = connections
+        .into_iter()
+        .map(|(caller, c)| ConnectionSummary {
+            caller,
+            waypoint: c.conn.peer().to_string(),
+            streams: c.streams,
+        })
+        .collect();
+    Ok((rows, summaries))
 }
 
-fn print_table(running: &Running, rows: &[Row]) {
+fn print_table(running: &Running, rows: &[Row], connections: &[ConnectionSummary]) {
     println!();
     println!(
         "callers (client certificates from the demo mesh CA, trust domain {}):",
         running.trust_domain
     );
+    let width = running
+        .identities
+        .values()
+        .map(|id| id.spiffe_id(&running.trust_domain).chars().count())
+        .max()
+        .unwrap_or(0);
     for (name, id) in &running.identities {
-        println!("  {name:<12} {}", id.spiffe_id(&running.trust_domain));
+        let spiffe = id.spiffe_id(&running.trust_domain);
+        match connections.iter().find(|c| c.caller == *name) {
+            Some(c) => println!(
+                "  {name:<12} {spiffe:<width$}  1 HBONE connection, {} CONNECT stream{}, waypoint verified as {}",
+                c.streams,
+                if c.streams == 1 { "" } else { "s" },
+                c.waypoint
+            ),
+            None => println!("  {name:<12} {spiffe}"),
+        }
     }
     println!("  {:<12} no client certificate", "(no cert)");
     println!(
@@ -732,6 +1061,7 @@ fn print_table(running: &Running, rows: &[Row]) {
 
     let header = [
         "caller",
+        "CONNECT authority",
         "request",
         "n",
         "responses",
@@ -741,11 +1071,12 @@ fn print_table(running: &Running, rows: &[Row]) {
         "check",
         "shows",
     ];
-    let cells: Vec<[String; 9]> = rows
+    let cells: Vec<[String; 10]> = rows
         .iter()
         .map(|r| {
             [
                 r.caller.clone(),
+                r.authority.clone(),
                 r.request.clone(),
                 r.n.to_string(),
                 r.responses.clone(),
@@ -796,7 +1127,11 @@ async fn print_envoy_counters(running: &Running) {
             .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
             .sum()
     };
-    let prefix = format!("http.{}.", layover_envoy::LISTENER_NAME);
+    let hcm = match running.mode {
+        ListenerMode::Hbone => MAIN_INTERNAL,
+        ListenerMode::Mtls => layover_envoy::LISTENER_NAME,
+    };
+    let prefix = format!("http.{hcm}.");
     let rq = |class: &str| {
         let name = format!("{prefix}downstream_rq_{class}");
         move |k: &str| k == name
@@ -819,6 +1154,16 @@ async fn print_envoy_counters(running: &Running) {
          upstream: {upstream_5xx} 5xx answer(s), {retries} retr{}",
         if retries == 1 { "y" } else { "ies" }
     );
+    if running.mode == ListenerMode::Hbone {
+        let connect = |what: &str| {
+            let name = format!("http.{CONNECT_TERMINATE}.{what}");
+            move |k: &str| k == name
+        };
+        println!(
+            "HBONE ({CONNECT_TERMINATE}): {} CONNECT streams over the {handshakes} mTLS connections",
+            sum(&connect("downstream_rq_total"))
+        );
+    }
 }
 
 fn print_how_to_call(running: &Running) {
@@ -836,6 +1181,30 @@ fn print_how_to_call(running: &Running) {
         running.envoy.admin_url("/")
     );
     println!("Access log: {}", running.envoy.access_log_path().display());
+    if running.mode == ListenerMode::Hbone {
+        let id = |app: &str| {
+            running
+                .identities
+                .get(app)
+                .map(|id| format!("{}/{}", id.namespace, id.service_account))
+        };
+        if let (Some(pp), Some(ratings)) = (id("productpage"), id("ratings")) {
+            println!(
+                "HBONE on {}: call it as ztunnel would, as productpage (200), then as ratings (403):",
+                running.target
+            );
+            for (who, ip) in [(pp, pod_ip("productpage")), (ratings, pod_ip("ratings"))] {
+                println!(
+                    "  cargo run -q --release --bin layover -- hbone curl --waypoint {} --certs {} --identity {who} \\\n      --expect-server {}/{} --authority reviews.bookinfo.svc.cluster.local:9080 --forwarded-for {ip}:41000 -H 'host: reviews:9080' /reviews/0",
+                    running.target,
+                    shown(&running.certs_dir),
+                    running.waypoint.namespace,
+                    running.waypoint.service_account
+                );
+            }
+        }
+        println!("Or over the mTLS listener with curl:");
+    }
     if let (Some(pp), Some(ratings)) = (as_workload("productpage"), as_workload("ratings")) {
         println!("Call it as productpage (200), then as ratings (403 RBAC: access denied):");
         for files in [pp, ratings] {
