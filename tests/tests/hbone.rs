@@ -1087,3 +1087,60 @@ async fn sixty_concurrent_connects_share_one_hbone_connection_wasm() {
 async fn sixty_concurrent_connects_share_one_hbone_connection_dynamic_module() {
     many_streams(FilterBuild::DynamicModule).await;
 }
+
+// Security regression: a tunnel is judged and routed with its own peer identity and CONNECT
+// authority, never with another tunnel's. The HBONE listener shares them with the
+// `main_internal` connection as filter state; they must be hashable so Envoy keys its upstream
+// connection pool by them — with plain strings a later tunnel could be handed an idle
+// connection carrying an earlier tunnel's identity (Envoy
+// `CommonUpstreamTransportSocketFactory::hashKey` only folds in `Hashable` objects). One Envoy,
+// interleaved tunnels of two identities and two authorities, repeated to give reuse a chance.
+async fn tunnels_keep_their_own_identity(build: FilterBuild) {
+    let reviews = Backend::start("reviews-v1", "v1").await.unwrap();
+    let ratings = Backend::start("ratings-v1", "v1").await.unwrap();
+    let certs = certs();
+    let yaml =
+        app_yaml("reviews", &[&reviews]) + &app_yaml("ratings", &[&ratings]) + NAMESPACE_POLICIES;
+    let (_envoy, addr) = start_waypoint(build, certs.hbone.clone(), &yaml).await;
+    let insider = hbone_as(&certs, addr, "bookinfo", "productpage").await;
+    let outsider = hbone_as(&certs, addr, "default", "productpage").await;
+    for round in 0..5 {
+        for (authority, host, name) in [
+            (REVIEWS, "reviews:9080", "reviews-v1"),
+            (RATINGS, "ratings:9080", "ratings-v1"),
+        ] {
+            let (status, body) = h1_get(&insider, authority, host, "/mine").await;
+            assert_eq!(
+                status,
+                200,
+                "{} round {round}: bookinfo → {authority}: {body}",
+                build.name()
+            );
+            assert_eq!(
+                echo_of(&body).name,
+                name,
+                "{} round {round}: the CONNECT authority {authority} must pick the service",
+                build.name()
+            );
+            let (status, body) = h1_get(&outsider, authority, host, "/theirs").await;
+            assert_eq!(
+                status,
+                403,
+                "{} round {round}: default → {authority} must be judged as default: {body}",
+                build.name()
+            );
+        }
+    }
+    assert_eq!(reviews.request_count(), 5);
+    assert_eq!(ratings.request_count(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_never_inherit_another_tunnels_identity_wasm() {
+    tunnels_keep_their_own_identity(FilterBuild::Wasm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_never_inherit_another_tunnels_identity_dynamic_module() {
+    tunnels_keep_their_own_identity(FilterBuild::DynamicModule).await;
+}

@@ -791,10 +791,16 @@ fn listener_json(mode: PathNormalization, opts: &BootstrapOptions) -> Value {
 
 /// One `set_filter_state` entry: a string object under `key`, shared with the upstream
 /// connection once (so the internal listener's connection gets it through `internal_upstream`).
+///
+/// The object must be *hashable* (`envoy.hashable_string`, not `envoy.string`): Envoy folds
+/// hashable shared objects into the upstream connection-pool key. With plain strings a later
+/// tunnel could be handed an idle `main_internal` connection that still carries an earlier
+/// tunnel's peer identity and CONNECT authority — an authorization bypass and a misroute
+/// (reproduced by `tests/tests/hbone.rs` `tunnels_never_inherit_another_tunnels_identity_*`).
 fn shared_string_state(key: &str, format: &str) -> Value {
     json!({
         "object_key": key,
-        "factory_key": "envoy.string",
+        "factory_key": "envoy.hashable_string",
         "format_string": { "text_format_source": { "inline_string": format } },
         "shared_with_upstream": "ONCE",
     })
@@ -1646,7 +1652,8 @@ mod tests {
             .iter()
             .map(|s| {
                 assert_eq!(s["shared_with_upstream"], json!("ONCE"));
-                assert_eq!(s["factory_key"], json!("envoy.string"));
+                // Hashable, so the shared state partitions main_internal's connection pool.
+                assert_eq!(s["factory_key"], json!("envoy.hashable_string"));
                 (
                     s["object_key"].as_str().unwrap(),
                     s["format_string"]["text_format_source"]["inline_string"]
