@@ -17,11 +17,10 @@ use bytes::Bytes;
 use http::{Method, Request, Version};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{ring, CryptoProvider};
+use rustls::crypto::ring;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -152,137 +151,8 @@ impl ClientIdentity {
     }
 }
 
-/// Accepts a server certificate that chains to the mesh roots and, when `server_id` is set,
-/// carries that SPIFFE id as a URI SAN; DNS names and IP addresses are not looked at.
-#[derive(Debug)]
-struct MeshServerVerifier {
-    roots: RootCertStore,
-    provider: Arc<CryptoProvider>,
-    server_id: Option<String>,
-}
-
-/// Reads one DER TLV at the start of `der`: (tag, contents, rest).
-fn der_tlv(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = der.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, &rest[n..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-/// The URI SANs of a DER certificate (RFC 5280: tbsCertificate → extensions [3] →
-/// subjectAltName 2.5.29.17 → GeneralName uniformResourceIdentifier [6]). `None` when the
-/// certificate cannot be parsed that far.
-pub fn uri_sans(cert_der: &[u8]) -> Option<Vec<String>> {
-    const SAN_OID: &[u8] = &[0x55, 0x1d, 0x11];
-    let (_, cert, _) = der_tlv(cert_der)?;
-    let (_, mut tbs, _) = der_tlv(cert)?;
-    let mut uris = Vec::new();
-    while !tbs.is_empty() {
-        let (tag, body, rest) = der_tlv(tbs)?;
-        tbs = rest;
-        // [3] EXPLICIT Extensions
-        if tag != 0xa3 {
-            continue;
-        }
-        let (_, mut exts, _) = der_tlv(body)?;
-        while !exts.is_empty() {
-            let (_, ext, rest) = der_tlv(exts)?;
-            exts = rest;
-            let (_, oid, mut fields) = der_tlv(ext)?;
-            if oid != SAN_OID {
-                continue;
-            }
-            // Optional `critical` BOOLEAN, then the OCTET STRING holding GeneralNames.
-            let (mut tag, mut value, rest) = der_tlv(fields)?;
-            if tag == 0x01 {
-                (tag, value, _) = der_tlv(rest)?;
-            }
-            fields = value;
-            if tag != 0x04 {
-                return None;
-            }
-            let (_, mut names, _) = der_tlv(fields)?;
-            while !names.is_empty() {
-                let (tag, name, rest) = der_tlv(names)?;
-                names = rest;
-                if tag == 0x86 {
-                    uris.push(String::from_utf8_lossy(name).into_owned());
-                }
-            }
-        }
-    }
-    Some(uris)
-}
-
-impl ServerCertVerifier for MeshServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
-        if let Some(expected) = &self.server_id {
-            let found = uri_sans(end_entity).unwrap_or_default();
-            if !found.iter().any(|uri| uri == expected) {
-                return Err(rustls::Error::General(format!(
-                    "server certificate is not {expected} (URI SANs: {found:?})"
-                )));
-            }
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // The config allows TLS 1.3 only; a TLS 1.2 signature is never legitimate here.
-        Err(rustls::Error::General("TLS 1.2 is not allowed".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
+/// The URI SANs of a DER certificate (shared with the HBONE client).
+pub use layover_hbone::uri_sans;
 
 /// An mTLS HTTP client for one caller identity (or none); cheap to clone.
 #[derive(Clone, Debug)]
@@ -330,16 +200,27 @@ impl TlsClient {
         if roots.is_empty() {
             return Err(TlsError::Setup("no root certificate".into()));
         }
-        let provider = Arc::new(ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider.clone())
+        // The expected server is a SPIFFE id: the HBONE client's verifier checks it (and the
+        // chain to the mesh roots), so both clients accept exactly the same servers.
+        let policy = match server_id {
+            None => None,
+            Some(id) => {
+                let spiffe = layover_hbone::SpiffeId::parse(&id)
+                    .ok_or_else(|| TlsError::Setup(format!("{id} is not a SPIFFE id")))?;
+                Some(layover_hbone::PeerPolicy::exactly(
+                    &spiffe.trust_domain,
+                    spiffe.identity,
+                ))
+            }
+        };
+        let builder = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TlsError::Setup(e.to_string()))?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(MeshServerVerifier {
-                roots,
-                provider,
-                server_id,
-            }));
+            .with_custom_certificate_verifier(layover_hbone::mesh_server_verifier(
+                Arc::new(roots),
+                policy,
+            ));
         let mut config = match identity {
             Some(id) => builder
                 .with_client_auth_cert(id.chain.clone(), id.key.clone_key())

@@ -11,6 +11,8 @@
 
 use std::net::IpAddr;
 
+// Per-request entropy and SPIFFE parsing are the engine's; re-exported for the shims.
+pub use layover_core::{namespace_of_principal, Entropy};
 use layover_core::{
     wire, Action, CompiledPolicy, Decision, DestinationView, HeaderOp, RequestView, Sampled,
     SourceView,
@@ -414,17 +416,6 @@ fn mirror_headers(
     out
 }
 
-/// `td/ns/<ns>/sa/<sa>` → `<ns>`.
-pub fn namespace_of_principal(principal: &str) -> Option<&str> {
-    let mut parts = principal.split('/');
-    while let Some(part) = parts.next() {
-        if part == "ns" {
-            return parts.next();
-        }
-    }
-    None
-}
-
 /// Filter-state key under which the bootstrap can hand the filter the address of the directly
 /// connected peer (an `envoy.filters.http.set_filter_state` entry before layover, factory
 /// `envoy.string`, value `%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%`).
@@ -565,25 +556,6 @@ pub fn parse_socket_address(text: &str) -> Option<(IpAddr, u16)> {
     text.parse::<std::net::SocketAddr>()
         .ok()
         .map(|s| (s.ip(), s.port()))
-}
-
-/// A small PRNG for per-request entropy (splitmix64), seeded once per worker.
-#[derive(Debug, Clone)]
-pub struct Entropy(u64);
-
-impl Entropy {
-    /// Seeds the generator.
-    pub fn new(seed: u64) -> Self {
-        Entropy(seed)
-    }
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 #[cfg(test)]

@@ -33,5 +33,5 @@ pub use layover_proto::v1 as wire;
 pub use layover_proto::v1::Policy;
 pub use normalize::{normalize_path, PathRejected};
 pub use policy::CompiledPolicy;
-pub use request::{DestinationView, RequestView, SourceView};
-pub use sample::Sampled;
+pub use request::{namespace_of_principal, DestinationView, RequestView, SourceView};
+pub use sample::{Entropy, Sampled};

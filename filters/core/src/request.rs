@@ -90,3 +90,14 @@ impl<'a> RequestView<'a> {
         self.source.remote_ip.or(self.source.ip)
     }
 }
+
+/// The namespace in a SPIFFE principal without `spiffe://` (`td/ns/<ns>/sa/<sa>` → `<ns>`).
+pub fn namespace_of_principal(principal: &str) -> Option<&str> {
+    let mut parts = principal.split('/');
+    while let Some(part) = parts.next() {
+        if part == "ns" {
+            return parts.next();
+        }
+    }
+    None
+}

@@ -10,12 +10,19 @@ use crate::decision::{Action, Decision, DestinationChoice, FaultAbort};
 /// `translatePercentToFractionalPercent`), and fire when `random % denominator < numerator`.
 const MILLION: u64 = 1_000_000;
 
-/// splitmix64 (Steele, Lea, Flood 2014): one well-mixed output per step.
+/// splitmix64 (Steele, Lea, Flood 2014): one well-mixed output per step. The adapters also use
+/// it to turn one per-worker seed into per-request entropy.
 #[derive(Debug, Clone, Copy)]
-struct SplitMix64(u64);
+pub struct Entropy(u64);
 
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+impl Entropy {
+    /// Seeds the generator.
+    pub fn new(seed: u64) -> Self {
+        Entropy(seed)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -71,10 +78,10 @@ impl<'a> Decision<'a> {
     /// picks `random % total_weight` over the cumulative weights), whether the delay and abort
     /// faults fire, and which mirrors fire. Independent draws, deterministic for a given entropy.
     pub fn sample(&self, entropy: u64) -> Sampled {
-        let mut rng = SplitMix64(entropy);
-        let d_dest = rng.next();
-        let d_delay = rng.next();
-        let d_abort = rng.next();
+        let mut rng = Entropy::new(entropy);
+        let d_dest = rng.next_u64();
+        let d_delay = rng.next_u64();
+        let d_abort = rng.next_u64();
 
         let proxy_answers = !matches!(self.action, Action::Forward);
         let fault = self.fault;
@@ -113,7 +120,7 @@ impl<'a> Decision<'a> {
         let mut mirrors = 0u64;
         if matches!(self.action, Action::Forward) && abort.is_none() {
             for (i, m) in self.mirrors.iter().enumerate().take(64) {
-                if fires(m.percentage, rng.next()) {
+                if fires(m.percentage, rng.next_u64()) {
                     mirrors |= 1u64 << i;
                 }
             }

@@ -22,7 +22,7 @@ pub use client::{HboneClient, HboneConnection};
 pub use headers::{new_traceparent, Baggage, ConnectHeaders};
 pub use server::{ConnectRecord, HboneServer, RunningServer};
 pub use stream::HboneStream;
-pub use tls::{uri_sans, Credentials, PeerPolicy, SpiffeId};
+pub use tls::{mesh_server_verifier, uri_sans, Credentials, PeerPolicy, SpiffeId};
 
 /// HBONE's port on every mesh workload and waypoint.
 pub const HBONE_PORT: u16 = 15008;

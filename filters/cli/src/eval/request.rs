@@ -121,7 +121,7 @@ impl RequestJson {
         if let Some(ns) = &self.source.namespace {
             return Some(ns.clone());
         }
-        namespace_of_principal(self.source.principal.as_deref()?)
+        layover_core::namespace_of_principal(self.source.principal.as_deref()?).map(str::to_string)
     }
 
     /// The destination port: explicit, else the authority's port, else the scheme default.
@@ -136,17 +136,6 @@ impl RequestJson {
             .and_then(|(_, p)| p.parse().ok());
         from_authority.unwrap_or(if self.scheme == "https" { 443 } else { 80 })
     }
-}
-
-/// `td/ns/<ns>/sa/<sa>` → `<ns>`.
-pub fn namespace_of_principal(principal: &str) -> Option<String> {
-    let mut parts = principal.split('/');
-    while let Some(part) = parts.next() {
-        if part == "ns" {
-            return parts.next().map(str::to_string);
-        }
-    }
-    None
 }
 
 #[cfg(test)]
