@@ -251,8 +251,9 @@ pub struct BootstrapOptions {
     pub use_remote_address: bool,
     /// HCM `xff_num_trusted_hops`; istiod leaves it at 0 for waypoints.
     pub xff_num_trusted_hops: u32,
-    /// The layover HTTP filter: a complete `http_filters` entry (`{name, typed_config}` object),
-    /// placed directly before the router. `None` until the filter exists.
+    /// The layover HTTP filter: a complete `http_filters` entry (`{name, typed_config}` object).
+    /// It is put before the router by applying the EnvoyFilter `layover manifests` emits
+    /// ([`layover_envoy_filter`]); `None` leaves the base waypoint.
     pub layover_filter: Option<Value>,
     /// Cluster `connect_timeout` (istiod default 10s).
     pub connect_timeout: Duration,
@@ -269,6 +270,9 @@ pub struct BootstrapOptions {
     pub cluster_selection: ClusterSelection,
     /// When set, the waypoint also terminates HBONE (see [`Hbone`]).
     pub hbone: Option<Hbone>,
+    /// EnvoyFilters applied to the bootstrap after the layover one (user patches from the
+    /// `--config` inputs), with Istio's semantics and ordering (see `layover_envoyfilter`).
+    pub envoy_filters: Vec<layover_envoyfilter::EnvoyFilter>,
 }
 
 impl Default for BootstrapOptions {
@@ -287,6 +291,7 @@ impl Default for BootstrapOptions {
             downstream_tls: None,
             cluster_selection: ClusterSelection::Header,
             hbone: None,
+            envoy_filters: Vec::new(),
         }
     }
 }
@@ -361,6 +366,10 @@ pub enum EmitError {
     /// `cluster_selection: SpecifierPlugin` without a dynamic-module filter in metadata mode.
     #[error("cluster_selection SpecifierPlugin needs the dynamic-module filter built by dynamic_module_filter_with(…, ClusterSelection::SpecifierPlugin)")]
     ClusterSelectionMismatch,
+    /// An EnvoyFilter could not be applied (see `layover_envoyfilter::InvalidEnvoyFilter`); the
+    /// message names the object and the field.
+    #[error("{0}")]
+    EnvoyFilter(String),
     /// Serialization failed (not expected for the values built here).
     #[error("serializing the bootstrap: {0}")]
     Serialize(String),
@@ -511,7 +520,41 @@ pub fn bootstrap_value(
             );
         }
     }
+    apply_envoy_filters(&mut out, policy, opts)?;
     Ok(out)
+}
+
+/// The base bootstrap becomes a layover waypoint the way a cluster's waypoint does: by the
+/// EnvoyFilter `layover manifests` emits ([`layover_envoy_filter`], for the plain listener and,
+/// with HBONE, `main_internal`), applied with Istio's semantics together with the user's
+/// EnvoyFilters ([`BootstrapOptions::envoy_filters`]), in Istio's priority order, all or
+/// nothing.
+fn apply_envoy_filters(
+    out: &mut Value,
+    policy: &Policy,
+    opts: &BootstrapOptions,
+) -> Result<(), EmitError> {
+    let target = waypoint_target(policy);
+    let mut filters = Vec::with_capacity(opts.envoy_filters.len() + 1);
+    if let Some(filter) = &opts.layover_filter {
+        let mut listeners = vec![LISTENER_NAME];
+        if opts.hbone.is_some() {
+            listeners.push(MAIN_INTERNAL);
+        }
+        let ef = layover_envoy_filter(filter, opts.cluster_selection, &listeners, &target);
+        filters.push(
+            layover_envoyfilter::EnvoyFilter::from_value(ef)
+                .map_err(|e| EmitError::EnvoyFilter(e.to_string()))?,
+        );
+    }
+    filters.extend(opts.envoy_filters.iter().cloned());
+    if filters.is_empty() {
+        return Ok(());
+    }
+    let ctx = layover_envoyfilter::ApplyContext::for_waypoint(&target.namespace, &target.gateway);
+    layover_envoyfilter::apply(out, &filters, &ctx)
+        .map_err(|e| EmitError::EnvoyFilter(e.to_string()))?;
+    Ok(())
 }
 
 fn validate_options(opts: &BootstrapOptions) -> Result<(), EmitError> {
@@ -645,35 +688,150 @@ fn duration(d: Duration) -> String {
     }
 }
 
+/// Name of the route configuration (and of its only virtual host and route) in every
+/// connection manager that serves application traffic (the plain listener's and
+/// `main_internal`'s); the EnvoyFilter layover emits selects the route by these names.
+pub const ROUTE_CONFIG_NAME: &str = "layover";
+
+/// The cluster specifier that makes the router follow the layover filter's choice.
+fn cluster_specifier(selection: ClusterSelection) -> (&'static str, Value) {
+    match selection {
+        ClusterSelection::Header => ("cluster_header", json!(CLUSTER_HEADER)),
+        ClusterSelection::SpecifierPlugin => (
+            "inline_cluster_specifier_plugin",
+            json!({
+                "extension": {
+                    "name": "layover",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.router.cluster_specifiers.dynamic_modules.v3.DynamicModuleClusterSpecifier",
+                        "dynamic_module_config": { "name": "layover_module", "do_not_close": true },
+                        "specifier_name": "layover",
+                    },
+                },
+            }),
+        ),
+    }
+}
+
+/// The base waypoint's only route: everything to the cluster named by [`CLUSTER_HEADER`],
+/// no timeout. Without the layover filter nothing sets the header (so requests get Envoy's
+/// 503 unless a client sets it: `--filter none` debugging only).
+fn route_json(selection: ClusterSelection) -> Value {
+    let (key, value) = cluster_specifier(selection);
+    json!({
+        "name": ROUTE_CONFIG_NAME,
+        "match": { "prefix": "/" },
+        "route": {
+            key: value,
+            // Istio HTTP routes have no timeout unless the VirtualService sets one; the
+            // filter sets per-request timeouts through x-envoy-upstream-rq-timeout-ms.
+            "timeout": "0s",
+        },
+    })
+}
+
+/// The `Route` fields the layover EnvoyFilter merges into the waypoint's route (HTTP_ROUTE
+/// MERGE): the cluster specifier `selection` (a oneof: it replaces whatever cluster the route
+/// named), the retry settings headers cannot carry, and removal of the internal header.
+pub fn route_merge(selection: ClusterSelection) -> Value {
+    let (key, value) = cluster_specifier(selection);
+    json!({
+        "route": {
+            key: value,
+            "timeout": "0s",
+            // The filter sets attempts / retry_on / per-try timeout per request through the
+            // router's x-envoy-* headers; what headers cannot carry is fixed here, as istiod
+            // writes it for every HTTP route (route/retry/retry.go): retry on another host, up
+            // to 5 host selection attempts. No retry_on here, so a request the filter sets no
+            // retries for is never retried.
+            "retry_policy": {
+                "num_retries": 0,
+                "retry_host_predicate": [{
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+                    },
+                }],
+                "host_selection_retry_max_attempts": 5,
+            },
+        },
+        // The header is an internal signal: the upstream must not see it. Route header
+        // removal runs after the cluster was chosen, so it does not affect routing.
+        "request_headers_to_remove": [CLUSTER_HEADER],
+    })
+}
+
+/// The `set_filter_state` HTTP filter that records the direct peer for the layover filter.
+///
+/// With istiod's `use_remote_address: false` Envoy rewrites the stream's remote address from
+/// the client's x-forwarded-for, and proxy-wasm can only read that rewritten
+/// `source.address`. AuthorizationPolicy `ipBlocks` / `source.ip` mean the direct peer
+/// (istiod emits RBAC `direct_remote_ip`), so the real socket peer is put in filter state
+/// ([`DIRECT_REMOTE_ADDRESS_KEY`]) before the layover filter runs; a client cannot forge it.
+pub fn direct_remote_address_filter() -> Value {
+    json!({
+        "name": "layover.direct_remote_address",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
+            "on_request_headers": [{
+                "object_key": DIRECT_REMOTE_ADDRESS_KEY,
+                "factory_key": "envoy.string",
+                "format_string": {
+                    "text_format_source": {
+                        "inline_string": "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%",
+                    },
+                },
+            }],
+        },
+    })
+}
+
+/// The EnvoyFilter that turns the base waypoint into a layover waypoint: `layover_filter` (an
+/// `http_filters` entry, e.g. [`wasm_filter`] / [`dynamic_module_filter_with`]) and
+/// [`direct_remote_address_filter`] inserted before the router in the connection managers of
+/// `listeners`, and the route merged with [`route_merge`]`(selection)`. `layover manifests`
+/// emits it; [`bootstrap_value`] applies it.
+pub fn layover_envoy_filter(
+    layover_filter: &Value,
+    selection: ClusterSelection,
+    listeners: &[&str],
+    target: &layover_envoyfilter::emit::Target,
+) -> Value {
+    layover_envoyfilter::emit::envoy_filter(&layover_envoyfilter::emit::FilterInsertion {
+        name: format!("layover-{}", target.gateway),
+        target: target.clone(),
+        listeners: listeners.iter().map(|l| l.to_string()).collect(),
+        filters: vec![direct_remote_address_filter(), layover_filter.clone()],
+        route: (
+            ROUTE_CONFIG_NAME.into(),
+            ROUTE_CONFIG_NAME.into(),
+            ROUTE_CONFIG_NAME.into(),
+        ),
+        route_merge: route_merge(selection),
+    })
+}
+
+/// The waypoint a policy was compiled for (`namespace/name`), or `default/waypoint`.
+pub fn waypoint_target(policy: &Policy) -> layover_envoyfilter::emit::Target {
+    let (namespace, gateway) = policy
+        .waypoint
+        .split_once('/')
+        .unwrap_or(("default", "waypoint"));
+    layover_envoyfilter::emit::Target {
+        namespace: namespace.into(),
+        gateway: gateway.into(),
+    }
+}
+
 /// The connection manager of the plain listener and of `main_internal` (the same one, so a
 /// request gets the same treatment inside an HBONE tunnel as on the plain listener).
 fn layover_hcm_json(mode: PathNormalization, opts: &BootstrapOptions, stat_prefix: &str) -> Value {
     let norm = hcm_normalization(mode);
 
-    let mut http_filters = Vec::with_capacity(3);
-    if let Some(filter) = &opts.layover_filter {
-        // With istiod's `use_remote_address: false` Envoy rewrites the stream's remote address
-        // from the client's x-forwarded-for, and proxy-wasm can only read that rewritten
-        // `source.address`. AuthorizationPolicy `ipBlocks` / `source.ip` mean the direct peer
-        // (istiod emits RBAC `direct_remote_ip`), so the real socket peer is put in filter state
-        // for the layover filter first; a client cannot forge it.
-        http_filters.push(json!({
-            "name": "layover.direct_remote_address",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
-                "on_request_headers": [{
-                    "object_key": DIRECT_REMOTE_ADDRESS_KEY,
-                    "factory_key": "envoy.string",
-                    "format_string": {
-                        "text_format_source": {
-                            "inline_string": "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%",
-                        },
-                    },
-                }],
-            },
-        }));
-        http_filters.push(filter.clone());
-    }
+    // The base waypoint: the router alone. The layover filter (and the filter-state entry it
+    // reads) is put in front of it by applying the EnvoyFilter `layover manifests` emits
+    // (see [`bootstrap_value`]).
+    let mut http_filters = Vec::with_capacity(1);
     http_filters.push(json!({
         "name": "envoy.filters.http.router",
         "typed_config": {
@@ -681,61 +839,14 @@ fn layover_hcm_json(mode: PathNormalization, opts: &BootstrapOptions, stat_prefi
         },
     }));
 
-    let (route_name, cluster_specifier) = match opts.cluster_selection {
-        ClusterSelection::Header => ("layover-cluster-header", "cluster_header"),
-        ClusterSelection::SpecifierPlugin => (
-            "layover-cluster-specifier",
-            "inline_cluster_specifier_plugin",
-        ),
-    };
-    let cluster_specifier_value = match opts.cluster_selection {
-        ClusterSelection::Header => json!(CLUSTER_HEADER),
-        ClusterSelection::SpecifierPlugin => json!({
-            "extension": {
-                "name": "layover",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.router.cluster_specifiers.dynamic_modules.v3.DynamicModuleClusterSpecifier",
-                    "dynamic_module_config": { "name": "layover_module", "do_not_close": true },
-                    "specifier_name": "layover",
-                },
-            },
-        }),
-    };
     let route_config = json!({
-        "name": "layover",
+        "name": ROUTE_CONFIG_NAME,
         // Cluster names come from the filter at request time; there is nothing to validate here.
         "validate_clusters": false,
         "virtual_hosts": [{
-            "name": "layover",
+            "name": ROUTE_CONFIG_NAME,
             "domains": ["*"],
-            "routes": [{
-                "name": route_name,
-                "match": { "prefix": "/" },
-                "route": {
-                    cluster_specifier: cluster_specifier_value,
-                    // Istio HTTP routes have no timeout unless the VirtualService sets one; the
-                    // filter sets per-request timeouts through x-envoy-upstream-rq-timeout-ms.
-                    "timeout": "0s",
-                    // The filter sets attempts / retry_on / per-try timeout per request through
-                    // the router's x-envoy-* headers; what headers cannot carry is fixed here,
-                    // as istiod writes it for every HTTP route (route/retry/retry.go): retry on
-                    // another host, up to 5 host selection attempts. No retry_on here, so a
-                    // request the filter sets no retries for is never retried.
-                    "retry_policy": {
-                        "num_retries": 0,
-                        "retry_host_predicate": [{
-                            "name": "envoy.retry_host_predicates.previous_hosts",
-                            "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
-                            },
-                        }],
-                        "host_selection_retry_max_attempts": 5,
-                    },
-                },
-                // The header is an internal signal: the upstream must not see it. Route header
-                // removal runs after the cluster was chosen, so it does not affect routing.
-                "request_headers_to_remove": [CLUSTER_HEADER],
-            }],
+            "routes": [route_json(ClusterSelection::Header)],
         }],
     });
 
@@ -1437,7 +1548,9 @@ mod tests {
     #[test]
     fn filter_slot_sits_before_router() {
         let opts = BootstrapOptions {
-            layover_filter: Some(json!({"name": "layover", "typed_config": {}})),
+            layover_filter: Some(
+                json!({"name": "layover", "typed_config": {"@type": "type.googleapis.com/google.protobuf.Empty"}}),
+            ),
             ..Default::default()
         };
         let v = bootstrap_value(&Policy::default(), &[], &opts).unwrap();
@@ -1600,7 +1713,9 @@ mod tests {
     #[test]
     fn hbone_generates_the_terminate_chain() {
         let opts = BootstrapOptions {
-            layover_filter: Some(json!({"name": "layover", "typed_config": {}})),
+            layover_filter: Some(
+                json!({"name": "layover", "typed_config": {"@type": "type.googleapis.com/google.protobuf.Empty"}}),
+            ),
             hbone: Some(hbone()),
             ..Default::default()
         };

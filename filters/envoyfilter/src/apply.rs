@@ -1,0 +1,907 @@
+//! Applying EnvoyFilters to a static bootstrap with istiod's semantics.
+//!
+//! Mirrors istio/istio `pilot/pkg/networking/core/envoyfilter/`:
+//! - `listener_patch.go`: per listener, LISTENER MERGE/REMOVE, then per filter chain the
+//!   NETWORK_FILTER ADD/INSERT_*/REPLACE/REMOVE, then NETWORK_FILTER MERGE on each filter, and
+//!   inside every filter named `envoy.filters.network.http_connection_manager` the HTTP_FILTER
+//!   ADD/INSERT_*/REPLACE/REMOVE followed by HTTP_FILTER MERGE; LISTENER ADD last.
+//!   INSERT_BEFORE / INSERT_AFTER act at the first matching filter; without a filter (or
+//!   subFilter) match they insert first / last; REPLACE and REMOVE without one do nothing.
+//! - `rc_patch.go`: ROUTE_CONFIGURATION MERGE, VIRTUAL_HOST REMOVE/MERGE/REPLACE then ADD,
+//!   HTTP_ROUTE REMOVE/MERGE then ADD/INSERT_*; applied here to each connection manager's
+//!   inline `route_config` (the bootstrap has no RDS). istiod reads a sidecar route
+//!   configuration's port from its RDS name; an inline one's port is its listener's port.
+//! - `cluster_patch.go`: CLUSTER REMOVE, then MERGE (a `transport_socket` of the same name
+//!   merges its typed config), then ADD.
+//! - Ordering (`pilot/pkg/model/push_context.go`, `envoyfilter.go`): root-namespace filters,
+//!   then the waypoint namespace's, each by creation time then `name.namespace`, then a stable
+//!   sort by `priority`; within a filter, patches in order.
+//! - Context: istiod builds every waypoint listener, inline route and inbound cluster with
+//!   patch context SIDECAR_INBOUND (`pilot/pkg/networking/core/waypoint.go`, `cluster.go`);
+//!   layover's waypoint is patched the same way, so `ANY` and `SIDECAR_INBOUND` apply, and
+//!   `SIDECAR_OUTBOUND` / `GATEWAY` patches select nothing.
+//!
+//! Stricter than istiod: a patch whose match selects nothing is an error (istiod skips it
+//! silently), and so is a patch value that does not merge (wrong type). Either way nothing is
+//! applied: the work happens on a copy that replaces the bootstrap only on success.
+
+use serde_json::Value;
+
+use crate::merge::{merge, merge_any, MergeError};
+use crate::{
+    ApplyTo, ConfigPatch, EnvoyFilter, InvalidEnvoyFilter, Operation, PatchContext, Reason,
+    RouteAction, HTTP_CONNECTION_MANAGER,
+};
+
+/// Where the EnvoyFilters are applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyContext {
+    /// The proxy's patch context for listeners, routes and clusters (a waypoint:
+    /// SIDECAR_INBOUND).
+    pub context: PatchContext,
+    /// The waypoint Gateway (`namespace`, `name`), when known: EnvoyFilters of other
+    /// namespaces (except the root namespace) and those whose `targetRefs` /
+    /// `workloadSelector` select another workload are skipped.
+    pub waypoint: Option<(String, String)>,
+    /// Istio's root namespace: EnvoyFilters there apply to every proxy.
+    pub root_namespace: String,
+}
+
+impl Default for ApplyContext {
+    fn default() -> Self {
+        ApplyContext {
+            context: PatchContext::SidecarInbound,
+            waypoint: None,
+            root_namespace: "istio-system".into(),
+        }
+    }
+}
+
+impl ApplyContext {
+    /// The context of the waypoint Gateway `namespace/name`.
+    pub fn for_waypoint(namespace: &str, name: &str) -> Self {
+        ApplyContext {
+            waypoint: Some((namespace.into(), name.into())),
+            ..ApplyContext::default()
+        }
+    }
+
+    /// Why `ef` does not apply to this waypoint, or `None` when it does.
+    fn skip_reason(&self, ef: &EnvoyFilter) -> Option<String> {
+        let (ns, name) = self.waypoint.as_ref()?;
+        if ef.namespace != *ns && ef.namespace != self.root_namespace {
+            return Some(format!(
+                "namespace {} is neither the waypoint's ({ns}) nor the root namespace ({})",
+                ef.namespace, self.root_namespace
+            ));
+        }
+        if !ef.target_refs.is_empty() {
+            let hits = ef.target_refs.iter().any(|r| {
+                r.kind == "Gateway"
+                    && (r.group.is_empty() || r.group == "gateway.networking.k8s.io")
+                    && r.name == *name
+            });
+            if !hits {
+                return Some(format!("targetRefs do not name Gateway {name}"));
+            }
+        }
+        if let Some(labels) = &ef.workload_selector {
+            // The labels Istio puts on a waypoint's pods (and layover's drop-in waypoint too).
+            let ok = labels.iter().all(|(k, v)| {
+                k == "gateway.networking.k8s.io/gateway-name" && v == name
+                    || k == "istio.io/gateway-name" && v == name
+            });
+            if !ok {
+                return Some(format!(
+                    "workloadSelector does not select the pods of waypoint {name} (gateway.networking.k8s.io/gateway-name: {name})"
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// What [`apply()`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// EnvoyFilters applied, in application order (`EnvoyFilter ns/name`).
+    pub applied: Vec<String>,
+    /// EnvoyFilters that do not select this waypoint, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+struct P<'a> {
+    ef: &'a EnvoyFilter,
+    cp: &'a ConfigPatch,
+}
+
+struct Run<'a> {
+    patches: Vec<P<'a>>,
+    hits: Vec<bool>,
+    context: PatchContext,
+    error: Option<InvalidEnvoyFilter>,
+}
+
+/// Applies `filters` to `bootstrap` (a static Envoy bootstrap as proto JSON) with istiod's
+/// semantics (see the module docs), all or nothing: on error `bootstrap` is unchanged.
+pub fn apply(
+    bootstrap: &mut Value,
+    filters: &[EnvoyFilter],
+    ctx: &ApplyContext,
+) -> Result<Applied, InvalidEnvoyFilter> {
+    let mut report = Applied::default();
+    let mut selected: Vec<&EnvoyFilter> = Vec::new();
+    for ef in filters {
+        match ctx.skip_reason(ef) {
+            Some(why) => report.skipped.push((ef.object(), why)),
+            None => selected.push(ef),
+        }
+    }
+    let root_rank = |ef: &EnvoyFilter| u8::from(ef.namespace != ctx.root_namespace);
+    selected.sort_by(|a, b| {
+        root_rank(a)
+            .cmp(&root_rank(b))
+            .then_with(|| a.creation_timestamp.cmp(&b.creation_timestamp))
+            .then_with(|| {
+                format!("{}.{}", a.name, a.namespace).cmp(&format!("{}.{}", b.name, b.namespace))
+            })
+    });
+    selected.sort_by_key(|ef| ef.priority);
+
+    let patches: Vec<P> = selected
+        .iter()
+        .flat_map(|ef| ef.patches.iter().map(move |cp| P { ef, cp }))
+        .collect();
+    let mut run = Run {
+        hits: vec![false; patches.len()],
+        patches,
+        context: ctx.context,
+        error: None,
+    };
+    let mut work = bootstrap.clone();
+    run.listeners(&mut work);
+    run.clusters(&mut work);
+    if let Some(e) = run.error.take() {
+        return Err(e);
+    }
+    if let Some(i) = run.hits.iter().position(|h| !h) {
+        let p = &run.patches[i];
+        return Err(p.ef.error(
+            format!("spec.configPatches[{}].match", p.cp.index),
+            Reason::MatchesNothing(describe(p.cp)),
+        ));
+    }
+    *bootstrap = work;
+    report.applied = selected.iter().map(|ef| ef.object()).collect();
+    Ok(report)
+}
+
+fn describe(cp: &ConfigPatch) -> String {
+    let mut out = format!("{} {}", cp.operation.as_str(), cp.apply_to.as_str());
+    match cp.context {
+        PatchContext::SidecarOutbound | PatchContext::Gateway => {
+            out.push_str(&format!(
+                "; context {} never applies to a waypoint: istiod patches waypoint listeners, routes and clusters as SIDECAR_INBOUND",
+                cp.context
+            ));
+            return out;
+        }
+        _ => {}
+    }
+    if cp.apply_to == ApplyTo::Listener
+        && cp.operation == Operation::Add
+        && cp.context == PatchContext::Any
+    {
+        out.push_str("; istiod adds ANY-context listeners to sidecar-outbound and gateway proxies only: set context SIDECAR_INBOUND");
+        return out;
+    }
+    if let Some(l) = &cp.listener {
+        if !l.name.is_empty() {
+            out.push_str(&format!("; listener {}", l.name));
+        }
+        if l.port_number != 0 {
+            out.push_str(&format!("; port {}", l.port_number));
+        }
+        if let Some(f) = l.filter_chain.as_ref().and_then(|fc| fc.filter.as_ref()) {
+            out.push_str(&format!("; filter {}", f.name));
+            if let Some(s) = &f.sub_filter {
+                out.push_str(&format!("; subFilter {}", s.name));
+            }
+        }
+    }
+    if let Some(r) = &cp.route_configuration {
+        if !r.name.is_empty() {
+            out.push_str(&format!("; routeConfiguration {}", r.name));
+        }
+        if let Some(v) = &r.vhost {
+            if !v.name.is_empty() {
+                out.push_str(&format!("; vhost {}", v.name));
+            }
+            if let Some(route) = &v.route {
+                if !route.name.is_empty() {
+                    out.push_str(&format!("; route {}", route.name));
+                }
+            }
+        }
+    }
+    if let Some(c) = &cp.cluster {
+        if !c.name.is_empty() {
+            out.push_str(&format!("; cluster {}", c.name));
+        }
+        if !c.service.is_empty() {
+            out.push_str(&format!("; service {}", c.service));
+        }
+    }
+    out
+}
+
+fn str_at<'v>(v: &'v Value, ptr: &str) -> &'v str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+fn port_of(listener: &Value) -> u32 {
+    listener
+        .pointer("/address/socket_address/port_value")
+        .and_then(Value::as_u64)
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(0)
+}
+
+// --- matches (istio/istio listener_patch.go, rc_patch.go, cluster_patch.go) ---
+
+fn listener_match(l: &Value, cp: &ConfigPatch) -> bool {
+    let Some(m) = &cp.listener else { return true };
+    if !m.name.is_empty() && m.name != str_at(l, "/name") {
+        return false;
+    }
+    m.port_number == 0 || m.port_number == port_of(l)
+}
+
+fn filter_chain_match(fc: &Value, cp: &ConfigPatch) -> bool {
+    let Some(m) = cp.listener.as_ref().and_then(|l| l.filter_chain.as_ref()) else {
+        return true;
+    };
+    if !m.name.is_empty() && m.name != str_at(fc, "/name") {
+        return false;
+    }
+    let fcm = fc.get("filter_chain_match");
+    let list = |key: &str| -> Vec<&str> {
+        fcm.and_then(|f| f.get(key))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    };
+    if !m.sni.is_empty() && !list("server_names").contains(&m.sni.as_str()) {
+        return false;
+    }
+    if !m.transport_protocol.is_empty()
+        && fcm
+            .and_then(|f| f.get("transport_protocol"))
+            .and_then(Value::as_str)
+            != Some(m.transport_protocol.as_str())
+    {
+        return false;
+    }
+    if !m.application_protocols.is_empty() {
+        let have = list("application_protocols");
+        if fcm.is_none()
+            || !m
+                .application_protocols
+                .split(',')
+                .all(|p| have.contains(&p))
+        {
+            return false;
+        }
+    }
+    if m.destination_port != 0 {
+        let port = fcm
+            .and_then(|f| f.get("destination_port"))
+            .and_then(Value::as_u64);
+        if port != Some(u64::from(m.destination_port)) {
+            return false;
+        }
+    }
+    true
+}
+
+fn network_filter_name(cp: &ConfigPatch) -> Option<&str> {
+    cp.listener
+        .as_ref()?
+        .filter_chain
+        .as_ref()?
+        .filter
+        .as_ref()
+        .map(|f| f.name.as_str())
+}
+
+fn network_filter_match(f: &Value, cp: &ConfigPatch) -> bool {
+    network_filter_name(cp).is_none_or(|n| n == str_at(f, "/name"))
+}
+
+fn http_filter_name(cp: &ConfigPatch) -> Option<&str> {
+    cp.listener
+        .as_ref()?
+        .filter_chain
+        .as_ref()?
+        .filter
+        .as_ref()?
+        .sub_filter
+        .as_ref()
+        .map(|s| s.name.as_str())
+}
+
+fn http_filter_match(f: &Value, cp: &ConfigPatch) -> bool {
+    http_filter_name(cp).is_none_or(|n| n == str_at(f, "/name"))
+}
+
+fn route_configuration_match(rc: &Value, port: u32, cp: &ConfigPatch) -> bool {
+    let Some(m) = &cp.route_configuration else {
+        return true;
+    };
+    if m.port_number != 0 && m.port_number != port {
+        return false;
+    }
+    m.name.is_empty() || m.name == str_at(rc, "/name")
+}
+
+fn virtual_host_match(vh: &Value, cp: &ConfigPatch) -> bool {
+    let Some(m) = cp
+        .route_configuration
+        .as_ref()
+        .and_then(|r| r.vhost.as_ref())
+    else {
+        return true;
+    };
+    if !m.name.is_empty() && m.name != str_at(vh, "/name") {
+        return false;
+    }
+    if !m.domain_name.is_empty() {
+        let has = vh
+            .get("domains")
+            .and_then(Value::as_array)
+            .is_some_and(|d| d.iter().any(|x| x.as_str() == Some(m.domain_name.as_str())));
+        if !has {
+            return false;
+        }
+    }
+    true
+}
+
+fn has_route_match(cp: &ConfigPatch) -> bool {
+    cp.route_configuration
+        .as_ref()
+        .and_then(|r| r.vhost.as_ref())
+        .is_some_and(|v| v.route.is_some())
+}
+
+fn route_match(route: &Value, cp: &ConfigPatch) -> bool {
+    let Some(m) = cp
+        .route_configuration
+        .as_ref()
+        .and_then(|r| r.vhost.as_ref())
+        .and_then(|v| v.route.as_ref())
+    else {
+        return true;
+    };
+    if !m.name.is_empty() && m.name != str_at(route, "/name") {
+        return false;
+    }
+    match cp.route_action {
+        RouteAction::Any => true,
+        RouteAction::Route => route.get("route").is_some(),
+        RouteAction::Redirect => route.get("redirect").is_some(),
+        RouteAction::DirectResponse => route.get("direct_response").is_some(),
+    }
+}
+
+/// istiod's `ParseSubsetKey`: `direction|port|subset|host`.
+fn parse_subset_key(name: &str) -> (&str, u32, &str) {
+    let parts: Vec<&str> = name.split('|').collect();
+    if parts.len() != 4 {
+        return ("", 0, "");
+    }
+    (parts[3], parts[1].parse().unwrap_or(0), parts[2])
+}
+
+/// Istio host matching: exact, or a `*.suffix` wildcard on the match side.
+fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix('*') {
+        Some(suffix) => host.ends_with(suffix),
+        None => pattern == host,
+    }
+}
+
+fn cluster_match(c: &Value, cp: &ConfigPatch) -> bool {
+    let Some(m) = &cp.cluster else { return true };
+    let name = str_at(c, "/name");
+    if !m.name.is_empty() {
+        return m.name == name;
+    }
+    let (host, port, subset) = parse_subset_key(name);
+    if !m.subset.is_empty() && m.subset != subset {
+        return false;
+    }
+    if !m.service.is_empty() && !host_matches(&m.service, host) {
+        return false;
+    }
+    m.port_number == 0 || m.port_number == port
+}
+
+// --- the passes ---
+
+impl Run<'_> {
+    fn ctx_ok(&self, cp: &ConfigPatch) -> bool {
+        cp.context == PatchContext::Any || cp.context == self.context
+    }
+
+    fn indices(&self, apply_to: ApplyTo) -> Vec<usize> {
+        (0..self.patches.len())
+            .filter(|i| self.patches[*i].cp.apply_to == apply_to)
+            .collect()
+    }
+
+    fn fail(&mut self, i: usize, e: MergeError) {
+        if self.error.is_some() {
+            return;
+        }
+        let p = &self.patches[i];
+        let path = if e.path.is_empty() {
+            format!("spec.configPatches[{}].patch.value", p.cp.index)
+        } else {
+            format!("spec.configPatches[{}].patch.value.{}", p.cp.index, e.path)
+        };
+        self.error = Some(p.ef.error(
+            path,
+            Reason::WrongType {
+                expected: e.expected,
+                found: e.found,
+            },
+        ));
+    }
+
+    fn merge_into(&mut self, i: usize, dst: &mut Value) {
+        let cp = self.patches[i].cp;
+        let replace = cp.operation == Operation::MergeAndReplaceList;
+        if let Err(e) = merge(dst, &cp.value, "", replace) {
+            self.fail(i, e);
+        }
+    }
+
+    fn listeners(&mut self, root: &mut Value) {
+        let Some(Value::Array(listeners)) = root.pointer_mut("/static_resources/listeners") else {
+            return;
+        };
+        let mut kept = Vec::with_capacity(listeners.len());
+        let listener_patches = self.indices(ApplyTo::Listener);
+        for mut l in std::mem::take(listeners) {
+            let mut removed = false;
+            for &i in &listener_patches {
+                let cp = self.patches[i].cp;
+                if !self.ctx_ok(cp) || !listener_match(&l, cp) {
+                    continue;
+                }
+                match cp.operation {
+                    Operation::Remove => {
+                        self.hits[i] = true;
+                        removed = true;
+                        break;
+                    }
+                    op if op.is_merge() => {
+                        self.hits[i] = true;
+                        self.merge_into(i, &mut l);
+                    }
+                    _ => {}
+                }
+            }
+            if removed {
+                continue;
+            }
+            let port = port_of(&l);
+            let snapshot = l.clone();
+            if let Some(Value::Array(chains)) = l.get_mut("filter_chains") {
+                for fc in chains.iter_mut() {
+                    self.filter_chain(&snapshot, port, fc);
+                }
+            }
+            if let Some(fc) = l.get_mut("default_filter_chain") {
+                self.filter_chain(&snapshot, port, fc);
+            }
+            kept.push(l);
+        }
+        for &i in &listener_patches {
+            let cp = self.patches[i].cp;
+            // istio/istio listener_patch.go patchListeners: an ANY-context ADD is for
+            // sidecar-outbound and gateway proxies only.
+            if cp.operation == Operation::Add && cp.context != PatchContext::Any && self.ctx_ok(cp)
+            {
+                self.hits[i] = true;
+                kept.push(cp.value.clone());
+            }
+        }
+        *listeners = kept;
+    }
+
+    fn filter_chain(&mut self, listener: &Value, port: u32, fc: &mut Value) {
+        let nf = self.indices(ApplyTo::NetworkFilter);
+        let fc_snapshot = fc.clone();
+        let Some(Value::Array(filters)) = fc.get_mut("filters") else {
+            return;
+        };
+        for &i in &nf {
+            let cp = self.patches[i].cp;
+            if !self.ctx_ok(cp)
+                || !listener_match(listener, cp)
+                || !filter_chain_match(&fc_snapshot, cp)
+            {
+                continue;
+            }
+            let has = network_filter_name(cp).is_some();
+            if list_op(filters, cp, has, |f| network_filter_match(f, cp)) {
+                self.hits[i] = true;
+            }
+        }
+        for f in filters.iter_mut() {
+            for &i in &nf {
+                let cp = self.patches[i].cp;
+                if !cp.operation.is_merge()
+                    || !self.ctx_ok(cp)
+                    || !listener_match(listener, cp)
+                    || !filter_chain_match(&fc_snapshot, cp)
+                    || !network_filter_match(f, cp)
+                {
+                    continue;
+                }
+                self.merge_filter(i, f);
+            }
+            if str_at(f, "/name") == HTTP_CONNECTION_MANAGER {
+                if let Some(hcm) = f.get_mut("typed_config") {
+                    self.http_filters(listener, &fc_snapshot, hcm);
+                    if let Some(rc) = hcm.get_mut("route_config") {
+                        self.route_configuration(port, rc);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Filter-level MERGE (istio/istio listener_patch.go `mergeHTTPFilter` /
+    /// `patchNetworkFilter`): only `name` and `typed_config` are merged; a filter without a
+    /// `typed_config` is left alone, as istiod does.
+    fn merge_filter(&mut self, i: usize, f: &mut Value) {
+        let cp = self.patches[i].cp;
+        if f.get("typed_config").is_none() {
+            return;
+        }
+        self.hits[i] = true;
+        if let Some(name) = cp.value.get("name").and_then(Value::as_str) {
+            if !name.is_empty() {
+                if let Some(obj) = f.as_object_mut() {
+                    obj.insert("name".into(), Value::String(name.into()));
+                }
+            }
+        }
+        if let (Some(src), Some(dst)) = (cp.value.get("typed_config"), f.get_mut("typed_config")) {
+            let replace = cp.operation == Operation::MergeAndReplaceList;
+            if let Err(mut e) = merge_any(dst, src, "", replace) {
+                e.path = if e.path.is_empty() {
+                    "typed_config".into()
+                } else {
+                    format!("typed_config.{}", e.path)
+                };
+                self.fail(i, e);
+            }
+        }
+    }
+
+    fn http_filters(&mut self, listener: &Value, fc: &Value, hcm: &mut Value) {
+        let hf = self.indices(ApplyTo::HttpFilter);
+        let hcm_filter = serde_json::json!({ "name": HTTP_CONNECTION_MANAGER });
+        let Some(obj) = hcm.as_object_mut() else {
+            return;
+        };
+        let filters = obj
+            .entry("http_filters")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        let Value::Array(filters) = filters else {
+            return;
+        };
+        let applies = |run: &Self, cp: &ConfigPatch| {
+            run.ctx_ok(cp)
+                && listener_match(listener, cp)
+                && filter_chain_match(fc, cp)
+                && network_filter_match(&hcm_filter, cp)
+        };
+        for &i in &hf {
+            let cp = self.patches[i].cp;
+            if !applies(self, cp) {
+                continue;
+            }
+            let has = http_filter_name(cp).is_some();
+            if list_op(filters, cp, has, |f| http_filter_match(f, cp)) {
+                self.hits[i] = true;
+            }
+        }
+        for f in filters.iter_mut() {
+            for &i in &hf {
+                let cp = self.patches[i].cp;
+                if cp.operation.is_merge() && applies(self, cp) && http_filter_match(f, cp) {
+                    self.merge_filter(i, f);
+                }
+            }
+        }
+    }
+
+    fn route_configuration(&mut self, port: u32, rc: &mut Value) {
+        for i in self.indices(ApplyTo::RouteConfiguration) {
+            let cp = self.patches[i].cp;
+            if cp.operation.is_merge() && self.ctx_ok(cp) && route_configuration_match(rc, port, cp)
+            {
+                self.hits[i] = true;
+                self.merge_into(i, rc);
+            }
+        }
+        let rc_snapshot = rc.clone();
+        let vh_patches = self.indices(ApplyTo::VirtualHost);
+        let Some(obj) = rc.as_object_mut() else {
+            return;
+        };
+        let Value::Array(vhosts) = obj
+            .entry("virtual_hosts")
+            .or_insert_with(|| Value::Array(Vec::new()))
+        else {
+            return;
+        };
+        let mut kept = Vec::with_capacity(vhosts.len());
+        for mut vh in std::mem::take(vhosts) {
+            let mut removed = false;
+            for &i in &vh_patches {
+                let cp = self.patches[i].cp;
+                if !self.ctx_ok(cp)
+                    || !route_configuration_match(&rc_snapshot, port, cp)
+                    || !virtual_host_match(&vh, cp)
+                {
+                    continue;
+                }
+                match cp.operation {
+                    Operation::Remove => {
+                        self.hits[i] = true;
+                        removed = true;
+                        break;
+                    }
+                    Operation::Replace => {
+                        self.hits[i] = true;
+                        vh = cp.value.clone();
+                    }
+                    op if op.is_merge() => {
+                        self.hits[i] = true;
+                        self.merge_into(i, &mut vh);
+                    }
+                    _ => {}
+                }
+            }
+            if removed {
+                continue;
+            }
+            self.http_routes(&rc_snapshot, port, &mut vh);
+            kept.push(vh);
+        }
+        for &i in &vh_patches {
+            let cp = self.patches[i].cp;
+            if cp.operation == Operation::Add
+                && self.ctx_ok(cp)
+                && route_configuration_match(&rc_snapshot, port, cp)
+            {
+                self.hits[i] = true;
+                kept.push(cp.value.clone());
+            }
+        }
+        *vhosts = kept;
+    }
+
+    fn http_routes(&mut self, rc: &Value, port: u32, vh: &mut Value) {
+        let rp = self.indices(ApplyTo::HttpRoute);
+        let vh_snapshot = vh.clone();
+        let Some(obj) = vh.as_object_mut() else {
+            return;
+        };
+        let Value::Array(routes) = obj
+            .entry("routes")
+            .or_insert_with(|| Value::Array(Vec::new()))
+        else {
+            return;
+        };
+        let applies = |run: &Self, cp: &ConfigPatch| {
+            run.ctx_ok(cp)
+                && route_configuration_match(rc, port, cp)
+                && virtual_host_match(&vh_snapshot, cp)
+        };
+        let mut kept = Vec::with_capacity(routes.len());
+        for mut r in std::mem::take(routes) {
+            let mut removed = false;
+            for &i in &rp {
+                let cp = self.patches[i].cp;
+                if !applies(self, cp) || !route_match(&r, cp) {
+                    continue;
+                }
+                match cp.operation {
+                    Operation::Remove => {
+                        self.hits[i] = true;
+                        removed = true;
+                        break;
+                    }
+                    op if op.is_merge() => {
+                        self.hits[i] = true;
+                        self.merge_into(i, &mut r);
+                    }
+                    _ => {}
+                }
+            }
+            if !removed {
+                kept.push(r);
+            }
+        }
+        for &i in &rp {
+            let cp = self.patches[i].cp;
+            if !applies(self, cp) {
+                continue;
+            }
+            let has = has_route_match(cp);
+            let value = cp.value.clone();
+            let first = kept.iter().position(|r| route_match(r, cp));
+            let done = match (cp.operation, has, first) {
+                (Operation::Add, _, _) | (Operation::InsertAfter, false, _) => {
+                    kept.push(value);
+                    true
+                }
+                (Operation::InsertBefore | Operation::InsertFirst, false, _) => {
+                    kept.insert(0, value);
+                    true
+                }
+                (Operation::InsertAfter, true, Some(at)) => {
+                    kept.insert(at + 1, value);
+                    true
+                }
+                (Operation::InsertBefore, true, Some(at)) => {
+                    kept.insert(at, value);
+                    true
+                }
+                // rc_patch.go: INSERT_FIRST with a route match inserts at the top, if the
+                // matched route exists.
+                (Operation::InsertFirst, true, Some(_)) => {
+                    kept.insert(0, value);
+                    true
+                }
+                _ => false,
+            };
+            if done {
+                self.hits[i] = true;
+            }
+        }
+        *routes = kept;
+    }
+
+    fn clusters(&mut self, root: &mut Value) {
+        let cps = self.indices(ApplyTo::Cluster);
+        if cps.is_empty() {
+            return;
+        }
+        let Some(sr) = root
+            .get_mut("static_resources")
+            .and_then(Value::as_object_mut)
+        else {
+            return;
+        };
+        let Value::Array(clusters) = sr
+            .entry("clusters")
+            .or_insert_with(|| Value::Array(Vec::new()))
+        else {
+            return;
+        };
+        let mut kept = Vec::with_capacity(clusters.len());
+        for mut c in std::mem::take(clusters) {
+            // cluster_patch.go ShouldKeepCluster: any matching REMOVE drops it.
+            let mut removed = false;
+            for &i in &cps {
+                let cp = self.patches[i].cp;
+                if cp.operation == Operation::Remove && self.ctx_ok(cp) && cluster_match(&c, cp) {
+                    self.hits[i] = true;
+                    removed = true;
+                }
+            }
+            if removed {
+                continue;
+            }
+            for &i in &cps {
+                let cp = self.patches[i].cp;
+                if !cp.operation.is_merge() || !self.ctx_ok(cp) || !cluster_match(&c, cp) {
+                    continue;
+                }
+                self.hits[i] = true;
+                self.merge_cluster(i, &mut c);
+            }
+            kept.push(c);
+        }
+        for &i in &cps {
+            let cp = self.patches[i].cp;
+            if cp.operation == Operation::Add && self.ctx_ok(cp) {
+                self.hits[i] = true;
+                kept.push(cp.value.clone());
+            }
+        }
+        *clusters = kept;
+    }
+
+    /// cluster_patch.go `mergeTransportSocketCluster`: a patch `transport_socket` with the
+    /// cluster's socket name merges into its typed config; the rest merges as a message.
+    fn merge_cluster(&mut self, i: usize, c: &mut Value) {
+        let cp = self.patches[i].cp;
+        let mut value = cp.value.clone();
+        let same_socket = value
+            .pointer("/transport_socket/name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| {
+                c.pointer("/transport_socket/name").and_then(Value::as_str) == Some(n)
+            });
+        if same_socket {
+            if let (Some(src), Some(dst)) = (
+                value.pointer("/transport_socket/typed_config").cloned(),
+                c.pointer_mut("/transport_socket/typed_config"),
+            ) {
+                let replace = cp.operation == Operation::MergeAndReplaceList;
+                if let Err(mut e) = merge_any(dst, &src, "", replace) {
+                    e.path = format!("transport_socket.typed_config.{}", e.path);
+                    self.fail(i, e);
+                    return;
+                }
+            }
+            if let Some(obj) = value.as_object_mut() {
+                obj.remove("transport_socket");
+            }
+        }
+        let replace = cp.operation == Operation::MergeAndReplaceList;
+        if let Err(e) = merge(c, &value, "", replace) {
+            self.fail(i, e);
+        }
+    }
+}
+
+/// ADD / INSERT_FIRST / INSERT_BEFORE / INSERT_AFTER / REPLACE / REMOVE on a filter list
+/// (istio/istio listener_patch.go with util.go's `insertBeforeFunc` / `insertAfterFunc` /
+/// `replaceFunc`: the first matching filter). `has_match` says whether the patch names a
+/// filter. Returns whether the list changed.
+fn list_op(
+    list: &mut Vec<Value>,
+    cp: &ConfigPatch,
+    has_match: bool,
+    matches: impl Fn(&Value) -> bool,
+) -> bool {
+    let value = cp.value.clone();
+    let first = list.iter().position(&matches);
+    match (cp.operation, has_match, first) {
+        (Operation::Add, _, _) | (Operation::InsertAfter, false, _) => {
+            list.push(value);
+            true
+        }
+        (Operation::InsertFirst, _, _) | (Operation::InsertBefore, false, _) => {
+            list.insert(0, value);
+            true
+        }
+        (Operation::InsertBefore, true, Some(at)) => {
+            list.insert(at, value);
+            true
+        }
+        (Operation::InsertAfter, true, Some(at)) => {
+            list.insert(at + 1, value);
+            true
+        }
+        (Operation::Replace, true, Some(at)) => {
+            list[at] = value;
+            true
+        }
+        (Operation::Remove, true, Some(_)) => {
+            list.retain(|f| !matches(f));
+            true
+        }
+        _ => false,
+    }
+}
