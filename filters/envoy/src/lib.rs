@@ -727,6 +727,10 @@ fn route_json(selection: ClusterSelection) -> Value {
             // filter sets per-request timeouts through x-envoy-upstream-rq-timeout-ms.
             "timeout": "0s",
         },
+        // The header is an internal signal: the upstream must never see it, with or without
+        // the layover filter (the EnvoyFilter's route merge repeats this for routes that do
+        // not have it; removing a header twice is harmless).
+        "request_headers_to_remove": [CLUSTER_HEADER],
     })
 }
 

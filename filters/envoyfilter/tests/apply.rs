@@ -1,0 +1,507 @@
+//! Istio's EnvoyFilter semantics on a static bootstrap, case by case. Each row cites the
+//! istiod source it mirrors (istio/istio `pilot/pkg/networking/core/envoyfilter/…`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use layover_envoyfilter::{apply, load_str, ApplyContext, EnvoyFilter};
+use serde_json::{json, Value};
+
+const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+
+fn hcm(stat: &str, filters: &[&str]) -> Value {
+    let http_filters: Vec<Value> = filters
+        .iter()
+        .map(|n| json!({"name": n, "typed_config": {"@type": format!("type.googleapis.com/{n}"), "k": n}}))
+        .collect();
+    json!({
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": HCM,
+            "stat_prefix": stat,
+            "http_filters": http_filters,
+            "route_config": {
+                "name": "layover",
+                "virtual_hosts": [{
+                    "name": "layover",
+                    "domains": ["*"],
+                    "routes": [
+                        {"name": "layover", "match": {"prefix": "/"}, "route": {"cluster": "a", "timeout": "0s"}},
+                        {"name": "static", "match": {"prefix": "/s"}, "direct_response": {"status": 200}},
+                    ],
+                }],
+            },
+        },
+    })
+}
+
+/// A waypoint-shaped bootstrap: plain listener on 15080, internal `main_internal`, and the
+/// HBONE listener on 15008 whose HCM has a router too.
+fn base() -> Value {
+    json!({
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "layover_http",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 15080}},
+                    "filter_chains": [{"filters": [hcm("layover_http", &["envoy.filters.http.router"])]}],
+                },
+                {
+                    "name": "main_internal",
+                    "internal_listener": {},
+                    "filter_chains": [{"filters": [hcm("main_internal", &["envoy.filters.http.router"])]}],
+                },
+                {
+                    "name": "connect_terminate",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 15008}},
+                    "filter_chains": [{
+                        "name": "hbone",
+                        "filter_chain_match": {"transport_protocol": "tls", "application_protocols": ["h2"]},
+                        "filters": [hcm("connect_terminate", &["state", "envoy.filters.http.router"])],
+                    }],
+                },
+            ],
+            "clusters": [
+                {"name": "outbound|9080|v1|reviews.default.svc.cluster.local", "type": "STATIC", "connect_timeout": "10s"},
+                {"name": "outbound|9080||ratings.default.svc.cluster.local", "type": "STATIC", "connect_timeout": "10s"},
+                {"name": "main_internal", "type": "STATIC", "connect_timeout": "10s",
+                 "transport_socket": {"name": "internal", "typed_config": {"@type": "type.googleapis.com/X", "a": 1}}},
+            ],
+        },
+    })
+}
+
+fn filters(yaml: &str) -> Vec<EnvoyFilter> {
+    load_str("t.yaml", yaml).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn ef(patches: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata:\n  name: t\n  namespace: default\nspec:\n  configPatches:\n{patches}"
+    )
+}
+
+fn names(v: &Value, listener: usize) -> Vec<String> {
+    v["static_resources"]["listeners"][listener]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["http_filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn run(yaml: &str) -> Value {
+    let mut v = base();
+    apply(&mut v, &filters(yaml), &ApplyContext::default()).unwrap_or_else(|e| panic!("{e}"));
+    v
+}
+
+fn http_patch(op: &str, listener: &str, sub: Option<&str>, name: &str) -> String {
+    let sub = sub
+        .map(|s| format!("\n            subFilter:\n              name: {s}"))
+        .unwrap_or_default();
+    format!(
+        "  - applyTo: HTTP_FILTER
+    match:
+      context: SIDECAR_INBOUND
+      listener:
+        name: {listener}
+        filterChain:
+          filter:
+            name: envoy.filters.network.http_connection_manager{sub}
+    patch:
+      operation: {op}
+      value:
+        name: {name}
+        typed_config:
+          \"@type\": type.googleapis.com/{name}
+"
+    )
+}
+
+// listener_patch.go patchHTTPFilters + util.go insertBeforeFunc/insertAfterFunc.
+#[test]
+fn http_filter_operations() {
+    let r = "envoy.filters.http.router";
+    let rows: &[(&str, String, &[&str])] = &[
+        (
+            "INSERT_BEFORE the router",
+            http_patch("INSERT_BEFORE", "layover_http", Some(r), "x"),
+            &["x", r],
+        ),
+        (
+            "INSERT_AFTER the router",
+            http_patch("INSERT_AFTER", "layover_http", Some(r), "x"),
+            &[r, "x"],
+        ),
+        (
+            "INSERT_FIRST",
+            http_patch("INSERT_FIRST", "layover_http", Some(r), "x"),
+            &["x", r],
+        ),
+        (
+            "INSERT_BEFORE without subFilter inserts first",
+            http_patch("INSERT_BEFORE", "layover_http", None, "x"),
+            &["x", r],
+        ),
+        (
+            "INSERT_AFTER without subFilter appends",
+            http_patch("INSERT_AFTER", "layover_http", None, "x"),
+            &[r, "x"],
+        ),
+        (
+            "ADD appends",
+            http_patch("ADD", "layover_http", None, "x"),
+            &[r, "x"],
+        ),
+        (
+            "REPLACE the matched filter",
+            http_patch("REPLACE", "layover_http", Some(r), "x"),
+            &["x"],
+        ),
+    ];
+    for (name, patch, want) in rows {
+        let v = run(&ef(patch));
+        assert_eq!(names(&v, 0), *want, "{name}");
+        // The listener match keeps the other connection managers as they were.
+        assert_eq!(names(&v, 1), [r], "{name}: main_internal untouched");
+        assert_eq!(
+            names(&v, 2),
+            ["state", r],
+            "{name}: connect_terminate untouched"
+        );
+    }
+}
+
+// listener_patch.go: two inserts before the same filter keep their patch order.
+#[test]
+fn successive_inserts_before_the_router_keep_patch_order() {
+    let r = "envoy.filters.http.router";
+    let v = run(&ef(&format!(
+        "{}{}",
+        http_patch("INSERT_BEFORE", "main_internal", Some(r), "a"),
+        http_patch("INSERT_BEFORE", "main_internal", Some(r), "b")
+    )));
+    assert_eq!(names(&v, 1), ["a", "b", r]);
+}
+
+// listener_patch.go: REMOVE needs a subFilter match; MERGE merges typed_config with the
+// existing type URL (mergeHTTPFilter + MergeAnyWithAny).
+#[test]
+fn http_filter_remove_and_merge() {
+    let v = run(&ef("  - applyTo: HTTP_FILTER
+    match:
+      listener:
+        name: connect_terminate
+        filterChain:
+          filter:
+            name: envoy.filters.network.http_connection_manager
+            subFilter:
+              name: state
+    patch:
+      operation: REMOVE
+"));
+    assert_eq!(names(&v, 2), ["envoy.filters.http.router"]);
+    let v = run(&ef("  - applyTo: HTTP_FILTER
+    match:
+      listener:
+        filterChain:
+          filter:
+            name: envoy.filters.network.http_connection_manager
+            subFilter:
+              name: state
+    patch:
+      operation: MERGE
+      value:
+        typed_config:
+          \"@type\": type.googleapis.com/other
+          extra: 1
+"));
+    let f = &v["static_resources"]["listeners"][2]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"][0];
+    assert_eq!(
+        f["typed_config"],
+        json!({"@type": "type.googleapis.com/state", "k": "state", "extra": 1})
+    );
+}
+
+// listener_patch.go filterChainMatch: transport protocol and comma-separated ALPN.
+#[test]
+fn filter_chain_match_fields() {
+    let r = "envoy.filters.http.router";
+    let patch = |fc: &str| {
+        ef(&format!(
+            "  - applyTo: HTTP_FILTER
+    match:
+      listener:
+        filterChain:
+{fc}
+          filter:
+            name: envoy.filters.network.http_connection_manager
+            subFilter:
+              name: {r}
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: x
+"
+        ))
+    };
+    let v = run(&patch(
+        "          transportProtocol: tls\n          applicationProtocols: h2",
+    ));
+    assert_eq!(names(&v, 2), ["state", "x", r]);
+    assert_eq!(names(&v, 0), [r]);
+    let v = run(&patch("          name: hbone"));
+    assert_eq!(names(&v, 2), ["state", "x", r]);
+}
+
+// listener_patch.go patchListener (MERGE, REMOVE) and listenerMatch (portNumber).
+#[test]
+fn listener_merge_and_remove() {
+    let v = run(&ef("  - applyTo: LISTENER
+    match:
+      context: SIDECAR_INBOUND
+      listener:
+        portNumber: 15080
+    patch:
+      operation: MERGE
+      value:
+        per_connection_buffer_limit_bytes: 1024
+        filter_chains: [{filters: []}]
+"));
+    let l = &v["static_resources"]["listeners"][0];
+    assert_eq!(l["per_connection_buffer_limit_bytes"], json!(1024));
+    assert_eq!(
+        l["filter_chains"].as_array().unwrap().len(),
+        2,
+        "repeated fields append"
+    );
+    assert!(v["static_resources"]["listeners"][1]
+        .get("per_connection_buffer_limit_bytes")
+        .is_none());
+    let v = run(&ef("  - applyTo: LISTENER
+    match:
+      listener:
+        name: connect_terminate
+    patch:
+      operation: REMOVE
+"));
+    assert_eq!(
+        v["static_resources"]["listeners"].as_array().unwrap().len(),
+        2
+    );
+}
+
+// cluster_patch.go: clusterMatch parses `direction|port|subset|host`; ADD appends; REMOVE
+// drops; a transport_socket of the same name merges its typed config.
+#[test]
+fn cluster_operations() {
+    let v = run(&ef("  - applyTo: CLUSTER
+    match:
+      cluster:
+        service: reviews.default.svc.cluster.local
+        subset: v1
+        portNumber: 9080
+    patch:
+      operation: MERGE
+      value:
+        connect_timeout: 1s
+  - applyTo: CLUSTER
+    match:
+      context: SIDECAR_INBOUND
+    patch:
+      operation: ADD
+      value:
+        name: extra
+        type: STATIC
+  - applyTo: CLUSTER
+    match:
+      cluster:
+        service: \"*.default.svc.cluster.local\"
+        subset: \"\"
+        portNumber: 9080
+        name: outbound|9080||ratings.default.svc.cluster.local
+    patch:
+      operation: REMOVE
+  - applyTo: CLUSTER
+    match:
+      cluster:
+        name: main_internal
+    patch:
+      operation: MERGE
+      value:
+        transport_socket:
+          name: internal
+          typed_config:
+            \"@type\": type.googleapis.com/Y
+            b: 2
+"));
+    let c = v["static_resources"]["clusters"].as_array().unwrap();
+    let names: Vec<&str> = c.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "outbound|9080|v1|reviews.default.svc.cluster.local",
+            "main_internal",
+            "extra"
+        ]
+    );
+    assert_eq!(c[0]["connect_timeout"], json!("1s"));
+    assert_eq!(
+        c[1]["transport_socket"]["typed_config"],
+        json!({"@type": "type.googleapis.com/X", "a": 1, "b": 2})
+    );
+}
+
+// rc_patch.go: ROUTE_CONFIGURATION / VIRTUAL_HOST MERGE, HTTP_ROUTE MERGE (a oneof member
+// replaces its siblings) selected by name and action, INSERT_BEFORE a named route.
+#[test]
+fn route_operations() {
+    let v = run(&ef("  - applyTo: ROUTE_CONFIGURATION
+    match:
+      routeConfiguration:
+        name: layover
+        portNumber: 15080
+    patch:
+      operation: MERGE
+      value:
+        validate_clusters: false
+  - applyTo: VIRTUAL_HOST
+    match:
+      routeConfiguration:
+        vhost:
+          name: layover
+    patch:
+      operation: MERGE
+      value:
+        request_headers_to_add: [{header: {key: a, value: b}}]
+  - applyTo: HTTP_ROUTE
+    match:
+      routeConfiguration:
+        vhost:
+          route:
+            action: ROUTE
+    patch:
+      operation: MERGE
+      value:
+        route:
+          cluster_header: x-c
+  - applyTo: HTTP_ROUTE
+    match:
+      routeConfiguration:
+        vhost:
+          route:
+            name: static
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: new
+        match: {prefix: /n}
+        direct_response: {status: 204}
+"));
+    let rc0 = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["route_config"];
+    assert_eq!(rc0["validate_clusters"], json!(false));
+    let vh = &rc0["virtual_hosts"][0];
+    assert_eq!(vh["request_headers_to_add"][0]["header"]["key"], json!("a"));
+    assert_eq!(
+        vh["routes"][0]["route"],
+        json!({"timeout": "0s", "cluster_header": "x-c"})
+    );
+    let route_names: Vec<&str> = vh["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(route_names, ["layover", "new", "static"]);
+    // portNumber 15080 selected the plain listener's route configuration only.
+    let rc1 = &v["static_resources"]["listeners"][1]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["route_config"];
+    assert!(rc1.get("validate_clusters").is_none());
+}
+
+// pilot/pkg/model push_context.go: lower priority first; equal priority by creation time,
+// then name.namespace. Each INSERT_FIRST puts its filter first, so the last applied leads.
+#[test]
+fn priority_then_creation_time_then_name() {
+    let doc = |name: &str, prio: i32, created: &str, filter: &str| {
+        format!(
+            "---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata:
+  name: {name}
+  namespace: default
+  creationTimestamp: \"{created}\"
+spec:
+  priority: {prio}
+  configPatches:
+{}",
+            http_patch("INSERT_FIRST", "layover_http", None, filter)
+        )
+    };
+    let yaml = [
+        doc("b", 0, "2024-01-01T00:00:00Z", "b0"),
+        doc("a", 0, "2024-01-01T00:00:00Z", "a0"),
+        doc("z", 0, "2023-01-01T00:00:00Z", "z0-older"),
+        doc("m", -5, "2025-01-01T00:00:00Z", "m-5"),
+        doc("c", 10, "2020-01-01T00:00:00Z", "c10"),
+    ]
+    .concat();
+    let v = run(&yaml);
+    // Applied: m-5, z0-older, a0, b0, c10 → reversed by INSERT_FIRST.
+    assert_eq!(
+        names(&v, 0),
+        [
+            "c10",
+            "b0",
+            "a0",
+            "z0-older",
+            "m-5",
+            "envoy.filters.http.router"
+        ]
+    );
+}
+
+// Selection: targetRefs / workloadSelector / namespace decide whether a filter is this
+// waypoint's (istiod: pilot/pkg/model/push_context.go EnvoyFilters, policy attachment).
+#[test]
+fn filters_for_other_workloads_are_skipped() {
+    let yaml = "---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: other-gw, namespace: bookinfo}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: other}]
+  configPatches: [{applyTo: CLUSTER, match: {context: SIDECAR_INBOUND}, patch: {operation: ADD, value: {name: x}}}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: other-ns, namespace: elsewhere}
+spec:
+  configPatches: [{applyTo: CLUSTER, match: {context: SIDECAR_INBOUND}, patch: {operation: ADD, value: {name: y}}}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: selector, namespace: istio-system}
+spec:
+  workloadSelector: {labels: {gateway.networking.k8s.io/gateway-name: waypoint}}
+  configPatches: [{applyTo: CLUSTER, match: {context: SIDECAR_INBOUND}, patch: {operation: ADD, value: {name: z}}}]
+";
+    let mut v = base();
+    let report = apply(
+        &mut v,
+        &filters(yaml),
+        &ApplyContext::for_waypoint("bookinfo", "waypoint"),
+    )
+    .unwrap();
+    assert_eq!(
+        report.applied,
+        ["t.yaml: document 3 (EnvoyFilter istio-system/selector)"]
+    );
+    assert_eq!(report.skipped.len(), 2);
+    let c = v["static_resources"]["clusters"].as_array().unwrap();
+    assert_eq!(c.last().unwrap()["name"], json!("z"));
+}
