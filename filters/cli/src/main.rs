@@ -8,6 +8,9 @@
 //!   decision explain (see `eval.rs`).
 //! - `layover certs --out <dir> [--identity ns/sa]…`: a local mesh CA and SPIFFE certificates
 //!   (see `certs.rs`), for `layover envoy --mtls <dir>`.
+//! - `layover manifests --config <paths…> [--filter dynamic-module|wasm] [--wasm-url URL]
+//!   [--drop-in --module-image IMAGE]`: EnvoyFilter / WasmPlugin / drop-in waypoint manifests
+//!   (see `manifests_cmd.rs`).
 //! - `layover hbone curl|serve`: an HBONE client and server standing in for ztunnel (see
 //!   `hbone_cmd.rs`).
 
@@ -15,6 +18,7 @@ mod certs;
 mod envoy_cmd;
 mod eval;
 mod hbone_cmd;
+mod manifests_cmd;
 
 use clap::{ArgGroup, Parser, Subcommand};
 use std::io::Write;
@@ -36,6 +40,9 @@ struct Cli {
 enum Cmd {
     /// Generate a complete local waypoint (Envoy bootstrap + policy); `--run` starts Envoy.
     Envoy(envoy_cmd::EnvoyArgs),
+    /// Kubernetes manifests deploying layover into an Istio ambient waypoint (EnvoyFilter,
+    /// WasmPlugin) or as a drop-in waypoint.
+    Manifests(manifests_cmd::ManifestsArgs),
     /// Generate a local mesh CA and SPIFFE certificates (for `layover envoy --mtls`).
     Certs(certs::CertsArgs),
     /// HBONE (HTTP/2 CONNECT over mTLS) as ztunnel speaks it: `curl` through a waypoint, `serve`.
@@ -77,6 +84,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Envoy(args) => match envoy_cmd::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Manifests(args) => match manifests_cmd::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
                 eprintln!("error: {msg}");

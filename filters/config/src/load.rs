@@ -280,7 +280,7 @@ fn load_value(bundle: &mut Bundle, file: &str, doc: usize, value: Value) -> Resu
     };
     let Some((want_group, versions)) = known else {
         let why = match kind.as_str() {
-            "EnvoyFilter" => "skipped: EnvoyFilter is not supported on Istio waypoints".to_string(),
+            "EnvoyFilter" => "skipped: EnvoyFilter patches Envoy configuration, not policy; `layover envoy` applies it to the local waypoint".to_string(),
             "PeerAuthentication"
             | "RequestAuthentication"
             | "Sidecar"

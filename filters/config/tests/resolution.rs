@@ -1339,7 +1339,9 @@ spec: {}
                 let n = notices(c);
                 assert!(n.contains("(Deployment default/d): skipped: kind Deployment (apps/v1) is not Istio traffic or security configuration"));
                 assert!(n.contains("(Service default/bare): no apiVersion: read as v1"));
-                assert!(n.contains("skipped: EnvoyFilter is not supported on Istio waypoints"));
+                // istio/istio pilot/pkg/networking/core/envoyfilter: EnvoyFilter patches the generated Envoy
+                // config; it is applied by `layover envoy` (layover-envoyfilter), not compiled.
+                assert!(n.contains("skipped: EnvoyFilter patches Envoy configuration, not policy"));
                 assert_eq!(svc(c, "bare.default.svc.cluster.local").ports[0].protocol, "UNSUPPORTED");
             },
         },
