@@ -3,7 +3,9 @@
 //! one of the layover filter builds.
 //!
 //! The flow is the one `layover envoy` uses (filters/cli/src/envoy_cmd.rs): YAML → compiled
-//! policy → policy JSON as the filter configuration → bootstrap with the registry's endpoints.
+//! policy → policy JSON as the filter configuration → base waypoint bootstrap with the
+//! registry's endpoints → the emitted EnvoyFilter (and any in the YAML) applied to it. Envoy is
+//! configured only through EnvoyFilter objects, as a cluster's waypoint would be.
 
 use std::path::{Path, PathBuf};
 
@@ -195,10 +197,23 @@ pub fn policy_json(compiled: &layover_config::Compiled) -> Result<String, Harnes
 }
 
 /// The bootstrap for `compiled` with `filter` as the layover filter: admin and listener on
-/// kernel-picked ports, access log on.
+/// kernel-picked ports, access log on. The filter gets into Envoy the way it gets into a
+/// cluster's waypoint: `layover_envoy` applies the EnvoyFilter `layover manifests` emits to the
+/// base waypoint.
 pub fn waypoint_bootstrap(
     compiled: &layover_config::Compiled,
     filter: Value,
+    launch: &Launch,
+) -> Result<String, HarnessError> {
+    waypoint_bootstrap_with(compiled, filter, &[], launch)
+}
+
+/// [`waypoint_bootstrap`] plus user EnvoyFilters, applied after layover's with Istio's
+/// semantics (what `layover envoy` does with the EnvoyFilters in `--config`).
+pub fn waypoint_bootstrap_with(
+    compiled: &layover_config::Compiled,
+    filter: Value,
+    envoy_filters: &[layover_envoyfilter::EnvoyFilter],
     launch: &Launch,
 ) -> Result<String, HarnessError> {
     let opts = BootstrapOptions {
@@ -206,6 +221,7 @@ pub fn waypoint_bootstrap(
         listener_port: Launch::ANY_PORT,
         access_log_path: Some(launch.access_log.display().to_string()),
         layover_filter: Some(filter),
+        envoy_filters: envoy_filters.to_vec(),
         ..BootstrapOptions::default()
     };
     bootstrap(&compiled.policy, &endpoints_from_registry(compiled), &opts)
@@ -224,12 +240,20 @@ pub struct Waypoint {
 }
 
 impl Waypoint {
-    /// Compiles `yaml` and starts Envoy with the `build` filter loaded with the policy.
+    /// Compiles `yaml` and starts Envoy with the `build` filter loaded with the policy; the
+    /// EnvoyFilters in `yaml` are applied too, as `layover envoy` applies those in `--config`.
     pub async fn start(build: FilterBuild, yaml: &str) -> Result<Waypoint, HarnessError> {
         let compiled = compile_yaml(yaml)?;
+        let envoy_filters = layover_envoyfilter::load_str("test.yaml", yaml).map_err(|e| {
+            let lines: Vec<String> = e.iter().map(ToString::to_string).collect();
+            HarnessError::Config(format!(
+                "loading the test EnvoyFilters:\n{}",
+                lines.join("\n")
+            ))
+        })?;
         let filter = build.http_filter(&policy_json(&compiled)?)?;
         let envoy = Envoy::start_with(&build.envoy_options()?, |launch| {
-            waypoint_bootstrap(&compiled, filter, launch)
+            waypoint_bootstrap_with(&compiled, filter, &envoy_filters, launch)
         })
         .await?;
         Ok(Waypoint {

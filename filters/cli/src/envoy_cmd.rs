@@ -1,5 +1,10 @@
 //! `layover envoy`: a complete local waypoint. Compiles the Istio YAML, writes the policy and an
 //! Envoy bootstrap that loads the layover filter with it, and optionally starts Envoy.
+//!
+//! The bootstrap is built the way a cluster's waypoint is: the base waypoint, then the
+//! EnvoyFilter `layover manifests` emits (the layover filter before the router, the route
+//! following its choice), then every EnvoyFilter found in `--config`, with Istio's semantics
+//! (`layover-envoyfilter`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -225,6 +230,17 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
         }
     };
 
+    // EnvoyFilters among the inputs patch the generated waypoint, as istiod patches its own
+    // (after the layover EnvoyFilter, in Istio's priority order; all or nothing).
+    let envoy_filters = layover_envoyfilter::load_paths(&args.config).map_err(|errors| {
+        let n = errors.len();
+        let mut msg: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        msg.push(format!(
+            "{n} invalid EnvoyFilter{}; nothing written",
+            if n == 1 { "" } else { "s" }
+        ));
+        msg.join("\nerror: ")
+    })?;
     let endpoints = layover_envoy::endpoints_from_registry(&compiled);
     if args.trust_domain.is_some() && args.mtls.is_none() && args.hbone.is_none() {
         return Err("--trust-domain needs --mtls or --hbone".into());
@@ -240,6 +256,7 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
         downstream_tls: tls,
         cluster_selection,
         hbone,
+        envoy_filters: envoy_filters.clone(),
         ..BootstrapOptions::default()
     };
     let bootstrap = layover_envoy::bootstrap(&compiled.policy, &endpoints, &bootstrap_opts)
@@ -250,6 +267,14 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
     let config_path = args.out_dir.join("envoy.yaml");
     write(&args.out_dir.join("policy.json"), &policy_json)?;
     write(&config_path, &bootstrap)?;
+    let target = layover_envoy::waypoint_target(&compiled.policy);
+    let ctx = layover_envoyfilter::ApplyContext::for_waypoint(&target.namespace, &target.gateway);
+    for ef in &envoy_filters {
+        match ctx.skip_reason(ef) {
+            None => eprintln!("applied {}", ef.object()),
+            Some(why) => eprintln!("skipped {}: {why}", ef.object()),
+        }
+    }
     eprintln!(
         "wrote {} ({} services, {} clusters, {} endpoints)",
         config_path.display(),

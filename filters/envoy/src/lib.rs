@@ -23,9 +23,11 @@
 
 mod filter;
 pub mod manifests;
+mod yaml;
 pub use filter::{
     dynamic_module_filter, dynamic_module_filter_with, endpoints_from_registry, wasm_filter,
 };
+pub use yaml::to_yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -422,9 +424,8 @@ pub fn bootstrap(
         Format::Json => {
             serde_json::to_string_pretty(&value).map_err(|e| EmitError::Serialize(e.to_string()))
         }
-        Format::Yaml => {
-            serde_yaml_ng::to_string(&value).map_err(|e| EmitError::Serialize(e.to_string()))
-        }
+        // Not serde_yaml_ng: Envoy reads YAML 1.1 booleans (`yes`, `on`) that it leaves plain.
+        Format::Yaml => Ok(to_yaml(&value)),
     }
 }
 

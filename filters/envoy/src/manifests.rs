@@ -84,9 +84,7 @@ impl Manifest {
         let mut out = String::new();
         for o in &self.objects {
             out.push_str("---\n");
-            out.push_str(
-                &serde_yaml_ng::to_string(o).map_err(|e| EmitError::Serialize(e.to_string()))?,
-            );
+            out.push_str(&crate::to_yaml(o));
         }
         Ok(out)
     }
@@ -212,8 +210,7 @@ fn drop_in(
     };
     let endpoints = endpoints_from_registry(compiled);
     let bootstrap = bootstrap_value(&compiled.policy, &endpoints, &bootstrap_opts)?;
-    let bootstrap_yaml =
-        serde_yaml_ng::to_string(&bootstrap).map_err(|e| EmitError::Serialize(e.to_string()))?;
+    let bootstrap_yaml = crate::to_yaml(&bootstrap);
     let labels = json!({
         "gateway.networking.k8s.io/gateway-name": name,
         "app.kubernetes.io/managed-by": "layover",

@@ -67,7 +67,7 @@ impl ApplyContext {
     }
 
     /// Why `ef` does not apply to this waypoint, or `None` when it does.
-    fn skip_reason(&self, ef: &EnvoyFilter) -> Option<String> {
+    pub fn skip_reason(&self, ef: &EnvoyFilter) -> Option<String> {
         let (ns, name) = self.waypoint.as_ref()?;
         if ef.namespace != *ns && ef.namespace != self.root_namespace {
             return Some(format!(

@@ -6,6 +6,9 @@ use serde_json::{json, Value};
 
 use crate::{wire, EnvoyFilter, InvalidEnvoyFilter, Reason, HTTP_CONNECTION_MANAGER, ROUTER};
 
+/// `spec.priority` of the EnvoyFilter layover emits.
+pub const LAYOVER_PRIORITY: i32 = -100;
+
 /// Who the emitted object is for: the waypoint Gateway `namespace/name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -87,6 +90,9 @@ pub fn envoy_filter(ins: &FilterInsertion) -> Value {
         },
         "spec": {
             "targetRefs": ins.target.target_refs(),
+            // Before EnvoyFilters of the default priority 0, so users can place their filters
+            // relative to `layover` (istiod applies lower priorities first).
+            "priority": LAYOVER_PRIORITY,
             "configPatches": patches,
         },
     })
