@@ -84,7 +84,14 @@ pub fn run(args: &ManifestsArgs) -> Result<(), String> {
     }
     let cluster_selection = match args.cluster_selection {
         ClusterSelectionArg::Header => ClusterSelection::Header,
-        ClusterSelectionArg::SpecifierPlugin => ClusterSelection::SpecifierPlugin,
+        ClusterSelectionArg::SpecifierPlugin => {
+            if build != ModuleBuild::DynamicModule {
+                return Err(
+                    "--cluster-selection specifier-plugin needs --filter dynamic-module".into(),
+                );
+            }
+            ClusterSelection::SpecifierPlugin
+        }
     };
     let drop_in = if args.drop_in {
         let Some(module_image) = args.module_image.clone() else {
