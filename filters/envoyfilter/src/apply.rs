@@ -595,6 +595,9 @@ impl Run<'_> {
 
     fn http_filters(&mut self, listener: &Value, fc: &Value, hcm: &mut Value) {
         let hf = self.indices(ApplyTo::HttpFilter);
+        if hf.is_empty() {
+            return;
+        }
         let hcm_filter = serde_json::json!({ "name": HTTP_CONNECTION_MANAGER });
         let Some(obj) = hcm.as_object_mut() else {
             return;
@@ -632,6 +635,14 @@ impl Run<'_> {
     }
 
     fn route_configuration(&mut self, port: u32, rc: &mut Value) {
+        if self.patches.iter().all(|p| {
+            !matches!(
+                p.cp.apply_to,
+                ApplyTo::RouteConfiguration | ApplyTo::VirtualHost | ApplyTo::HttpRoute
+            )
+        }) {
+            return;
+        }
         for i in self.indices(ApplyTo::RouteConfiguration) {
             let cp = self.patches[i].cp;
             if cp.operation.is_merge() && self.ctx_ok(cp) && route_configuration_match(rc, port, cp)

@@ -505,3 +505,24 @@ spec:
     let c = v["static_resources"]["clusters"].as_array().unwrap();
     assert_eq!(c.last().unwrap()["name"], json!("z"));
 }
+
+// An EnvoyFilter set that changes nothing it does not match leaves the bootstrap byte for byte
+// as it was (no empty lists added to objects no patch touched).
+#[test]
+fn untouched_objects_keep_their_shape() {
+    let mut v = base();
+    if let Some(hcm) =
+        v.pointer_mut("/static_resources/listeners/2/filter_chains/0/filters/0/typed_config")
+    {
+        hcm.as_object_mut().unwrap().remove("http_filters");
+        hcm.as_object_mut().unwrap().remove("route_config");
+    }
+    let before = v.clone();
+    let fs = filters(&ef("  - applyTo: CLUSTER
+    match: {cluster: {name: main_internal}}
+    patch: {operation: MERGE, value: {connect_timeout: 2s}}
+"));
+    apply(&mut v, &fs, &ApplyContext::default()).unwrap();
+    v["static_resources"]["clusters"][2]["connect_timeout"] = json!("10s");
+    assert_eq!(v, before);
+}
