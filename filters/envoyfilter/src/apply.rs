@@ -16,6 +16,9 @@
 //! - Ordering (`pilot/pkg/model/push_context.go`, `envoyfilter.go`): root-namespace filters,
 //!   then the waypoint namespace's, each by creation time then `name.namespace`, then a stable
 //!   sort by `priority`; within a filter, patches in order.
+//! - Selection (`push_context.go` `EnvoyFilters` / `getMatchedEnvoyFilters`): the root
+//!   namespace's and the waypoint namespace's filters whose `workloadSelector` is a subset of
+//!   the waypoint pods' labels; filters with `targetRefs` are never applied.
 //! - Context: istiod builds every waypoint listener, inline route and inbound cluster with
 //!   patch context SIDECAR_INBOUND (`pilot/pkg/networking/core/waypoint.go`, `cluster.go`);
 //!   layover's waypoint is patched the same way, so `ANY` and `SIDECAR_INBOUND` apply, and
@@ -40,8 +43,8 @@ pub struct ApplyContext {
     /// SIDECAR_INBOUND).
     pub context: PatchContext,
     /// The waypoint Gateway (`namespace`, `name`), when known: EnvoyFilters of other
-    /// namespaces (except the root namespace) and those whose `targetRefs` /
-    /// `workloadSelector` select another workload are skipped.
+    /// namespaces (except the root namespace), those whose `workloadSelector` selects other
+    /// pods, and those with `targetRefs` (which istiod never applies) are skipped.
     pub waypoint: Option<(String, String)>,
     /// Istio's root namespace: EnvoyFilters there apply to every proxy.
     pub root_namespace: String,
@@ -76,14 +79,11 @@ impl ApplyContext {
             ));
         }
         if !ef.target_refs.is_empty() {
-            let hits = ef.target_refs.iter().any(|r| {
-                r.kind == "Gateway"
-                    && (r.group.is_empty() || r.group == "gateway.networking.k8s.io")
-                    && r.name == *name
-            });
-            if !hits {
-                return Some(format!("targetRefs do not name Gateway {name}"));
-            }
+            // istio/istio pilot/pkg/model/push_context.go getMatchedEnvoyFilters: "these would
+            // never match" — istiod skips EnvoyFilters with targetRefs.
+            return Some(
+                "istiod applies no EnvoyFilter that sets targetRefs; select the waypoint with workloadSelector (gateway.networking.k8s.io/gateway-name)".into(),
+            );
         }
         if let Some(labels) = &ef.workload_selector {
             // The labels Istio puts on a waypoint's pods (and layover's drop-in waypoint too).

@@ -6,6 +6,9 @@ use serde_json::{json, Value};
 
 use crate::{wire, EnvoyFilter, InvalidEnvoyFilter, Reason, HTTP_CONNECTION_MANAGER, ROUTER};
 
+/// The label Istio (and layover's drop-in) puts on a waypoint's pods: the Gateway's name.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+
 /// `spec.priority` of the EnvoyFilter layover emits.
 pub const LAYOVER_PRIORITY: i32 = -100;
 
@@ -44,8 +47,8 @@ pub struct FilterInsertion {
     pub route_merge: Value,
 }
 
-/// The EnvoyFilter for `ins` (`networking.istio.io/v1alpha3`, `targetRefs` to the waypoint
-/// Gateway, context SIDECAR_INBOUND: what istiod uses for every waypoint listener).
+/// The EnvoyFilter for `ins` (`networking.istio.io/v1alpha3`, `workloadSelector` on the
+/// waypoint's pods, context SIDECAR_INBOUND: what istiod uses for every waypoint listener).
 pub fn envoy_filter(ins: &FilterInsertion) -> Value {
     let mut patches = Vec::new();
     for listener in &ins.listeners {
@@ -89,7 +92,10 @@ pub fn envoy_filter(ins: &FilterInsertion) -> Value {
             "labels": { "app.kubernetes.io/managed-by": "layover" },
         },
         "spec": {
-            "targetRefs": ins.target.target_refs(),
+            // Not `targetRefs`: the field exists (Istio 1.22+), but istiod skips every
+            // EnvoyFilter that sets it (istio/istio pilot/pkg/model/push_context.go,
+            // getMatchedEnvoyFilters). The waypoint's pods carry the Gateway's name as a label.
+            "workloadSelector": { "labels": { GATEWAY_NAME_LABEL: ins.target.gateway } },
             // Before EnvoyFilters of the default priority 0, so users can place their filters
             // relative to `layover` (istiod applies lower priorities first).
             "priority": LAYOVER_PRIORITY,

@@ -465,8 +465,9 @@ spec:
     );
 }
 
-// Selection: targetRefs / workloadSelector / namespace decide whether a filter is this
-// waypoint's (istiod: pilot/pkg/model/push_context.go EnvoyFilters, policy attachment).
+// Selection: workloadSelector / namespace decide whether a filter is this waypoint's, and
+// targetRefs excludes it (istio/istio pilot/pkg/model/push_context.go EnvoyFilters,
+// getMatchedEnvoyFilters).
 #[test]
 fn filters_for_other_workloads_are_skipped() {
     let yaml = "---
@@ -474,7 +475,7 @@ apiVersion: networking.istio.io/v1alpha3
 kind: EnvoyFilter
 metadata: {name: other-gw, namespace: bookinfo}
 spec:
-  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: other}]
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}]
   configPatches: [{applyTo: CLUSTER, match: {context: SIDECAR_INBOUND}, patch: {operation: ADD, value: {name: x}}}]
 ---
 apiVersion: networking.istio.io/v1alpha3
@@ -502,6 +503,12 @@ spec:
         ["t.yaml: document 3 (EnvoyFilter istio-system/selector)"]
     );
     assert_eq!(report.skipped.len(), 2);
+    // istiod never applies an EnvoyFilter with targetRefs, even one naming this Gateway.
+    assert!(
+        report.skipped[0].1.contains("targetRefs"),
+        "{:?}",
+        report.skipped
+    );
     let c = v["static_resources"]["clusters"].as_array().unwrap();
     assert_eq!(c.last().unwrap()["name"], json!("z"));
 }
