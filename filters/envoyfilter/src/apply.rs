@@ -88,8 +88,8 @@ impl ApplyContext {
         if let Some(labels) = &ef.workload_selector {
             // The labels Istio puts on a waypoint's pods (and layover's drop-in waypoint too).
             let ok = labels.iter().all(|(k, v)| {
-                k == "gateway.networking.k8s.io/gateway-name" && v == name
-                    || k == "istio.io/gateway-name" && v == name
+                (k == "gateway.networking.k8s.io/gateway-name" || k == "istio.io/gateway-name")
+                    && v == name
             });
             if !ok {
                 return Some(format!(
