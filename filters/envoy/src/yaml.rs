@@ -37,8 +37,12 @@ fn plain_ok(s: &str) -> bool {
     if YAML11_WORDS.contains(&s.to_ascii_lowercase().as_str()) {
         return false;
     }
+    // `:` is plain inside a token (URLs, SPIFFE ids) unless it could start a mapping value.
+    if s.ends_with(':') || s.contains(": ") {
+        return false;
+    }
     s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/'))
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/' | ':'))
 }
 
 fn string(s: &str) -> String {
@@ -151,7 +155,7 @@ mod tests {
     fn round_trips_and_quotes_yaml11_booleans() {
         let v = json!({
             "a": "yes", "b": "On", "c": "y", "d": "plain.name-1/x", "e": "", "f": "1",
-            "g": "%DOWNSTREAM_PEER_URI_SAN%", "h": "multi\nline: yes\n\n  indented\n", "h2": "a\nb", "h3": " lead\nx", "@type": "type.googleapis.com/x.Y",
+            "g": "%DOWNSTREAM_PEER_URI_SAN%", "u": "spiffe://example.org/", "u2": "a:", "u3": "x: y", "h": "multi\nline: yes\n\n  indented\n", "h2": "a\nb", "h3": " lead\nx", "@type": "type.googleapis.com/x.Y",
             "n": 1, "t": true, "z": null, "l": ["off", {"k": "v", "m": {"x": [1, 2]}}, [], {}],
             "em": {}, "nested": [[1, "no"], {"a": {"b": "c"}}],
         });
