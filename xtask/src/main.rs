@@ -25,7 +25,7 @@ commands:
                   the dynamic module, interleaved, at 10/100/1,000 routes x 10/100 authz rules, on the
                   plain listener and through HBONE, plus the decide() micro-benchmark; writes
                   target/bench/report.md, report.json and cpu-per-request.png (~15 min)
-                  (--quick: a smoke run; --rounds N (default 3); --requests N per run (default 12000);
+                  (--quick: a smoke run; --rounds N (default 3); --requests N per run (default 20000);
                   --connections N (default 8); --routes 10,100,1000; --rules 10,100; --no-micro; --no-chart)
   bench-cluster-selection
                   header + route re-match vs the dynamic module's cluster specifier plugin:
