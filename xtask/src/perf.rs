@@ -49,7 +49,7 @@ const CLIENT_IDENTITY: &str = "default/bench-client";
 
 const USAGE: &str =
     "usage: cargo xtask bench [--quick] [--rounds N] [--requests N] [--connections N] \
-[--routes 10,100,1000] [--rules 10,100] [--no-micro] [--no-chart]";
+[--routes 10,100,1000] [--rules 10,100] [--no-micro] [--no-chart] [--no-profile]";
 
 /// Settings from the command line.
 #[derive(Debug, Clone)]
@@ -61,6 +61,7 @@ struct Settings {
     rules: Vec<usize>,
     micro: bool,
     chart: bool,
+    profile: bool,
     quick: bool,
 }
 
@@ -86,6 +87,7 @@ fn parse(args: &[String]) -> Result<Settings, String> {
         rules: vec![10, 100],
         micro: true,
         chart: true,
+        profile: true,
         quick: false,
     };
     let mut explicit = (false, false);
@@ -111,6 +113,7 @@ fn parse(args: &[String]) -> Result<Settings, String> {
             "--rules" => s.rules = list(it.next(), arg)?,
             "--no-micro" => s.micro = false,
             "--no-chart" => s.chart = false,
+            "--no-profile" => s.profile = false,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("bench: unknown argument `{other}`\n{USAGE}")),
         }
@@ -443,6 +446,7 @@ pub fn run_bench(args: &[String]) -> Result<(), String> {
         .collect();
     let ticks = clock_ticks();
     let mut samples = Vec::new();
+    let mut profiles: Vec<Profile> = Vec::new();
     let mut states: BTreeMap<(usize, usize, &'static str), ConfigState> = BTreeMap::new();
     for (k, &(routes, rules)) in sizes.iter().enumerate() {
         let tag = format!("[{}/{}] {routes} routes, {rules} rules", k + 1, sizes.len());
@@ -554,6 +558,33 @@ pub fn run_bench(args: &[String]) -> Result<(), String> {
                 state.rss_kib = rss_kib(proc.pid()).ok();
             }
         }
+        // Where the time goes, once, at the first size: one extra plain run per waypoint under
+        // `perf record` (software clock; works without hardware counters).
+        if k == 0 && settings.profile {
+            if perf_works() {
+                step(&format!(
+                    "{tag}: profiling one extra plain run per waypoint (perf record -e cpu-clock)"
+                ));
+                for w in &waypoints {
+                    let Some(proc) = &w.proc else { continue };
+                    let data = dir.join(format!("{}.perf.data", w.config));
+                    let target = (proc.pid(), data.as_path());
+                    load_with(
+                        &env,
+                        w,
+                        "plain",
+                        &target_list,
+                        settings.requests,
+                        settings.connections,
+                        false,
+                        Some(target),
+                    )?;
+                    profiles.push(Profile::read(w.config, routes, rules, &data));
+                }
+            } else {
+                println!("    (no profile: `perf record -e cpu-clock` does not work here)");
+            }
+        }
         drop(waypoints);
     }
     let load_after = loadavg();
@@ -562,7 +593,9 @@ pub fn run_bench(args: &[String]) -> Result<(), String> {
     let summary = summarize(&sizes, &samples, &states);
     let goals = goals(&settings, &summary);
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
-    let json = report_json(&settings, &machine, &samples, &summary, &goals, &micro);
+    let json = report_json(
+        &settings, &machine, &samples, &summary, &goals, &micro, &profiles,
+    );
     let json_path = out_dir.join("report.json");
     std::fs::write(&json_path, &json).map_err(|e| format!("{}: {e}", json_path.display()))?;
     let chart = if settings.chart {
@@ -584,6 +617,7 @@ pub fn run_bench(args: &[String]) -> Result<(), String> {
         &micro,
         chart.is_some(),
         &states,
+        &profiles,
     );
     let md_path = out_dir.join("report.md");
     std::fs::write(&md_path, &md).map_err(|e| format!("{}: {e}", md_path.display()))?;
@@ -694,7 +728,43 @@ fn load(
     connections: u64,
     check: bool,
 ) -> Result<LoadResult, String> {
-    let mut cmd = Command::new(&env.loadgen);
+    load_with(
+        env,
+        w,
+        listener,
+        targets,
+        requests,
+        connections,
+        check,
+        None,
+    )
+}
+
+/// [`load`], optionally under `perf record` sampling the waypoint (`(pid, data file)`).
+#[allow(clippy::too_many_arguments)]
+fn load_with(
+    env: &Env,
+    w: &Waypoint,
+    listener: &str,
+    targets: &Path,
+    requests: u64,
+    connections: u64,
+    check: bool,
+    perf: Option<(u32, &Path)>,
+) -> Result<LoadResult, String> {
+    let mut cmd = match perf {
+        None => Command::new(&env.loadgen),
+        Some((pid, data)) => {
+            let mut c = Command::new("perf");
+            c.args(["record", "-q", "-e", "cpu-clock", "-F", "2000", "-p"])
+                .arg(pid.to_string())
+                .arg("-o")
+                .arg(data)
+                .arg("--")
+                .arg(&env.loadgen);
+            c
+        }
+    };
     cmd.arg("load").arg("--targets").arg(targets);
     cmd.args(["--requests", &requests.to_string()]);
     cmd.args(["--connections", &connections.to_string()]);
@@ -716,6 +786,130 @@ fn load(
     }
     let stdout = String::from_utf8_lossy(&o.stdout);
     LoadResult::parse(stdout.trim())
+}
+
+/// Whether `perf record` with the software clock works on this machine.
+fn perf_works() -> bool {
+    let data = std::env::temp_dir().join(format!("layover-perf-probe-{}.data", std::process::id()));
+    let ok = Command::new("perf")
+        .args(["record", "-q", "-e", "cpu-clock", "-o"])
+        .arg(&data)
+        .args(["--", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let _ = std::fs::remove_file(&data);
+    ok
+}
+
+/// One waypoint's CPU samples during a plain run, by shared object, and the hottest symbols of
+/// the filter's own code.
+struct Profile {
+    config: &'static str,
+    routes: usize,
+    rules: usize,
+    /// (share %, what) by shared object, largest first.
+    dsos: Vec<(f64, String)>,
+    /// (share %, symbol) in the filter's own code (dynamic module only: V8's JIT frames and the
+    /// stripped Envoy have no symbols).
+    symbols: Vec<(f64, String)>,
+}
+
+/// `perf report --stdio` lines `  12.34%  name…` → (12.34, name…).
+fn perf_rows(text: &str) -> Vec<(f64, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let (pct, rest) = l.split_once('%')?;
+            let pct: f64 = pct.trim().parse().ok()?;
+            Some((pct, rest.trim().to_string()))
+        })
+        .collect()
+}
+
+/// What a shared object stands for in a waypoint profile.
+fn dso_meaning(dso: &str) -> String {
+    match dso {
+        "envoy" => "Envoy (stripped: HTTP codec, TLS, router, RBAC, host ABI, V8 runtime)".into(),
+        "[kernel.kallsyms]" => "kernel (sockets, scheduling)".into(),
+        "liblayover_module.so" => "layover dynamic module".into(),
+        d if d.starts_with("[JIT]") => "layover wasm code (V8 JIT)".into(),
+        d if d.starts_with("libc") => "libc (malloc, memcpy)".into(),
+        d => d.to_string(),
+    }
+}
+
+impl Profile {
+    fn read(config: &'static str, routes: usize, rules: usize, data: &Path) -> Profile {
+        let report = |extra: &[&str]| {
+            output_of(
+                Command::new("perf")
+                    .args(["report", "--stdio", "--no-children", "-g", "none", "-i"])
+                    .arg(data)
+                    .args(extra),
+            )
+        };
+        let dsos = perf_rows(&report(&["--sort", "dso"]))
+            .into_iter()
+            .map(|(p, d)| (p, dso_meaning(&d)))
+            .filter(|(p, _)| *p >= 0.5)
+            .collect();
+        let symbols = if config == "dynamic-module" {
+            perf_rows(&report(&[
+                "--sort",
+                "sym",
+                "--dsos",
+                "liblayover_module.so",
+            ]))
+            .into_iter()
+            .map(|(p, s)| (p, s.trim_start_matches("[.]").trim().to_string()))
+            .take(6)
+            .collect()
+        } else {
+            Vec::new()
+        };
+        Profile {
+            config,
+            routes,
+            rules,
+            dsos,
+            symbols,
+        }
+    }
+}
+
+/// The profiles as markdown: shares of the waypoint's CPU, and the same in µs per request
+/// (share × the median CPU µs/request of that config on the plain listener).
+fn profile_md(rows: &[Row], profiles: &[Profile]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\n## Where the time goes (perf, plain listener)\n\nOne extra plain run per waypoint at \
+         the first size under `perf record -e cpu-clock`; samples of the waypoint process by \
+         shared object, converted to µs per request with the config's median CPU µs/request.\n"
+    );
+    for p in profiles {
+        let cpu = find(rows, p.routes, p.rules, "plain", p.config).map(|r| r.cpu);
+        let _ = writeln!(
+            o,
+            "**{}** ({} routes, {} rules):\n",
+            p.config, p.routes, p.rules
+        );
+        let _ = writeln!(o, "| where | share | ≈ µs/req |\n|---|---:|---:|");
+        for (pct, what) in &p.dsos {
+            let us = cpu.map_or("–".into(), |c| format!("{:.1}", c * pct / 100.0));
+            let _ = writeln!(o, "| {what} | {pct:.1} % | {us} |");
+        }
+        if !p.symbols.is_empty() {
+            let list: Vec<String> = p
+                .symbols
+                .iter()
+                .map(|(pct, s)| format!("`{s}` {pct:.2} %"))
+                .collect();
+            let _ = writeln!(o, "\nHottest module symbols: {}.", list.join(", "));
+        }
+        o.push('\n');
+    }
+    o
 }
 
 /// The `decide()` scaling micro-benchmark (`cargo bench -p layover-core`) at the sizes of the
@@ -1040,6 +1234,7 @@ fn mib(kib: Option<u64>) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn report_md(
     settings: &Settings,
     m: &Machine,
@@ -1048,6 +1243,7 @@ fn report_md(
     micro: &str,
     chart: bool,
     states: &BTreeMap<(usize, usize, &'static str), ConfigState>,
+    profiles: &[Profile],
 ) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# layover side-by-side benchmark\n");
@@ -1129,6 +1325,9 @@ fn report_md(
             micro
         );
     }
+    if !profiles.is_empty() {
+        o.push_str(&profile_md(rows, profiles));
+    }
     let _ = writeln!(o, "\n## Notes\n");
     let mut notes = 0;
     for ((routes, rules, config), s) in states {
@@ -1201,6 +1400,7 @@ fn report_json(
     rows: &[Row],
     goals: &[Goal],
     micro: &str,
+    profiles: &[Profile],
 ) -> String {
     let mut o = String::from("{\n");
     let _ = writeln!(
@@ -1278,6 +1478,27 @@ fn report_json(
         })
         .collect();
     o.push_str(&goals_json.join(",\n"));
+    o.push_str("\n  ],\n  \"profiles\": [\n");
+    let pairs = |v: &[(f64, String)]| {
+        v.iter()
+            .map(|(p, w)| format!("[{}, {}]", num(*p), esc(w)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let profiles_json: Vec<String> = profiles
+        .iter()
+        .map(|p| {
+            format!(
+                "    {{\"config\": {}, \"routes\": {}, \"rules\": {}, \"by_object_percent\": [{}], \"module_symbols_percent\": [{}]}}",
+                esc(p.config),
+                p.routes,
+                p.rules,
+                pairs(&p.dsos),
+                pairs(&p.symbols)
+            )
+        })
+        .collect();
+    o.push_str(&profiles_json.join(",\n"));
     let _ = write!(o, "\n  ],\n  \"micro_benchmark\": {}\n}}\n", esc(micro));
     o
 }
@@ -1397,6 +1618,20 @@ mod tests {
         assert_eq!((s.rounds, s.routes), (5, vec![10, 1000]));
         assert!(parse(&args(&["--routes", "0"])).is_err());
         assert!(parse(&args(&["--bogus"])).is_err());
+    }
+
+    #[test]
+    fn perf_report_lines_are_read() {
+        let text =
+            "# Samples: 9K\n#\n    67.60%  envoy            \n     6.37%  [JIT] tid 2756\n\n";
+        let rows = perf_rows(text);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0], (67.6, "envoy".to_string()));
+        assert_eq!(dso_meaning(&rows[1].1), "layover wasm code (V8 JIT)");
+        assert_eq!(
+            dso_meaning("liblayover_module.so"),
+            "layover dynamic module"
+        );
     }
 
     #[test]
