@@ -1105,10 +1105,14 @@ fn ratio_goal(
 ) -> Goal {
     let mut parts = Vec::new();
     let mut met = None;
-    let (listeners, metric): (&[&str], fn(&Row) -> Option<f64>) = match metric {
-        Metric::Cpu => (&LISTENERS, |r| Some(r.cpu)),
-        // Memory is per Envoy, not per listener.
-        Metric::Rss => (&LISTENERS[..1], |r| r.rss_kib.map(|k| k as f64)),
+    // Memory is per Envoy, not per listener.
+    let listeners: &[&str] = match metric {
+        Metric::Cpu => &LISTENERS,
+        Metric::Rss => &LISTENERS[..1],
+    };
+    let metric = |r: &Row| match metric {
+        Metric::Cpu => Some(r.cpu),
+        Metric::Rss => r.rss_kib.map(|k| k as f64),
     };
     for &rules in &settings.rules {
         for &listener in listeners {
