@@ -19,7 +19,9 @@
 //! (`VmRSS`) is read after the rounds: with `--concurrency 1` it is the memory of one worker plus
 //! the main thread.
 //!
-//! The core's `decide()` scaling micro-benchmark runs too. Writes `target/bench/report.md`,
+//! At the first size one extra plain run per waypoint is sampled with `perf record -e cpu-clock`
+//! (when perf works) to show where the time goes. The core's `decide()` scaling micro-benchmark
+//! runs too. Writes `target/bench/report.md`,
 //! `target/bench/report.json` and `target/bench/cpu-per-request.png`, and prints the ratios to
 //! native.
 
