@@ -12,7 +12,7 @@ test:
 lint:
     cargo xtask lint
 
-# decide() scaling benchmark.
+# Side-by-side benchmark (no policy, native, wasm, dynamic module) + decide() micro-benchmark; writes target/bench/report.md.
 bench:
     cargo xtask bench
 

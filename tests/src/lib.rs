@@ -8,10 +8,12 @@
 //!   filter build (wasm or dynamic module).
 //!
 //! - [`tls`]: an mTLS client whose client certificate is the caller's SPIFFE identity.
+//! - [`bench`]: request lists, percentiles and the "no policy" bootstrap of `cargo xtask bench`.
 //!
 //! Every piece binds its own ports and uses no shared state, so tests run in parallel.
 
 pub mod backend;
+pub mod bench;
 pub mod client;
 pub mod envoy;
 pub mod tls;

@@ -18,11 +18,15 @@
 //! Writes `target/bench/cluster-selection.md`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::measure::{
+    clock_ticks, cpu_ticks, free_port, median, min_max, start_envoy, upstream_config, EnvoyRun,
+    Ready,
+};
 use crate::{repo_root, run, step};
 
 /// The two mechanisms, as `layover envoy --cluster-selection` spells them.
@@ -80,152 +84,6 @@ struct Sample {
     seconds: f64,
     req_per_s: f64,
     cpu_us_per_req: f64,
-}
-
-/// A child process that is killed (by its own handle) when dropped.
-struct Proc {
-    child: Child,
-    name: String,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port the kernel considers free right now.
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding a port: {e}"))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("reading a port: {e}"))
-}
-
-/// Clock ticks per second for `/proc/<pid>/stat` times.
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
-    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or(format!("/proc/{pid}/stat: unexpected format"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state): utime is field 14, stime field 15.
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or(format!("/proc/{pid}/stat: no field {}", i + 3))
-    };
-    Ok(field(11)? + field(12)?)
-}
-
-/// One HTTP/1.1 GET over a fresh connection; the status code.
-fn probe(port: u16) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET /probe HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Starts Envoy on `config` and waits until `port` answers 200.
-fn start_envoy(
-    envoy: &Path,
-    config: &Path,
-    base_id: u32,
-    port: u16,
-    module_dir: &Path,
-    log: &Path,
-    name: &str,
-) -> Result<Proc, String> {
-    let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let child = Command::new(envoy)
-        .arg("-c")
-        .arg(config)
-        .args(["--concurrency", "1", "--log-level", "warn", "--base-id"])
-        .arg(base_id.to_string())
-        .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", module_dir)
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", envoy.display()))?;
-    let mut proc = Proc {
-        child,
-        name: name.to_string(),
-    };
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(30) {
-        if let Ok(Some(status)) = proc.child.try_wait() {
-            return Err(format!(
-                "Envoy ({}) exited during start ({status}); see {}",
-                proc.name,
-                log.display()
-            ));
-        }
-        if probe(port) == Some(200) {
-            return Ok(proc);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(format!(
-        "Envoy ({name}) did not answer 200 on port {port} within 30 s; see {}",
-        log.display()
-    ))
-}
-
-/// The upstream: an Envoy answering every request with a direct 200.
-fn upstream_config(port: u16) -> String {
-    format!(
-        r#"static_resources:
-  listeners:
-  - name: upstream
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: upstream
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{prefix: /}}
-                direct_response: {{status: 200, body: {{inline_string: ok}}}}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"#
-    )
 }
 
 /// Service `bench` with two subsets (both on the upstream) and a VirtualService that decides
@@ -341,19 +199,6 @@ fn client(port: u16, n: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// `cargo xtask bench-cluster-selection [--rounds N] [--requests N]`.
 pub fn cluster_selection(args: &[String]) -> Result<(), String> {
     let settings = parse(args)?;
@@ -400,24 +245,34 @@ pub fn cluster_selection(args: &[String]) -> Result<(), String> {
 
     step("starting the upstream Envoy (direct response) and both waypoints (--concurrency 1)");
     let _upstream = start_envoy(
-        &envoy,
-        &upstream_cfg,
-        7199,
-        upstream_port,
-        &module_dir,
-        &work.join("upstream.log"),
-        "upstream",
+        &EnvoyRun {
+            envoy: &envoy,
+            config: &upstream_cfg,
+            base_id: 7199,
+            module_dir: &module_dir,
+            log: &work.join("upstream.log"),
+            name: "upstream",
+        },
+        Ready::Listener {
+            port: upstream_port,
+            host: HOST,
+        },
     )?;
     let mut running = Vec::new();
     for (mode, config, port, base_id) in &waypoints {
         let proc = start_envoy(
-            &envoy,
-            config,
-            *base_id,
-            *port,
-            &module_dir,
-            &work.join(format!("{mode}.log")),
-            mode,
+            &EnvoyRun {
+                envoy: &envoy,
+                config,
+                base_id: *base_id,
+                module_dir: &module_dir,
+                log: &work.join(format!("{mode}.log")),
+                name: mode,
+            },
+            Ready::Listener {
+                port: *port,
+                host: HOST,
+            },
         )?;
         running.push((*mode, *port, proc));
     }
@@ -538,11 +393,4 @@ fn report(settings: &Settings, samples: &[Sample]) -> String {
         ));
     }
     out
-}
-
-fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
-            (lo.min(*x), hi.max(*x))
-        })
 }

@@ -5,6 +5,8 @@
 
 mod bench;
 mod envoy;
+mod measure;
+mod perf;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -19,7 +21,12 @@ commands:
                   --listener hbone|mtls (default hbone; mtls: plain HTTP over the mTLS listener);
                   --keep-running: stay up until Ctrl-C; --explain: the offline explain only)
   test            run the whole test suite (what CI runs)
-  bench           run the core decide() scaling benchmark
+  bench           the side-by-side benchmark: Envoy with no policy, the native translation, wasm and
+                  the dynamic module, interleaved, at 10/100/1,000 routes x 10/100 authz rules, on the
+                  plain listener and through HBONE, plus the decide() micro-benchmark; writes
+                  target/bench/report.md, report.json and cpu-per-request.png (~15 min)
+                  (--quick: a smoke run; --rounds N (default 3); --requests N per run (default 20000);
+                  --connections N (default 8); --routes 10,100,1000; --rules 10,100; --no-micro; --no-chart)
   bench-cluster-selection
                   header + route re-match vs the dynamic module's cluster specifier plugin:
                   interleaved rounds under real Envoy with a fixed-count keep-alive client, writes target/bench/cluster-selection.md
@@ -36,7 +43,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(),
-        Some("bench") => bench(),
+        Some("bench") => perf::run_bench(&args[1..]),
         Some("bench-cluster-selection") => bench::cluster_selection(&args[1..]),
         Some("install-envoy") => envoy::install(&repo_root()).map(|path| {
             println!("envoy: {}", path.display());
@@ -228,11 +235,6 @@ fn test() -> Result<(), String> {
         .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", &runner))?;
     step("all tests passed");
     Ok(())
-}
-
-fn bench() -> Result<(), String> {
-    step("running the decide() scaling benchmark (cargo bench -p layover-core)");
-    run(cargo().args(["bench", "-p", "layover-core", "--locked"]))
 }
 
 fn lint() -> Result<(), String> {
