@@ -111,12 +111,10 @@ fn hbone_config_with(
     extra_yaml: &str,
 ) -> String {
     let compiled = compile_yaml(&(app_yaml("reviews", &[backend]) + AUTHZ + extra_yaml)).unwrap();
-    let filter = build.http_filter(&policy_json(&compiled).unwrap()).unwrap();
-    let opts = BootstrapOptions {
+    let mut opts = BootstrapOptions {
         admin_port: Launch::ANY_PORT,
         listener_port: Launch::ANY_PORT,
         access_log_path: log,
-        layover_filter: Some(filter),
         hbone: Some(hbone),
         ..BootstrapOptions::default()
     };
@@ -124,6 +122,11 @@ fn hbone_config_with(
     for ep in &mut endpoints {
         ep.hbone = in_mesh;
     }
+    if build == FilterBuild::Native {
+        return layover_envoy::native::native_bootstrap(&compiled.policy, &endpoints, &opts)
+            .unwrap();
+    }
+    opts.layover_filter = Some(build.http_filter(&policy_json(&compiled).unwrap()).unwrap());
     bootstrap(&compiled.policy, &endpoints, &opts).unwrap()
 }
 
@@ -143,6 +146,13 @@ async fn hbone_bootstrap_passes_envoy_validate_wasm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hbone_bootstrap_passes_envoy_validate_dynamic_module() {
     validates(FilterBuild::DynamicModule).await;
+}
+
+/// The native translation (the oracle): the same chain with plain Envoy routes and RBAC, the
+/// principal read from the filter state `connect_terminate` records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hbone_bootstrap_passes_envoy_validate_native() {
+    validates(FilterBuild::Native).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,6 +316,13 @@ async fn hbone_connect_reaches_the_backend_with_the_peer_principal_dynamic_modul
     through_the_tunnel(FilterBuild::DynamicModule).await;
 }
 
+/// The native translation (the oracle): the same chain with plain Envoy routes and RBAC, the
+/// principal read from the filter state `connect_terminate` records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hbone_connect_reaches_the_backend_with_the_peer_principal_native() {
+    through_the_tunnel(FilterBuild::Native).await;
+}
+
 async fn hbone_in_and_out(build: FilterBuild) {
     use layover_hbone::{Credentials, HboneServer, PeerPolicy};
 
@@ -378,6 +395,13 @@ async fn in_mesh_endpoints_are_reached_through_hbone_wasm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_mesh_endpoints_are_reached_through_hbone_dynamic_module() {
     hbone_in_and_out(FilterBuild::DynamicModule).await;
+}
+
+/// The native translation (the oracle): the same chain with plain Envoy routes and RBAC, the
+/// principal read from the filter state `connect_terminate` records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_mesh_endpoints_are_reached_through_hbone_native() {
+    hbone_in_and_out(FilterBuild::Native).await;
 }
 
 async fn remote_ip_from_forwarded(build: FilterBuild) {
