@@ -455,7 +455,7 @@ fn timeouts(action: &mut Map<String, Value>, timeout_ms: u64) {
 }
 
 fn millis(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{}.{:03}s", ms / 1000, ms % 1000)
@@ -1018,11 +1018,21 @@ fn regex_escape(s: &str) -> String {
 // AuthorizationPolicy → RBAC
 // ---------------------------------------------------------------------------------------------
 
+/// The RBAC policies of one action for one service.
+#[derive(Default)]
+struct RbacGroup {
+    /// Enforced policies, by RBAC policy name.
+    enforced: Map<String, Value>,
+    /// `istio.io/dry-run` policies (`shadow_rules`).
+    shadow: Map<String, Value>,
+    /// At least one enforced policy is bound (even one without rules).
+    has_enforced: bool,
+}
+
 /// The `typed_per_filter_config` of a service's virtual hosts: one `RBACPerRoute` per action the
 /// service's bound policies use.
 fn service_rbac(policy: &Policy, svc: &Service) -> Result<Map<String, Value>, NativeError> {
-    let mut groups: BTreeMap<&str, (Map<String, Value>, Map<String, Value>, bool)> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<&str, RbacGroup> = BTreeMap::new();
     for &i in &svc.authorization_policies {
         let Some(p) = policy.authorization_policies.get(i as usize) else {
             continue;
@@ -1036,15 +1046,23 @@ fn service_rbac(policy: &Policy, svc: &Service) -> Result<Map<String, Value>, Na
         let entry = groups.entry(filter).or_default();
         let policies = rbac_policies(p)?;
         if p.dry_run {
-            entry.1.extend(policies);
+            entry.shadow.extend(policies);
         } else {
-            entry.0.extend(policies);
+            entry.enforced.extend(policies);
             // An ALLOW policy without rules still makes the ALLOW filter enforce (deny all).
-            entry.2 = true;
+            entry.has_enforced = true;
         }
     }
     let mut out = Map::new();
-    for (filter, (enforced, shadow, has_enforced)) in groups {
+    for (
+        filter,
+        RbacGroup {
+            enforced,
+            shadow,
+            has_enforced,
+        },
+    ) in groups
+    {
         let action = match filter {
             RBAC_DENY_FILTER => "DENY",
             RBAC_ALLOW_FILTER => "ALLOW",
