@@ -10,7 +10,8 @@
 //! `ignoreUriCase`, regex, headers, `withoutHeaders`, query parameters, method, first match
 //! wins, no match → 404), a 100/0 weighted split, request and response header operations,
 //! prefix / regex / authority rewrites, redirects, direct responses, CORS, the services' default
-//! routes, and AuthorizationPolicy ALLOW and DENY on methods, paths, hosts and headers. Each
+//! routes, Gateway API HTTPRoute (separated prefixes, URLRewrite, header modifiers, redirect,
+//! an unresolvable backend), and AuthorizationPolicy ALLOW and DENY on methods, paths, hosts and headers. Each
 //! element cites the Istio reference it is taken from.
 //!
 //! Requests are generated from a fixed seed (reproducible; the seed is printed with any
@@ -37,7 +38,9 @@ const REQUESTS: usize = 400;
 /// HTTPRouteDestination weights, Headers, HTTPRewrite, HTTPRedirect, HTTPDirectResponse,
 /// CorsPolicy) and
 /// https://istio.io/latest/docs/reference/config/security/authorization-policy/ (ALLOW, DENY,
-/// Operation methods / paths / hosts, Condition request.headers).
+/// Operation methods / paths / hosts, Condition request.headers);
+/// https://gateway-api.sigs.k8s.io/reference/spec/#httproutefilter (URLRewrite,
+/// RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect).
 const POLICY: &str = r#"
 ---
 apiVersion: networking.istio.io/v1
@@ -126,6 +129,36 @@ spec:
       response: {set: {x-resp-authority: matched}}
   - route: [{destination: {host: beta, subset: v1}}]
 ---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: delta, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: delta}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /api/}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}
+    backendRefs: [{name: delta, port: 9080}]
+  - matches: [{path: {type: Exact, value: /full}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: /other}, hostname: delta.internal}
+    backendRefs: [{name: delta, port: 9080}]
+  - matches: [{path: {type: PathPrefix, value: /gone}}]
+    backendRefs: [{name: nowhere, port: 9080}]
+  - matches: [{path: {type: PathPrefix, value: /hdr}, headers: [{name: x-user, value: admin}]}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-set, value: gw}], add: [{name: x-add, value: gw}], remove: [x-remove]}
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {set: [{name: x-resp-gw, value: gw}]}
+    backendRefs: [{name: delta, port: 9080}]
+  - matches: [{path: {type: PathPrefix, value: /redir}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {scheme: https, hostname: new.example, statusCode: 301}
+---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: beta-deny, namespace: default}
@@ -213,6 +246,8 @@ fn generate(seed: u64, n: usize) -> Vec<Req> {
         "gamma:9080",
         "gamma.default.svc.cluster.local:9080",
         "gamma",
+        "delta:9080",
+        "delta",
         "unknown:9080",
     ];
     let paths = [
@@ -245,6 +280,11 @@ fn generate(seed: u64, n: usize) -> Vec<Req> {
         "/nothing/here",
         "/abort",
         "/nosubset/x",
+        "/api/",
+        "/full",
+        "/gone/a",
+        "/hdr/x",
+        "/redir/x",
     ];
     let queries = ["", "?debug=1", "?debug=0", "?a=b&debug=1", "?x=1"];
     let methods = [
@@ -381,11 +421,11 @@ async fn send(wp: &Waypoint, r: &Req) -> Reply {
 async fn native_and_layover_builds_agree_on_generated_requests() {
     let mut yaml = String::new();
     let mut backends = Vec::new();
-    for app in ["alpha", "beta", "gamma"] {
+    for app in ["alpha", "beta", "gamma", "delta"] {
         let v1 = Backend::start(&format!("{app}-v1"), "v1").await.unwrap();
-        // gamma has no VirtualService: its default route balances over all its endpoints,
-        // so it gets one, and which backend answers stays deterministic.
-        if app == "gamma" {
+        // gamma (no VirtualService) and delta (HTTPRoute backendRefs name the Service) balance
+        // over all their endpoints: one each, so which backend answers stays deterministic.
+        if app == "gamma" || app == "delta" {
             yaml.push_str(&app_yaml(app, &[&v1]));
             backends.push(v1);
             continue;
@@ -433,7 +473,7 @@ async fn native_and_layover_builds_agree_on_generated_requests() {
         requests.len()
     );
     // The set must exercise every kind of outcome, or it proves little.
-    for status in [200, 301, 302, 403, 404, 418, 503] {
+    for status in [200, 301, 302, 403, 404, 418, 500, 503] {
         assert!(
             statuses.contains_key(&status),
             "no request answered {status}: {statuses:?}"

@@ -506,16 +506,16 @@ fn route_json(
             };
             let (mut req_add, mut req_remove) = header_ops(r.request_headers.as_ref());
             let mut action = Map::new();
+            if gateway {
+                // Gateway API: a backend that cannot be served answers 500, not 503 (istiod's
+                // `cluster_not_found_response_code` for HTTPRoute routes; the core's
+                // `unavailable_status`).
+                action.insert(
+                    "cluster_not_found_response_code".into(),
+                    json!("INTERNAL_SERVER_ERROR"),
+                );
+            }
             if let [d] = kept.as_slice() {
-                if d.unavailable && gateway {
-                    // Gateway API: an invalid backend answers 500.
-                    route.insert("direct_response".into(), json!({ "status": 500 }));
-                    finish_headers(&mut route, Vec::new(), Vec::new(), rsp_add, rsp_remove);
-                    if !per_filter.is_empty() {
-                        route.insert("typed_per_filter_config".into(), Value::Object(per_filter));
-                    }
-                    return Value::Object(route);
-                }
                 action.insert("cluster".into(), json!(dest_cluster(d)));
                 // istiod merges a single destination's operations into the route's lists.
                 let (da, dr) = header_ops(d.request_headers.as_ref());

@@ -660,3 +660,54 @@ fn base64_matches_rfc4648() {
         assert_eq!(base64(input), out);
     }
 }
+
+#[test]
+fn gateway_api_routes_translate_as_istiod_writes_them() {
+    // istio/istio pilot/pkg/config/kube/gateway (HTTPRoute → VirtualService-like routes) and
+    // route.go TranslateRouteMatch: PathPrefix other than "/" → path_separated_prefix (one
+    // trailing "/" trimmed); URLRewrite ReplacePrefixMatch "/" → regex rewrite without a double
+    // slash, ReplaceFullPath → whole-path regex rewrite; a backend that cannot be served
+    // answers 500 (cluster_not_found_response_code).
+    let yaml = format!(
+        "{}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: h, namespace: default}}
+spec:
+  parentRefs: [{{group: '', kind: Service, name: r}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /api/}}}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}
+    backendRefs: [{{name: r, port: 9080}}]
+  - matches: [{{path: {{type: Exact, value: /full}}}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {{path: {{type: ReplaceFullPath, replaceFullPath: /other}}}}
+    backendRefs: [{{name: r, port: 9080}}]
+  - matches: [{{path: {{type: PathPrefix, value: /gone}}}}]
+    backendRefs: [{{name: missing, port: 9080}}]
+",
+        svc("r")
+    );
+    let bundle = layover_config::load_str("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    let policy = layover_config::compile(&bundle)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .policy;
+    let rc = route_configuration(&policy).unwrap();
+    for needle in [
+        json!({ "match": { "path_separated_prefix": "/api" }, "route": {
+            "regex_rewrite": { "pattern": { "regex": "^/api(/?)(.*)" }, "substitution": "/\\2" },
+            "cluster_not_found_response_code": "INTERNAL_SERVER_ERROR",
+        } }),
+        json!({ "match": { "path": "/full" }, "route": {
+            "regex_rewrite": { "pattern": { "regex": "^/.*$" }, "substitution": "/other" },
+        } }),
+        json!({ "match": { "path_separated_prefix": "/gone" }, "route": {
+            "cluster_not_found_response_code": "INTERNAL_SERVER_ERROR",
+        } }),
+    ] {
+        assert!(contains(&rc, &needle), "{needle}\nin\n{rc:#}");
+    }
+}
