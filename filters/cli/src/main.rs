@@ -41,7 +41,8 @@ enum Cmd {
     Certs(certs::CertsArgs),
     /// HBONE (HTTP/2 CONNECT over mTLS) as ztunnel speaks it: `curl` through a waypoint, `serve`.
     Hbone(hbone_cmd::HboneArgs),
-    /// Compile Istio YAML (files or directories) into a layover policy.
+    /// Compile Istio YAML (files or directories) into a layover policy, or with `--target
+    /// envoy-native` into the equivalent plain Envoy configuration (routes, RBAC, clusters).
     Compile {
         /// YAML files or directories (searched recursively for *.yaml / *.yml).
         #[arg(required = true)]
