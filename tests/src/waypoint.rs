@@ -23,6 +23,11 @@ pub enum FilterBuild {
     Wasm,
     /// The Envoy dynamic module (`liblayover_module.so`, crate `filters/dynamic-module`).
     DynamicModule,
+    /// No layover filter: the native translation of the same policy
+    /// (`layover_envoy::native`), plain Envoy routes and RBAC as istiod writes them. The
+    /// baseline and correctness oracle; it runs the tests whose behaviour native Envoy can
+    /// express.
+    Native,
 }
 
 /// Name Envoy resolves to `lib<name>.so` in `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` (the name
@@ -73,6 +78,7 @@ impl FilterBuild {
         match self {
             FilterBuild::Wasm => "wasm",
             FilterBuild::DynamicModule => "dynamic-module",
+            FilterBuild::Native => "native",
         }
     }
 
@@ -84,18 +90,41 @@ impl FilterBuild {
                 dynamic_module_dir()?;
                 Ok(layover_envoy::dynamic_module_filter(policy_json))
             }
+            FilterBuild::Native => Err(HarnessError::Config(
+                "the native build has no layover filter; use FilterBuild::bootstrap".into(),
+            )),
         }
     }
 
     /// Environment the Envoy process needs for this build.
     pub fn envoy_env(self) -> Result<Vec<(String, String)>, HarnessError> {
         match self {
-            FilterBuild::Wasm => Ok(Vec::new()),
+            FilterBuild::Wasm | FilterBuild::Native => Ok(Vec::new()),
             FilterBuild::DynamicModule => Ok(vec![(
                 "ENVOY_DYNAMIC_MODULES_SEARCH_PATH".to_string(),
                 dynamic_module_dir()?.display().to_string(),
             )]),
         }
+    }
+
+    /// The bootstrap for `compiled` with this build: `opts` plus the layover filter loaded with
+    /// the policy, or for [`FilterBuild::Native`] the native translation with `opts`.
+    pub fn bootstrap(
+        self,
+        compiled: &layover_config::Compiled,
+        opts: BootstrapOptions,
+    ) -> Result<String, HarnessError> {
+        let endpoints = endpoints_from_registry(compiled);
+        if self == FilterBuild::Native {
+            return layover_envoy::native::native_bootstrap(&compiled.policy, &endpoints, &opts)
+                .map_err(|e| HarnessError::Config(e.to_string()));
+        }
+        let opts = BootstrapOptions {
+            layover_filter: Some(self.http_filter(&policy_json(compiled)?)?),
+            ..opts
+        };
+        bootstrap(&compiled.policy, &endpoints, &opts)
+            .map_err(|e| HarnessError::Config(e.to_string()))
     }
 
     /// Envoy options (log level, environment) for this build.
@@ -228,6 +257,17 @@ pub fn waypoint_bootstrap_with(
         .map_err(|e| HarnessError::Config(e.to_string()))
 }
 
+/// The bootstrap options every waypoint test uses: admin and listener on kernel-picked ports,
+/// access log on.
+pub fn launch_options(launch: &Launch) -> BootstrapOptions {
+    BootstrapOptions {
+        admin_port: Launch::ANY_PORT,
+        listener_port: Launch::ANY_PORT,
+        access_log_path: Some(launch.access_log.display().to_string()),
+        ..BootstrapOptions::default()
+    }
+}
+
 /// A layover waypoint under a real Envoy, with an HTTP/1.1 keep-alive client.
 #[derive(Debug)]
 pub struct Waypoint {
@@ -251,9 +291,12 @@ impl Waypoint {
                 lines.join("\n")
             ))
         })?;
-        let filter = build.http_filter(&policy_json(&compiled)?)?;
         let envoy = Envoy::start_with(&build.envoy_options()?, |launch| {
-            waypoint_bootstrap_with(&compiled, filter, &envoy_filters, launch)
+            let opts = BootstrapOptions {
+                envoy_filters: envoy_filters.clone(),
+                ..launch_options(launch)
+            };
+            build.bootstrap(&compiled, opts)
         })
         .await?;
         Ok(Waypoint {

@@ -111,12 +111,10 @@ fn hbone_config_with(
     extra_yaml: &str,
 ) -> String {
     let compiled = compile_yaml(&(app_yaml("reviews", &[backend]) + AUTHZ + extra_yaml)).unwrap();
-    let filter = build.http_filter(&policy_json(&compiled).unwrap()).unwrap();
-    let opts = BootstrapOptions {
+    let mut opts = BootstrapOptions {
         admin_port: Launch::ANY_PORT,
         listener_port: Launch::ANY_PORT,
         access_log_path: log,
-        layover_filter: Some(filter),
         hbone: Some(hbone),
         ..BootstrapOptions::default()
     };
@@ -124,6 +122,11 @@ fn hbone_config_with(
     for ep in &mut endpoints {
         ep.hbone = in_mesh;
     }
+    if build == FilterBuild::Native {
+        return layover_envoy::native::native_bootstrap(&compiled.policy, &endpoints, &opts)
+            .unwrap();
+    }
+    opts.layover_filter = Some(build.http_filter(&policy_json(&compiled).unwrap()).unwrap());
     bootstrap(&compiled.policy, &endpoints, &opts).unwrap()
 }
 
@@ -143,6 +146,13 @@ async fn hbone_bootstrap_passes_envoy_validate_wasm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hbone_bootstrap_passes_envoy_validate_dynamic_module() {
     validates(FilterBuild::DynamicModule).await;
+}
+
+/// The native translation (the oracle): the same chain with plain Envoy routes and RBAC, the
+/// principal read from the filter state `connect_terminate` records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hbone_bootstrap_passes_envoy_validate_native() {
+    validates(FilterBuild::Native).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,6 +316,13 @@ async fn hbone_connect_reaches_the_backend_with_the_peer_principal_dynamic_modul
     through_the_tunnel(FilterBuild::DynamicModule).await;
 }
 
+/// The native translation (the oracle): the same chain with plain Envoy routes and RBAC, the
+/// principal read from the filter state `connect_terminate` records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hbone_connect_reaches_the_backend_with_the_peer_principal_native() {
+    through_the_tunnel(FilterBuild::Native).await;
+}
+
 async fn hbone_in_and_out(build: FilterBuild) {
     use layover_hbone::{Credentials, HboneServer, PeerPolicy};
 
@@ -380,6 +397,13 @@ async fn in_mesh_endpoints_are_reached_through_hbone_dynamic_module() {
     hbone_in_and_out(FilterBuild::DynamicModule).await;
 }
 
+/// The native translation (the oracle): the same chain with plain Envoy routes and RBAC, the
+/// principal read from the filter state `connect_terminate` records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_mesh_endpoints_are_reached_through_hbone_native() {
+    hbone_in_and_out(FilterBuild::Native).await;
+}
+
 async fn remote_ip_from_forwarded(build: FilterBuild) {
     let backend = Backend::start("reviews-v1", "v1").await.unwrap();
     let certs = certs();
@@ -433,15 +457,13 @@ async fn remote_ip_blocks_match_the_client_ztunnel_forwards_dynamic_module() {
 /// The waypoint config for arbitrary Istio YAML (no policy added), with `hbone` as :15008.
 fn waypoint_config(build: FilterBuild, hbone: Hbone, yaml: &str) -> String {
     let compiled = compile_yaml(yaml).unwrap();
-    let filter = build.http_filter(&policy_json(&compiled).unwrap()).unwrap();
     let opts = BootstrapOptions {
         admin_port: Launch::ANY_PORT,
         listener_port: Launch::ANY_PORT,
-        layover_filter: Some(filter),
         hbone: Some(hbone),
         ..BootstrapOptions::default()
     };
-    bootstrap(&compiled.policy, &endpoints_from_registry(&compiled), &opts).unwrap()
+    build.bootstrap(&compiled, opts).unwrap()
 }
 
 /// Starts Envoy with `yaml` compiled and `hbone` as :15008; returns it and the :15008 address.
@@ -628,6 +650,11 @@ async fn port_15008_refuses_a_foreign_trust_domain_dynamic_module() {
     foreign_trust_domain_refused(FilterBuild::DynamicModule).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_15008_refuses_a_foreign_trust_domain_native() {
+    foreign_trust_domain_refused(FilterBuild::Native).await;
+}
+
 // 2. Namespaces -------------------------------------------------------------------------------
 
 /// reviews: ALLOW from namespace bookinfo; ratings: DENY from anything not in bookinfo.
@@ -793,6 +820,9 @@ async fn connect_authority_selects_the_service_and_its_policy_dynamic_module() {
     authority_selects_service(FilterBuild::DynamicModule).await;
 }
 
+// No native variant: native Envoy selects the virtual host from the inner request's Host, not
+// from the CONNECT authority in filter state (README "Native translation").
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespace_policies_apply_through_hbone_wasm() {
     namespaces_through_hbone(FilterBuild::Wasm).await;
@@ -801,6 +831,11 @@ async fn namespace_policies_apply_through_hbone_wasm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespace_policies_apply_through_hbone_dynamic_module() {
     namespaces_through_hbone(FilterBuild::DynamicModule).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_policies_apply_through_hbone_native() {
+    namespaces_through_hbone(FilterBuild::Native).await;
 }
 
 // 4. HTTP/2 inside the tunnel -----------------------------------------------------------------
@@ -885,6 +920,11 @@ async fn http2_prior_knowledge_inside_the_tunnel_wasm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_prior_knowledge_inside_the_tunnel_dynamic_module() {
     h2_inside_tunnel(FilterBuild::DynamicModule).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_prior_knowledge_inside_the_tunnel_native() {
+    h2_inside_tunnel(FilterBuild::Native).await;
 }
 
 // 5. Large bodies -----------------------------------------------------------------------------
@@ -1044,6 +1084,11 @@ async fn ten_megabyte_bodies_cross_the_tunnel_intact_dynamic_module() {
     large_bodies(FilterBuild::DynamicModule).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_megabyte_bodies_cross_the_tunnel_intact_native() {
+    large_bodies(FilterBuild::Native).await;
+}
+
 // 6. Many streams on one connection -----------------------------------------------------------
 
 const STREAMS: usize = 60;
@@ -1086,6 +1131,11 @@ async fn sixty_concurrent_connects_share_one_hbone_connection_wasm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_concurrent_connects_share_one_hbone_connection_dynamic_module() {
     many_streams(FilterBuild::DynamicModule).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_concurrent_connects_share_one_hbone_connection_native() {
+    many_streams(FilterBuild::Native).await;
 }
 
 // Security regression: a tunnel is judged and routed with its own peer identity and CONNECT
@@ -1143,4 +1193,9 @@ async fn tunnels_never_inherit_another_tunnels_identity_wasm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tunnels_never_inherit_another_tunnels_identity_dynamic_module() {
     tunnels_keep_their_own_identity(FilterBuild::DynamicModule).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_never_inherit_another_tunnels_identity_native() {
+    tunnels_keep_their_own_identity(FilterBuild::Native).await;
 }

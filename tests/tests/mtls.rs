@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use layover_certs::{write_cert, Identity, MeshCa, MeshDir};
-use layover_envoy::{bootstrap, endpoints_from_registry, BootstrapOptions, DownstreamTls};
-use layover_integration::waypoint::{app_yaml, compile_yaml, policy_json, FilterBuild};
+use layover_envoy::{BootstrapOptions, DownstreamTls};
+use layover_integration::waypoint::{app_yaml, compile_yaml, FilterBuild};
 use layover_integration::{
     Backend, ClientIdentity, Echo, Envoy, HttpClient, Launch, TlsClient, TlsError,
 };
@@ -41,7 +41,6 @@ impl Mesh {
     async fn start(build: FilterBuild) -> Mesh {
         let backend = Backend::start("reviews-v1", "v1").await.unwrap();
         let compiled = compile_yaml(&(app_yaml("reviews", &[&backend]) + AUTHZ)).unwrap();
-        let filter = build.http_filter(&policy_json(&compiled).unwrap()).unwrap();
 
         let ca = MeshCa::new("cluster.local").unwrap();
         let certs = tempfile::tempdir().unwrap();
@@ -63,11 +62,10 @@ impl Mesh {
                 admin_port: Launch::ANY_PORT,
                 listener_port: Launch::ANY_PORT,
                 access_log_path: Some(launch.access_log.display().to_string()),
-                layover_filter: Some(filter),
                 downstream_tls: Some(tls),
                 ..BootstrapOptions::default()
             };
-            bootstrap(&compiled.policy, &endpoints_from_registry(&compiled), &opts)
+            build.bootstrap(&compiled, opts)
         })
         .await
         .unwrap();
@@ -106,6 +104,12 @@ async fn principal_allow_admits_the_right_identity_and_denies_another_wasm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn principal_allow_admits_the_right_identity_and_denies_another_dynamic_module() {
     principal_allow(FilterBuild::DynamicModule).await;
+}
+
+/// The native translation: RBAC `authenticated.principal_name` on the mTLS peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn principal_allow_admits_the_right_identity_and_denies_another_native() {
+    principal_allow(FilterBuild::Native).await;
 }
 
 /// An ALLOW rule on one principal: that identity gets through, another gets 403, over

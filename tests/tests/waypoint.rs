@@ -19,14 +19,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Method;
 use layover_integration::waypoint::{
-    app_yaml, compile_yaml, policy_json, subsets_yaml, waypoint_bootstrap, FilterBuild, Waypoint,
+    app_yaml, compile_yaml, launch_options, policy_json, subsets_yaml, waypoint_bootstrap,
+    FilterBuild, Waypoint,
 };
 use layover_integration::{validate_config_with, Backend, Echo, Envoy, Launch, Reply};
 
 /// Generates, for each `async fn name(build: FilterBuild) { … }`, the body once and one
-/// `#[tokio::test]` per filter build.
+/// `#[tokio::test]` per filter build, plus one against the native translation
+/// ([`FilterBuild::Native`], the oracle). A test of a behaviour only layover has is written
+/// `layover_only("reason") async fn …`: it gets no native test, and the reason says why.
 macro_rules! both_builds {
-    ($($(#[$attr:meta])* async fn $name:ident($build:ident: FilterBuild) $body:block)*) => {
+    ($($(#[$attr:meta])* $(layover_only($why:literal))? async fn $name:ident($build:ident: FilterBuild) $body:block)*) => {
         $($(#[$attr])* async fn $name($build: FilterBuild) $body)*
 
         per_build!(wasm, FilterBuild::Wasm, $($name)*);
@@ -34,6 +37,10 @@ macro_rules! both_builds {
         // `cargo xtask build-dynamic-module`; LAYOVER_DYNAMIC_MODULE_DIR overrides the directory).
         // Comment this line out to run the suite on the wasm build only.
         per_build!(dynamic_module, FilterBuild::DynamicModule, $($name)*);
+        mod native {
+            use super::*;
+            $(native_test!($name $(, $why)?);)*
+        }
     };
 }
 
@@ -48,6 +55,20 @@ macro_rules! per_build {
                 }
             )*
         }
+    };
+}
+
+/// The native variant of one test, unless it is marked `layover_only`.
+macro_rules! native_test {
+    ($name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            super::$name(FilterBuild::Native).await;
+        }
+    };
+    ($name:ident, $why:literal) => {
+        // Layover-only: the reason is in the test's `layover_only(...)` marker.
+        const _: &str = $why;
     };
 }
 
@@ -835,12 +856,11 @@ both_builds! {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let compiled =
             layover_config::compile_paths(&[root.join("testdata/bookinfo")]).unwrap();
-        let filter = build.http_filter(&policy_json(&compiled).unwrap()).unwrap();
         let launch = Launch {
             dir: std::env::temp_dir(),
             access_log: "/dev/null".into(),
         };
-        let config = waypoint_bootstrap(&compiled, filter, &launch).unwrap();
+        let config = build.bootstrap(&compiled, launch_options(&launch)).unwrap();
         let opts = build.envoy_options().unwrap();
         tokio::task::spawn_blocking(move || validate_config_with(&config, &opts))
             .await
@@ -851,6 +871,7 @@ both_builds! {
     // Fail closed (design.md): a policy the engine rejects makes the filter's configuration
     // fail (proxy-wasm `on_configure` returns false), so `envoy --mode validate` fails and
     // Envoy does not start serving.
+    layover_only("the filter's own fail-closed load; the native translation refuses the same policy before Envoy starts (NativeError::InvalidPolicy, filters/envoy/src/native/tests.rs)")
     async fn invalid_policy_rejected(build: FilterBuild) {
         let b = Backend::start("reviews-v1", "v1").await.unwrap();
         let compiled = compile_yaml(&app_yaml("reviews", &[&b])).unwrap();
@@ -895,6 +916,7 @@ both_builds! {
     //   timeouts (https://istio.io/latest/docs/reference/config/networking/virtual-service/#HTTPRetry);
     // - the fault filter's header controls (`x-envoy-fault-delay-request`,
     //   `x-envoy-fault-abort-request`), which Envoy does not strip itself, are removed.
+    layover_only("native Envoy honours x-envoy-* router and fault headers from private-address clients, as istiod's configuration does; stripping them is layover's (README \"Native translation\")")
     async fn client_cannot_steer_internals(build: FilterBuild) {
         let (wp, apps) = mesh(build, &["noretry", "oneretry"], &format!("{}{}",
             vs("noretry", "\

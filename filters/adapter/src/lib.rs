@@ -302,10 +302,18 @@ impl StreamFilter {
             HeaderOp::Append { name, value } => host.add_request_header(name, value),
             HeaderOp::Remove { name } => host.remove_request_header(name),
         });
+        // A rewrite keeps the request's value in x-envoy-original-path / -host, as Envoy's route
+        // does (`finalizeRequestHeaders`; istiod never sets the router's
+        // `suppress_envoy_headers`), whether or not the value changed.
         let original_path = original
             .iter()
             .find(|(n, _)| n == ":path")
             .map(|(_, v)| v.as_str());
+        if decision.path_rewritten {
+            if let Some(p) = original_path {
+                host.set_request_header("x-envoy-original-path", p);
+            }
+        }
         if original_path != Some(decision.path.as_ref()) {
             host.set_request_header(":path", &decision.path);
         }
@@ -313,6 +321,11 @@ impl StreamFilter {
             .iter()
             .find(|(n, _)| n == ":authority")
             .map(|(_, v)| v.as_str());
+        if decision.authority_rewritten {
+            if let Some(a) = original_authority {
+                host.set_request_header("x-envoy-original-host", a);
+            }
+        }
         if original_authority != Some(decision.authority.as_ref()) {
             host.set_request_header(":authority", &decision.authority);
         }
@@ -345,12 +358,23 @@ fn apply_ops(ops: &[HeaderOp], mut apply: impl FnMut(&HeaderOp)) {
 
 /// The local reply for a decision the proxy answers itself, or `None` to forward.
 fn local_reply(decision: &Decision<'_>, sampled: &Sampled) -> Option<LocalReply> {
+    // Envoy resolved the route before any filter answers, and `FilterManager::sendLocalReply`
+    // applies that route entry's response header operations (the picked weighted cluster's,
+    // then the route's) to every local reply: RBAC's 403, the fault filter's abort, the
+    // router's cluster-not-found. Redirects and direct responses are no route entry; they carry
+    // their own route-level operations below.
+    let route_ops = sampled
+        .route_destination
+        .and_then(|i| decision.route_destinations.get(i))
+        .map(|d| d.response_header_ops.as_slice())
+        .unwrap_or(&[]);
     if let Some(abort) = sampled.abort {
         let mut headers = Vec::new();
         if let Some(grpc) = abort.grpc_status {
             headers.push(("content-type".to_string(), "application/grpc".to_string()));
             headers.push(("grpc-status".to_string(), grpc.to_string()));
         }
+        apply_to_reply(&mut headers, route_ops);
         return Some(LocalReply {
             status: abort.status(),
             headers,
@@ -380,24 +404,35 @@ fn local_reply(decision: &Decision<'_>, sampled: &Sampled) -> Option<LocalReply>
         }
         _ => {}
     }
-    if matches!(decision.action, Action::Redirect | Action::DirectResponse) {
+    match decision.action {
         // Route response header operations apply to the router's own replies too.
-        for op in decision.response_header_ops {
-            match op {
-                HeaderOp::Set { name, value } => {
-                    headers.retain(|(n, _)| n != name);
-                    headers.push((name.clone(), value.clone()));
-                }
-                HeaderOp::Append { name, value } => headers.push((name.clone(), value.clone())),
-                HeaderOp::Remove { name } => headers.retain(|(n, _)| n != name),
-            }
+        Action::Redirect | Action::DirectResponse => {
+            apply_to_reply(&mut headers, decision.response_header_ops)
         }
+        Action::Deny | Action::Abort | Action::Unavailable | Action::Forward => {
+            apply_to_reply(&mut headers, route_ops)
+        }
+        Action::NoRoute | Action::UnknownService => {}
     }
     Some(LocalReply {
         status,
         headers,
         body: decision.body.map(<[u8]>::to_vec).unwrap_or_default(),
     })
+}
+
+/// Applies header operations to a local reply's header list.
+fn apply_to_reply(headers: &mut Vec<(String, String)>, ops: &[HeaderOp]) {
+    for op in ops {
+        match op {
+            HeaderOp::Set { name, value } => {
+                headers.retain(|(n, _)| n != name);
+                headers.push((name.clone(), value.clone()));
+            }
+            HeaderOp::Append { name, value } => headers.push((name.clone(), value.clone())),
+            HeaderOp::Remove { name } => headers.retain(|(n, _)| n != name),
+        }
+    }
 }
 
 /// Headers of a mirrored request: Envoy's shadow copies carry `<authority>-shadow`.

@@ -246,8 +246,107 @@ spec:
     assert_eq!(host.req("x-a"), ["1"]);
     assert_eq!(host.req("x-b"), ["2"]);
     assert!(host.req("x-c").is_empty());
+    // Envoy's route keeps what it rewrote (finalizeRequestHeaders; istiod leaves the router's
+    // suppress_envoy_headers off).
+    assert_eq!(host.req("x-envoy-original-path"), ["/old/page?q=1"]);
+    assert_eq!(host.req("x-envoy-original-host"), ["reviews:9080"]);
     f.on_response_headers(&mut host);
     assert_eq!(host.resp("x-resp"), ["yes"]);
+}
+
+#[test]
+fn no_original_path_or_host_without_a_rewrite() {
+    let p = policy(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v2}}]
+"#,
+    );
+    let mut host = get("/page");
+    // A client cannot plant them either.
+    host.request
+        .push(("x-envoy-original-path".into(), "/forged".into()));
+    let mut f = StreamFilter::default();
+    f.on_request_headers(&p, &conn(), 1, &mut host);
+    assert!(host.req("x-envoy-original-path").is_empty());
+    assert!(host.req("x-envoy-original-host").is_empty());
+}
+
+#[test]
+fn local_replies_on_a_forwarding_route_carry_its_response_header_ops() {
+    // envoyproxy/envoy source/common/http/filter_manager.cc sendLocalReply: the resolved route
+    // entry's finalizeResponseHeaders runs on every local reply — RBAC's 403, the fault
+    // filter's abort, the router's cluster-not-found — with istiod's route-level (and, for a
+    // single destination, merged destination-level) response operations. The differential
+    // test (tests/tests/differential.rs) found this against the native translation.
+    let p = policy(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /abort}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    headers: {response: {set: {x-route: abort}}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /missing}}]
+    headers: {response: {set: {x-route: missing}}}
+    route: [{destination: {host: reviews, subset: v9}}]
+  - match: [{uri: {prefix: /redirect}}]
+    redirect: {uri: /elsewhere}
+    headers: {response: {set: {x-route: redirect}}}
+  - headers: {response: {set: {x-route: forward}, remove: [x-gone]}}
+    route:
+    - destination: {host: reviews, subset: v1}
+      headers: {response: {set: {x-dest: v1}}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-delete, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  action: DENY
+  rules: [{to: [{operation: {methods: [DELETE]}}]}]
+"#,
+    );
+    let reply = |method: &str, path: &str| {
+        let mut host = get(path);
+        host.set_request_header(":method", method);
+        let mut f = StreamFilter::default();
+        f.on_request_headers(&p, &conn(), 1, &mut host);
+        host.replies.pop().unwrap()
+    };
+    let header = |r: &LocalReply, name: &str| {
+        r.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    let denied = reply("DELETE", "/page");
+    assert_eq!(denied.status, 403);
+    assert_eq!(header(&denied, "x-route"), ["forward"]);
+    assert_eq!(header(&denied, "x-dest"), ["v1"]);
+    let aborted = reply("GET", "/abort");
+    assert_eq!(aborted.status, 418);
+    assert_eq!(header(&aborted, "x-route"), ["abort"]);
+    let missing = reply("GET", "/missing");
+    assert_eq!(missing.status, 503);
+    assert_eq!(header(&missing, "x-route"), ["missing"]);
+    // A denied request whose route redirects: a redirect is no route entry, nothing applies.
+    let denied = reply("DELETE", "/redirect");
+    assert_eq!(denied.status, 403);
+    assert!(header(&denied, "x-route").is_empty(), "{denied:?}");
+    // The redirect itself carries its route's operations, as before.
+    let redirect = reply("GET", "/redirect");
+    assert_eq!(header(&redirect, "x-route"), ["redirect"]);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `layover envoy`: a complete local waypoint. Compiles the Istio YAML, writes the policy and an
-//! Envoy bootstrap that loads the layover filter with it, and optionally starts Envoy.
+//! Envoy bootstrap that loads the layover filter with it (or, with `--filter none`, the native
+//! translation of the same policy), and optionally starts Envoy.
 //!
-//! The bootstrap is built the way a cluster's waypoint is: the base waypoint, then the
+//! The layover bootstrap is built the way a cluster's waypoint is: the base waypoint, then the
 //! EnvoyFilter `layover manifests` emits (the layover filter before the router, the route
 //! following its choice), then every EnvoyFilter found in `--config`, with Istio's semantics
 //! (`layover-envoyfilter`).
@@ -18,7 +19,10 @@ pub enum FilterBuild {
     Wasm,
     /// The Envoy dynamic module (`liblayover_module.so`).
     DynamicModule,
-    /// No layover filter: Envoy routes by the cluster header alone (for debugging the bootstrap).
+    /// No layover filter: the native translation. The same policy as plain Envoy configuration,
+    /// the way istiod writes it (ordered routes, weighted clusters, retries, timeouts, per-route
+    /// fault and CORS, RBAC per service); the baseline for benchmarks and the correctness oracle
+    /// (`layover_envoy::native` lists what it cannot express).
     None,
 }
 
@@ -42,7 +46,9 @@ pub struct EnvoyArgs {
     #[arg(long, default_value = "target/layover-envoy")]
     pub out_dir: PathBuf,
     /// The filter build Envoy loads. The dynamic module is the default: it measured faster
-    /// (less Envoy CPU per request) than the wasm build.
+    /// (less Envoy CPU per request) than the wasm build. `none` writes the native translation
+    /// instead: plain Envoy routes, RBAC, fault and CORS configuration as istiod would push it,
+    /// no layover filter (the benchmark baseline).
     #[arg(long, value_enum, default_value = "dynamic-module")]
     pub filter: FilterBuild,
     /// How the route takes the filter's cluster choice. `header` (the default) works with both
@@ -259,8 +265,13 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
         envoy_filters: envoy_filters.clone(),
         ..BootstrapOptions::default()
     };
-    let bootstrap = layover_envoy::bootstrap(&compiled.policy, &endpoints, &bootstrap_opts)
-        .map_err(|e| format!("cannot generate the Envoy bootstrap: {e}"))?;
+    let bootstrap = if args.filter == FilterBuild::None {
+        layover_envoy::native::native_bootstrap(&compiled.policy, &endpoints, &bootstrap_opts)
+            .map_err(|e| format!("cannot generate the native Envoy bootstrap: {e}"))?
+    } else {
+        layover_envoy::bootstrap(&compiled.policy, &endpoints, &bootstrap_opts)
+            .map_err(|e| format!("cannot generate the Envoy bootstrap: {e}"))?
+    };
 
     std::fs::create_dir_all(&args.out_dir)
         .map_err(|e| format!("{}: {e}", args.out_dir.display()))?;

@@ -1,7 +1,8 @@
 //! The `layover` command.
 //!
-//! - `layover compile <files|dirs…> -o <out> [--json] [--waypoint ns/name]`: Istio YAML → policy
-//!   (binary protobuf, or proto3 JSON with `--json`; `-o -` writes to stdout). Notices go to
+//! - `layover compile <files|dirs…> -o <out> [--json] [--waypoint ns/name] [--target T]`: Istio
+//!   YAML → policy (binary protobuf, or proto3 JSON with `--json`; `-o -` writes to stdout), or
+//!   with `--target envoy-native` the native Envoy translation (YAML, JSON with `--json`). Notices go to
 //!   stderr; on any error every error is printed to stderr, nothing is written and the exit
 //!   status is 1.
 //! - `layover eval --config <paths…> (--request <file|-> | --requests <jsonl>)`: the offline
@@ -47,7 +48,8 @@ enum Cmd {
     Certs(certs::CertsArgs),
     /// HBONE (HTTP/2 CONNECT over mTLS) as ztunnel speaks it: `curl` through a waypoint, `serve`.
     Hbone(hbone_cmd::HboneArgs),
-    /// Compile Istio YAML (files or directories) into a layover policy.
+    /// Compile Istio YAML (files or directories) into a layover policy, or with `--target
+    /// envoy-native` into the equivalent plain Envoy configuration (routes, RBAC, clusters).
     Compile {
         /// YAML files or directories (searched recursively for *.yaml / *.yml).
         #[arg(required = true)]
@@ -55,9 +57,16 @@ enum Cmd {
         /// Output file (`-` for stdout).
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
-        /// Write proto3 JSON instead of binary protobuf.
+        /// Write JSON instead of the default encoding (binary protobuf for the policy, YAML for
+        /// `--target envoy-native`).
         #[arg(long)]
         json: bool,
+        /// What to produce: the layover policy (default), or `envoy-native`, the same policy as
+        /// plain Envoy configuration the way istiod writes it for this waypoint (route
+        /// configuration, HTTP filters with per-route RBAC / fault / CORS, clusters), the
+        /// baseline and correctness oracle of the layover filters.
+        #[arg(long, value_enum, default_value = "policy")]
+        target: Target,
         /// Waypoint Gateway to compile for (`namespace/name`), when the input has several.
         #[arg(long)]
         waypoint: Option<String>,
@@ -115,8 +124,9 @@ fn main() -> ExitCode {
             paths,
             out,
             json,
+            target,
             waypoint,
-        } => match compile(&paths, &out, json, waypoint) {
+        } => match compile(&paths, &out, json, target, waypoint) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
                 eprintln!("{msg}");
@@ -149,10 +159,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// `layover compile --target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Target {
+    /// The layover policy the filters load.
+    Policy,
+    /// The native Envoy translation of the policy (`layover_envoy::native`).
+    EnvoyNative,
+}
+
 fn compile(
     paths: &[PathBuf],
     out: &Path,
     json: bool,
+    target: Target,
     waypoint: Option<String>,
 ) -> Result<(), String> {
     let opts = layover_config::CompileOptions { waypoint };
@@ -168,6 +188,36 @@ fn compile(
     };
     for n in &compiled.notices {
         eprintln!("{n}");
+    }
+    if target == Target::EnvoyNative {
+        let endpoints = layover_envoy::endpoints_from_registry(&compiled);
+        let opts = layover_envoy::BootstrapOptions::default();
+        let value = layover_envoy::native::native_config(&compiled.policy, &endpoints, &opts)
+            .map_err(|e| format!("error: {e}\nlayover compile: nothing written"))?;
+        let format = if json {
+            layover_envoy::Format::Json
+        } else {
+            layover_envoy::Format::Yaml
+        };
+        let mut text =
+            layover_envoy::native::to_text(&value, format).map_err(|e| format!("error: {e}"))?;
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        write_output(out, text.as_bytes())?;
+        eprintln!(
+            "layover compile: native Envoy configuration ({} virtual hosts, {} clusters) → {}",
+            value
+                .pointer("/route_config/virtual_hosts")
+                .and_then(serde_json::Value::as_array)
+                .map_or(0, Vec::len),
+            value
+                .get("clusters")
+                .and_then(serde_json::Value::as_array)
+                .map_or(0, Vec::len),
+            out.display()
+        );
+        return Ok(());
     }
     let bytes = if json {
         let mut s = serde_json::to_string_pretty(&compiled.policy)

@@ -165,3 +165,75 @@ fn eval_is_dispatched() {
     let o = layover(&["eval", "--config", "testdata/bookinfo"]);
     assert!(!o.status.success(), "--request or --requests is required");
 }
+
+#[test]
+fn compile_target_envoy_native_prints_routes_filters_and_clusters() {
+    // `--target envoy-native`: what istiod would push for this waypoint, as plain Envoy config
+    // (layover_envoy::native); JSON with --json, YAML by default.
+    let o = layover(&[
+        "compile",
+        "testdata/bookinfo",
+        "--target",
+        "envoy-native",
+        "--json",
+        "-o",
+        "-",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let vhosts = v["route_config"]["virtual_hosts"].as_array().unwrap();
+    assert!(vhosts
+        .iter()
+        .any(|vh| vh["name"] == "reviews.bookinfo.svc.cluster.local:9080"));
+    let filters: Vec<&str> = v["http_filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        filters.contains(&"envoy.filters.http.rbac.allow"),
+        "{filters:?}"
+    );
+    assert_eq!(filters.last(), Some(&"envoy.filters.http.router"));
+    assert_eq!(v["clusters"].as_array().unwrap().len(), 10);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("native Envoy configuration"), "{err}");
+
+    let o = layover(&[
+        "compile",
+        "testdata/bookinfo",
+        "--target",
+        "envoy-native",
+        "-o",
+        "-",
+    ]);
+    assert!(o.status.success());
+    let yaml = String::from_utf8_lossy(&o.stdout);
+    assert!(yaml.starts_with("route_config:"), "{yaml}");
+
+    // The default target is still the policy.
+    let o = layover(&["compile", "testdata/bookinfo", "--json", "-o", "-"]);
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["schemaVersion"], 1);
+}
+
+#[test]
+fn envoy_filter_none_writes_the_native_translation() {
+    let out = tmp("native-envoy");
+    let o = layover(&[
+        "envoy",
+        "--config",
+        "testdata/bookinfo",
+        "--filter",
+        "none",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let yaml = std::fs::read_to_string(out.join("envoy.yaml")).unwrap();
+    assert!(yaml.contains("name: layover-native"), "{yaml}");
+    assert!(yaml.contains("envoy.filters.http.rbac.allow"), "{yaml}");
+    assert!(!yaml.contains("x-layover-cluster"), "{yaml}");
+    assert!(!yaml.contains("layover_module"), "{yaml}");
+}

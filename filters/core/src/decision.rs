@@ -261,6 +261,17 @@ pub struct Decision<'a> {
     pub authority: Cow<'a, str>,
     /// Forwarding candidates with weights and probabilities (empty unless forwarding).
     pub destinations: &'a [DestinationChoice],
+    /// The destinations of the forwarding route the request matched, also when the proxy answers
+    /// itself (AuthorizationPolicy deny, fault abort, unavailable destination). Envoy resolves
+    /// the route, picking the weighted cluster, before any filter answers, and every local reply
+    /// gets that route entry's response header operations (`FilterManager::sendLocalReply`,
+    /// envoyproxy/envoy source/common/http/filter_manager.cc): each destination's
+    /// `response_header_ops` are exactly those. Empty when no forwarding route matched.
+    pub route_destinations: &'a [DestinationChoice],
+    /// A path rewrite applied (Envoy then keeps the original in `x-envoy-original-path`).
+    pub path_rewritten: bool,
+    /// An authority rewrite applied (Envoy keeps the original in `x-envoy-original-host`).
+    pub authority_rewritten: bool,
     /// Route-level response header operations applied to a proxy-generated reply (redirect,
     /// direct response). For forwarded requests see each destination's combined lists.
     pub response_header_ops: &'a [HeaderOp],

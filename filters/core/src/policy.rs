@@ -915,6 +915,9 @@ impl CompiledPolicy {
             path: Cow::Borrowed(req.path),
             authority: Cow::Borrowed(req.authority),
             destinations: &[],
+            route_destinations: &[],
+            path_rewritten: false,
+            authority_rewritten: false,
             response_header_ops: &[],
             location: None,
             retry: None,
@@ -943,19 +946,14 @@ impl CompiledPolicy {
             d.status = Some(403);
             d.reason = "rbac_access_denied";
             d.body = Some(RBAC_DENIED_BODY);
+            // Envoy resolved the route before RBAC answered; its response header operations
+            // apply to the 403 too (see `Decision::route_destinations`).
+            d.route_destinations = self.route_destinations_for(svc, req, normalized_path);
             return d;
         }
 
         if svc.route_source == wire::RouteSource::Default {
-            let port = req.destination.port;
-            let found = svc.ports.iter().find(|(n, _)| *n == port).or_else(|| {
-                if svc.ports.len() == 1 && port == 0 {
-                    svc.ports.first()
-                } else {
-                    None
-                }
-            });
-            let Some((_, dest)) = found else {
+            let Some(dest) = default_port_destinations(svc, req.destination.port) else {
                 d.action = Action::NoRoute;
                 d.status = Some(404);
                 d.reason = "no_service_port";
@@ -970,7 +968,8 @@ impl CompiledPolicy {
             });
             d.action = Action::Forward;
             d.reason = "default_route";
-            d.destinations = dest.as_slice();
+            d.destinations = dest;
+            d.route_destinations = dest;
             d.retry = self.default_retry.as_ref().map(|policy| EffectiveRetry {
                 policy,
                 from_mesh_default: true,
@@ -983,18 +982,7 @@ impl CompiledPolicy {
             return d;
         }
 
-        let query = req.query();
-        let selected = svc.index.first(normalized_path, |e: Entry| {
-            let route = svc.routes.get(e.route as usize)?;
-            if e.m == u32::MAX {
-                return Some((e.route as usize, None, 1usize));
-            }
-            let m = route.matches.get(e.m as usize)?;
-            let len = m.uri.matched_len(normalized_path)?;
-            m.matches_rest(req, query)
-                .then_some((e.route as usize, Some(e.m as usize), len))
-        });
-        let Some((ri, mi, matched_len)) = selected else {
+        let Some((ri, mi, matched_len)) = select_route(svc, req, normalized_path) else {
             d.action = Action::NoRoute;
             d.status = Some(404);
             d.reason = "route_not_found";
@@ -1037,6 +1025,7 @@ impl CompiledPolicy {
                 d.action = Action::Forward;
                 d.reason = "forward";
                 d.destinations = dests.as_slice();
+                d.route_destinations = dests.as_slice();
                 d.retry = match &route.retry {
                     Some(policy) => Some(EffectiveRetry {
                         policy,
@@ -1058,9 +1047,11 @@ impl CompiledPolicy {
                     matched_len,
                 ) {
                     d.path = Cow::Owned(p);
+                    d.path_rewritten = true;
                 }
                 if let Some(a) = &route.rewrite.authority {
                     d.authority = Cow::Borrowed(a.as_str());
+                    d.authority_rewritten = true;
                 }
                 if dests.len() == 1 && dests.first().is_some_and(|x| x.unavailable) {
                     d.action = Action::Unavailable;
@@ -1095,6 +1086,64 @@ impl CompiledPolicy {
         }
         d
     }
+}
+
+impl CompiledPolicy {
+    /// The destinations of the forwarding route a request matches, whatever the proxy then does
+    /// with it (empty when no route matches or it redirects / answers directly).
+    fn route_destinations_for<'a>(
+        &'a self,
+        svc: &'a CompiledService,
+        req: &RequestView<'a>,
+        normalized_path: &'a str,
+    ) -> &'a [DestinationChoice] {
+        if svc.route_source == wire::RouteSource::Default {
+            return default_port_destinations(svc, req.destination.port).unwrap_or(&[]);
+        }
+        let Some((ri, _, _)) = select_route(svc, req, normalized_path) else {
+            return &[];
+        };
+        match svc.routes.get(ri).map(|r| &r.action) {
+            Some(RouteAction::Forward(dests)) => dests.as_slice(),
+            _ => &[],
+        }
+    }
+}
+
+/// The default route of a service without routes: its port's destination (the only port when
+/// the request names none).
+fn default_port_destinations(svc: &CompiledService, port: u16) -> Option<&[DestinationChoice]> {
+    svc.ports
+        .iter()
+        .find(|(n, _)| *n == port)
+        .or_else(|| {
+            if svc.ports.len() == 1 && port == 0 {
+                svc.ports.first()
+            } else {
+                None
+            }
+        })
+        .map(|(_, dest)| dest.as_slice())
+}
+
+/// The first route (index, match index, matched path length) of the service's table that the
+/// request matches.
+fn select_route<'a>(
+    svc: &'a CompiledService,
+    req: &RequestView<'a>,
+    normalized_path: &'a str,
+) -> Option<(usize, Option<usize>, usize)> {
+    let query = req.query();
+    svc.index.first(normalized_path, |e: Entry| {
+        let route = svc.routes.get(e.route as usize)?;
+        if e.m == u32::MAX {
+            return Some((e.route as usize, None, 1usize));
+        }
+        let m = route.matches.get(e.m as usize)?;
+        let len = m.uri.matched_len(normalized_path)?;
+        m.matches_rest(req, query)
+            .then_some((e.route as usize, Some(e.m as usize), len))
+    })
 }
 
 impl CompiledService {

@@ -44,12 +44,37 @@ pub(crate) fn fires(percentage: f64, draw: u64) -> bool {
     draw % MILLION < numerator
 }
 
+/// Envoy's weighted-cluster pick (`random % total_weight` over the cumulative weights); the
+/// only destination of a single-destination list.
+fn pick_weighted(dests: &[crate::decision::DestinationChoice], draw: u64) -> Option<usize> {
+    if dests.is_empty() {
+        return None;
+    }
+    let total: u64 = dests.iter().map(|d| u64::from(d.weight)).sum();
+    if dests.len() == 1 || total == 0 {
+        return Some(0);
+    }
+    let mut pick = draw % total;
+    for (i, d) in dests.iter().enumerate() {
+        let w = u64::from(d.weight);
+        if pick < w {
+            return Some(i);
+        }
+        pick -= w;
+    }
+    None
+}
+
 /// The random part of a decision, resolved.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sampled {
     /// Index into [`Decision::destinations`] of the picked destination (forwarding only; `None`
     /// when an abort fired).
     pub destination: Option<usize>,
+    /// Index into [`Decision::route_destinations`] of the destination Envoy's route resolution
+    /// picked, also when the proxy then answers itself (its response header operations apply
+    /// to the local reply). Equals `destination` whenever that is set.
+    pub route_destination: Option<usize>,
     /// Delay to inject before continuing, if the delay fault fired.
     pub delay_ms: Option<u64>,
     /// The abort that fired, if any.
@@ -97,25 +122,11 @@ impl<'a> Decision<'a> {
 
         let mut destination = None;
         // An abort answers before the router picks anything.
-        if matches!(self.action, Action::Forward)
-            && abort.is_none()
-            && !self.destinations.is_empty()
-        {
-            let total: u64 = self.destinations.iter().map(|d| u64::from(d.weight)).sum();
-            if self.destinations.len() == 1 || total == 0 {
-                destination = Some(0);
-            } else {
-                let mut pick = d_dest % total;
-                for (i, d) in self.destinations.iter().enumerate() {
-                    let w = u64::from(d.weight);
-                    if pick < w {
-                        destination = Some(i);
-                        break;
-                    }
-                    pick -= w;
-                }
-            }
+        if matches!(self.action, Action::Forward) && abort.is_none() {
+            destination = pick_weighted(self.destinations, d_dest);
         }
+        // The same draw: when forwarding, both name the same destination.
+        let route_destination = pick_weighted(self.route_destinations, d_dest);
 
         let mut mirrors = 0u64;
         if matches!(self.action, Action::Forward) && abort.is_none() {
@@ -138,6 +149,7 @@ impl<'a> Decision<'a> {
         };
         Sampled {
             destination,
+            route_destination,
             delay_ms,
             abort,
             mirrors,

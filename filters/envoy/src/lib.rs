@@ -23,6 +23,7 @@
 
 mod filter;
 pub mod manifests;
+pub mod native;
 mod yaml;
 pub use filter::{
     dynamic_module_filter, dynamic_module_filter_with, endpoints_from_registry, wasm_filter,

@@ -576,6 +576,8 @@ async fn start(args: &Args, compiled: &layover_config::Compiled) -> Result<Runni
                     .join(format!("lib{DYNAMIC_MODULE_NAME}.so"))
             )
         ),
+        // `--filter` never selects it (the demo shows the layover filters).
+        FilterBuild::Native => return Err("the demo runs a layover filter build".into()),
     };
     step(&format!(
         "starting Envoy with {module}, {}",

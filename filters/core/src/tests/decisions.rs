@@ -337,6 +337,44 @@ fn weighted_destinations_and_sample_statistics() {
     }
     // Deterministic for a given entropy.
     assert_eq!(d.sample(42), d.sample(42));
+    // The route's pick (whose response operations a local reply would carry) is the forward
+    // pick itself.
+    for e in 0..1000 {
+        let s = d.sample(e);
+        assert_eq!(s.route_destination, s.destination);
+    }
+}
+
+// envoyproxy/envoy source/common/http/filter_manager.cc sendLocalReply: the route is resolved
+// (weighted cluster picked) before RBAC answers, and its entry's response header operations
+// apply to the 403. A denied request keeps the matched forwarding route's destinations for
+// that, and no forwarding pick.
+#[test]
+fn deny_keeps_the_matched_routes_destinations_for_the_local_reply() {
+    let mut p = policy(vec![service(
+        HOST,
+        wire::RouteSource::VirtualService,
+        vec![route(
+            "r",
+            vec![m_uri(prefix("/"))],
+            &format!("outbound|9080|v1|{HOST}"),
+        )],
+    )]);
+    p.authorization_policies.push(wire::AuthorizationPolicy {
+        action: wire::AuthorizationAction::Deny as i32,
+        rules: vec![wire::AuthorizationRule::default()],
+        ..Default::default()
+    });
+    p.services[0].authorization_policies = vec![0];
+    let cp = CompiledPolicy::compile(&p).unwrap();
+    let d = cp.decide(&rv("/x", &[]));
+    assert_eq!(d.action, Action::Deny);
+    assert!(d.destinations.is_empty());
+    assert_eq!(d.route_destinations.len(), 1);
+    let s = d.sample(7);
+    assert_eq!(s.destination, None);
+    assert_eq!(s.route_destination, Some(0));
+    assert_eq!(s.status, Some(403));
 }
 
 // istiod applyHTTPRouteDestination: 0-weight destinations are dropped when there are several.
