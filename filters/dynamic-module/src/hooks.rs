@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use layover_adapter::{
-    hbone_connection, load_policy, parse_socket_address, principal_from_uri_san, Connection,
-    Entropy, HboneState, InternalError, LocalReply, StreamFilter, StreamHost, Verdict,
-    CLUSTER_HEADER, HBONE_CONNECT_AUTHORITY_KEY, HBONE_FORWARDED_FOR_KEY, HBONE_PEER_ADDRESS_KEY,
+    hbone_connection, load_policy, peer_addresses, principal_from_uri_san, Connection, Entropy,
+    HboneState, InternalError, LocalReply, StreamFilter, StreamHost, Verdict, CLUSTER_HEADER,
+    HBONE_CONNECT_AUTHORITY_KEY, HBONE_FORWARDED_FOR_KEY, HBONE_PEER_ADDRESS_KEY,
     HBONE_PEER_PRINCIPAL_KEY, INTERNAL_ERROR_BODY, INTERNAL_ERROR_STATUS,
 };
 use layover_core::CompiledPolicy;
@@ -247,12 +247,14 @@ fn connection(envoy: HttpFilter<'_>, authority: Option<&str>) -> Result<Connecti
         .as_deref()
         .and_then(principal_from_uri_san)
         .map(str::to_string);
-    // The socket peer, not `source.address`: with `use_remote_address: false` (Istio waypoints)
-    // the latter follows a client-supplied x-forwarded-for.
-    let source = envoy
-        .direct_remote_address()
-        .as_deref()
-        .and_then(parse_socket_address);
+    // `source_ip` (ipBlocks) is the socket peer, never `source.address`: with
+    // `use_remote_address: false` (Istio waypoints) the latter follows x-forwarded-for.
+    // `remote_ip` (remoteIpBlocks) is that XFF-derived `source.address`, as Envoy's RBAC
+    // `remote_ip` sees it — the same pair the wasm build reads.
+    let (source_ip, remote_ip) = peer_addresses(
+        envoy.direct_remote_address().as_deref(),
+        envoy.attribute(Attribute::SourceAddress).as_deref(),
+    );
     // On the plain-HTTP listener the service comes from the Host header; its port from the
     // authority (the listener's own port says nothing about the service).
     let authority_port = authority
@@ -260,8 +262,8 @@ fn connection(envoy: HttpFilter<'_>, authority: Option<&str>) -> Result<Connecti
         .and_then(|(_, p)| p.parse::<u16>().ok());
     Ok(Connection {
         principal,
-        source_ip: source.map(|(ip, _)| ip),
-        remote_ip: None,
+        source_ip,
+        remote_ip,
         destination_service: None,
         destination_ip: None,
         destination_port: authority_port.unwrap_or(0),
