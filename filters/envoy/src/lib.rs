@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod filter;
+pub mod reload;
 pub use filter::{
     dynamic_module_filter, dynamic_module_filter_with, endpoints_from_registry, wasm_filter,
 };
