@@ -5,6 +5,7 @@
 
 mod bench;
 mod envoy;
+mod hardening;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -29,6 +30,13 @@ commands:
   build-dynamic-module
                   build the Envoy dynamic module (target/release/liblayover_module.so)
   lint            cargo fmt --check and cargo clippy -D warnings
+  fuzz            AFL++ (cargo-afl, installed when missing) on the policy decoder, the YAML compiler
+                  and decide(), each for --seconds N (default 120; --target NAME to pick);
+                  writes target/fuzz/report.md (executions, corpus, crashes)
+  reload          policy swaps under constant load through ECDS, both builds (tests/tests/reload.rs);
+                  writes target/reload/report-<build>.md
+  soak            both builds at a fixed rate (--minutes N (default 10), --rate R req/s per build
+                  (default 200)), Envoy RSS and CPU sampled; writes target/soak/report.md and soak.csv
 ";
 
 fn main() -> ExitCode {
@@ -49,6 +57,9 @@ fn main() -> ExitCode {
             )
         }),
         Some("lint") => lint(),
+        Some("fuzz") => hardening::fuzz(&args[1..]),
+        Some("reload") => hardening::reload(),
+        Some("soak") => hardening::soak(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -97,7 +108,7 @@ pub(crate) fn cargo() -> Command {
 pub(crate) const WASM_PATH: &str = "target/wasm32-wasip1/wasm-release/layover_wasm.wasm";
 
 /// Builds the proxy-wasm filter (installing the rustup target when missing).
-fn build_wasm() -> Result<PathBuf, String> {
+pub(crate) fn build_wasm() -> Result<PathBuf, String> {
     step("adding the wasm32-wasip1 target (rustup; no-op when present)");
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip1"]))
         .map_err(|e| format!("{e}\nhint: the wasm build needs rustup's wasm32-wasip1 target"))?;
