@@ -143,6 +143,28 @@ pub(crate) fn build_dynamic_module() -> Result<PathBuf, String> {
     Ok(repo_root().join("target/release"))
 }
 
+/// Builds the proxy-wasm filter with the test-only `test-panic` feature, in its own target dir
+/// so it never replaces the real one; returns the module's path.
+fn build_wasm_test_panic() -> Result<PathBuf, String> {
+    const DIR: &str = "target/test-panic-wasm";
+    step("building the proxy-wasm filter with the test-only `test-panic` feature");
+    run(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "layover-wasm",
+        "--target",
+        "wasm32-wasip1",
+        "--profile",
+        "wasm-release",
+        "--features",
+        "test-panic",
+        "--target-dir",
+        DIR,
+    ]))?;
+    Ok(repo_root().join(DIR).join("wasm32-wasip1/wasm-release/layover_wasm.wasm"))
+}
+
 /// Builds the dynamic module with the test-only `test-panic` feature, in its own target dir so it
 /// never replaces the real one; returns the directory holding it.
 fn build_dynamic_module_test_panic() -> Result<PathBuf, String> {
@@ -216,13 +238,15 @@ fn test() -> Result<(), String> {
     let wasm = build_wasm()?;
     let module_dir = build_dynamic_module()?;
     let panic_module_dir = build_dynamic_module_test_panic()?;
+    let panic_wasm = build_wasm_test_panic()?;
     step("building and running unit, CLI, semantics and real-Envoy integration tests (cargo test --workspace)");
     run(cargo()
         .args(["test", "--workspace", "--locked"])
         .env("LAYOVER_ENVOY", &envoy)
         .env("LAYOVER_WASM", &wasm)
         .env("LAYOVER_DYNAMIC_MODULE_DIR", &module_dir)
-        .env("LAYOVER_DYNAMIC_MODULE_PANIC_DIR", &panic_module_dir))?;
+        .env("LAYOVER_DYNAMIC_MODULE_PANIC_DIR", &panic_module_dir)
+        .env("LAYOVER_WASM_PANIC", &panic_wasm))?;
     let runner = install_wasm_test_runner()?;
     run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
     step("running the engine's unit tests compiled to wasm32 (wasm-bindgen-test on Node.js)");

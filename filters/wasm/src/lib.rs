@@ -214,6 +214,8 @@ impl Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "test-panic")]
+        test_panic();
         let mut host = WasmHost;
         let Some(policy) = self.policy.clone() else {
             // No policy means on_configure failed and Envoy should not run us; fail closed.
@@ -253,6 +255,15 @@ impl HttpContext for Http {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         self.filter.on_response_headers(&mut WasmHost);
         Action::Continue
+    }
+}
+
+#[cfg(feature = "test-panic")]
+#[allow(clippy::panic)]
+fn test_panic() {
+    if let Ok(Some(_)) = hostcalls::get_map_value(MapType::HttpRequestHeaders, "x-layover-test-panic")
+    {
+        panic!("test-panic: x-layover-test-panic requested a panic");
     }
 }
 
