@@ -15,6 +15,7 @@ mod certs;
 mod envoy_cmd;
 mod eval;
 mod hbone_cmd;
+mod watch;
 
 use clap::{ArgGroup, Parser, Subcommand};
 use std::io::Write;
