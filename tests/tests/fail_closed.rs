@@ -68,14 +68,22 @@ async fn a_wasm_trap_denies_that_request_and_a_fresh_vm_serves_the_next() {
         }
     };
 
-    assert_eq!(get(false).await.status, 200, "the test-panic build serves normally");
+    assert_eq!(
+        get(false).await.status,
+        200,
+        "the test-panic build serves normally"
+    );
     let served = backend.request_count();
 
     // Every trapping request is denied — on either worker, fresh VM or not.
     for _ in 0..4 {
         let boom = get(true).await;
         assert_eq!(boom.status, 503, "a trap must deny: {}", boom.text());
-        assert_eq!(backend.request_count(), served, "a trapping request reached the backend");
+        assert_eq!(
+            backend.request_count(),
+            served,
+            "a trapping request reached the backend"
+        );
     }
 
     // FAIL_RELOAD: the failed VM is replaced; requests are decided (and allowed) again. Until
@@ -104,5 +112,9 @@ async fn a_wasm_trap_denies_that_request_and_a_fresh_vm_serves_the_next() {
         );
     }
     let log = envoy.log();
-    assert!(log.contains("test-panic"), "the trap was not logged:\n{}", envoy.log_tail(40));
+    assert!(
+        log.contains("test-panic"),
+        "the trap was not logged:\n{}",
+        envoy.log_tail(40)
+    );
 }

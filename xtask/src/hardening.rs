@@ -87,8 +87,23 @@ pub(crate) fn fuzz(args: &[String]) -> Result<(), String> {
         // A fresh run each time: the numbers in the report are this run's.
         let _ = std::fs::remove_dir_all(&output);
         step(&format!("fuzzing {name} for {seconds} s (AFL++)"));
-        run(cargo()
-            .args(["afl", "fuzz", "-V", &seconds.to_string(), "-i"])
+        let log_path = root.join("target/fuzz/out").join(format!("{name}.log"));
+        std::fs::create_dir_all(root.join("target/fuzz/out"))
+            .map_err(|e| format!("target/fuzz/out: {e}"))?;
+        let log =
+            std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let result = run(cargo()
+            // `-t 2000+`: a generous per-execution timeout on a loaded shared machine, and seeds
+            // that still time out are skipped instead of aborting the run.
+            .args([
+                "afl",
+                "fuzz",
+                "-V",
+                &seconds.to_string(),
+                "-t",
+                "2000+",
+                "-i",
+            ])
             .arg(&input)
             .arg("-o")
             .arg(&output)
@@ -98,7 +113,18 @@ pub(crate) fn fuzz(args: &[String]) -> Result<(), String> {
             // Shared machines: no CPU pinning, no core_pattern requirement.
             .env("AFL_NO_AFFINITY", "1")
             .env("AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES", "1")
-            .stdout(std::process::Stdio::null()))?;
+            .stdin(std::process::Stdio::null())
+            .stdout(log));
+        if let Err(e) = result {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(25).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(format!(
+                "{e}\n{}\n(full log: {})",
+                tail.join("\n"),
+                log_path.display()
+            ));
+        }
         let stats = std::fs::read_to_string(output.join("default/fuzzer_stats"))
             .map_err(|e| format!("fuzz {name}: no fuzzer_stats: {e}"))?;
         let stat = |key: &str| {

@@ -162,7 +162,9 @@ fn build_wasm_test_panic() -> Result<PathBuf, String> {
         "--target-dir",
         DIR,
     ]))?;
-    Ok(repo_root().join(DIR).join("wasm32-wasip1/wasm-release/layover_wasm.wasm"))
+    Ok(repo_root()
+        .join(DIR)
+        .join("wasm32-wasip1/wasm-release/layover_wasm.wasm"))
 }
 
 /// Builds the dynamic module with the test-only `test-panic` feature, in its own target dir so it

@@ -261,7 +261,8 @@ impl HttpContext for Http {
 #[cfg(feature = "test-panic")]
 #[allow(clippy::panic)]
 fn test_panic() {
-    if let Ok(Some(_)) = hostcalls::get_map_value(MapType::HttpRequestHeaders, "x-layover-test-panic")
+    if let Ok(Some(_)) =
+        hostcalls::get_map_value(MapType::HttpRequestHeaders, "x-layover-test-panic")
     {
         panic!("test-panic: x-layover-test-panic requested a panic");
     }
