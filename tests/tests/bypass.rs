@@ -6,19 +6,19 @@
 //!
 //! Every row gives, per mode, what Istio answers: the status of a local reply, or the path the
 //! backend received (the request was allowed). Sources, cited per row:
-//! - [norm]: https://istio.io/latest/docs/reference/config/security/normalization/
+//! - `[norm]` https://istio.io/latest/docs/reference/config/security/normalization/
 //!   (percent-decoding table, backslash, slash merging, dot segments, query, method case,
 //!   header-name case, duplicate headers joined with `,`);
-//! - [bp]: https://istio.io/latest/docs/ops/best-practices/security/#understand-path-normalization-in-authorization-policy
+//! - `[bp]` https://istio.io/latest/docs/ops/best-practices/security/#understand-path-normalization-in-authorization-policy
 //!   (which mode to pick; case is never normalized: prefer ALLOW with positive matching);
-//! - [2021-005]: https://istio.io/latest/news/security/istio-security-2021-005/
+//! - `[2021-005]` https://istio.io/latest/news/security/istio-security-2021-005/
 //!   (CVE-2021-31920: `//admin`, `%2F`, `%5C` bypass DENY `/admin` unless slashes are merged
 //!   and escaped slashes decoded);
-//! - [2021-008]: https://istio.io/latest/news/security/istio-security-2021-008/
+//! - `[2021-008]` https://istio.io/latest/news/security/istio-security-2021-008/
 //!   (CVE-2021-39156: a `#fragment` bypassed path rules — Envoy now strips it, istiod sets
 //!   `http_reject_path_with_fragment: false`; CVE-2021-39155: `hosts` rules were case-sensitive —
 //!   now matched case-insensitively);
-//! - [hcm]: what Envoy does with the connection-manager settings istiod emits per mode
+//! - `[hcm]` what Envoy does with the connection-manager settings istiod emits per mode
 //!   (`normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action`; istio/istio
 //!   pilot/pkg/networking/core/listener_builder.go, mirrored by `layover_envoy::hcm_normalization`
 //!   and checked by tests/tests/envoy_smoke.rs `path_normalization_modes_do_what_istio_promises`).

@@ -8,18 +8,18 @@
 //! this file covers the rest of the internal namespace and the identity/address headers.
 //!
 //! Sources:
-//! - [authz]: https://istio.io/latest/docs/reference/config/security/authorization-policy/#Source
+//! - `[authz]` https://istio.io/latest/docs/reference/config/security/authorization-policy/#Source
 //!   (`principals` come from the peer certificate; `ipBlocks` is the direct peer — RBAC
 //!   `direct_remote_ip`; `remoteIpBlocks` is the address Envoy derived from X-Forwarded-For,
 //!   RBAC `remote_ip`);
-//! - [hdrs]: https://www.envoyproxy.io/docs/envoy/v1.40.0/configuration/http/http_conn_man/headers
+//! - `[hdrs]` https://www.envoyproxy.io/docs/envoy/v1.40.0/configuration/http/http_conn_man/headers
 //!   (`x-forwarded-client-cert` is sanitized by default; XFF handling with
 //!   `use_remote_address: false` and `xff_num_trusted_hops: 0` takes the last entry; Envoy does
 //!   not read `forwarded`, `x-real-ip`);
-//! - [design]: /work/shared/docs/design.md "The client cannot steer internals", and
+//! - `[design]` /work/shared/docs/design.md "The client cannot steer internals", and
 //!   envoy-1.40-facts.md (Envoy keeps `x-envoy-*` from "internal" peers and never strips the
 //!   fault filter's headers, so layover removes every `x-envoy-*` / `x-layover-*` itself);
-//! - [ambient]: https://istio.io/latest/docs/ambient/architecture/hbone/ (in a tunnel the
+//! - `[ambient]` https://istio.io/latest/docs/ambient/architecture/hbone/ (in a tunnel the
 //!   identity is the HBONE peer's certificate and the client address is ztunnel's `forwarded`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -282,8 +282,8 @@ struct Req {
 
 fn request() -> impl Strategy<Value = Req> {
     let ip = prop::option::of(prop_oneof![
-        any::<[u8; 4]>().prop_map(|b| IpAddr::from(b)),
-        any::<[u8; 16]>().prop_map(|b| IpAddr::from(b)),
+        any::<[u8; 4]>().prop_map(IpAddr::from),
+        any::<[u8; 16]>().prop_map(IpAddr::from),
     ]);
     (
         prop_oneof![

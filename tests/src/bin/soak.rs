@@ -100,8 +100,16 @@ spec:
   rules: [{to: [{operation: {methods: [GET]}}]}]
 ";
 
-/// The request mix: (Host, path, extra header, expected status).
-const MIX: [(&str, &str, Option<(&str, &str)>, u16); 6] = [
+/// One request of the mix: Host, path, an extra header, the expected status.
+type Mixed = (
+    &'static str,
+    &'static str,
+    Option<(&'static str, &'static str)>,
+    u16,
+);
+
+/// The request mix.
+const MIX: [Mixed; 6] = [
     ("reviews:9080", "/reviews/1", None, 200),
     (
         "reviews:9080",
