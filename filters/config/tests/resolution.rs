@@ -1586,6 +1586,15 @@ const VALIDATION: &[(&str, &str)] = &[
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec: {hosts: [reviews], http: [{match: [{withoutHeaders: {\"a b\": {exact: x}}}], route: [{destination: {host: reviews}}]}]}",
         "spec.http[0].match[0].withoutHeaders: invalid header name \"a b\"",
     ),
+    // Found by fuzzing (cargo xtask fuzz, yaml_compiler): the engine refused these later.
+    (
+        "apiVersion: v1\nkind: Service\nmetadata: {name: odd}\nspec: {clusterIP: \"10.96.10-14\", ports: [{name: http, port: 80}]}",
+        "spec.clusterIP: \"10.96.10-14\" is not an IP address",
+    ),
+    (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {targetRefs: [{kind: Service, group: \"\", name: reviews}], rules: [{to: [{operation: {paths: [\"/x/{*}{/y\"]}}]}]}",
+        "the compiled policy is invalid for the filters: authorization policies: AuthorizationPolicy default/a: rules[0].to[0].operation.paths[0]: invalid path",
+    ),
     // istio/istio pkg/config/security CheckEmptyValues.
     (
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {targetRefs: [{kind: Service, group: \"\", name: reviews}], rules: [{from: [{source: {principals: [\"\"]}}]}]}",

@@ -222,5 +222,8 @@ mod tests {
         // oracle ("the client's value is gone") could not tell them apart — a harness false
         // positive, now judged by comparing with the same request without client signals.
         assert!(replay("seeds/regressions", decide) > 0);
+        // yaml_compiler crashes: the compiler accepted a Service clusterIP that is not an IP, a
+        // VIP two services share, and path templates the engine refuses (it now reports them).
+        assert!(replay("seeds/regressions-yaml", yaml_compiler) > 0);
     }
 }
