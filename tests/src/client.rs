@@ -200,3 +200,49 @@ fn response_complete(data: &[u8]) -> bool {
     });
     length.is_some_and(|len| data.len() >= head_end + 4 + len)
 }
+
+/// A response read off the wire by [`raw_request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// Response headers, names lower-case, in order.
+    pub headers: Vec<(String, String)>,
+    /// Body (as text).
+    pub body: String,
+}
+
+impl RawResponse {
+    /// First value of a response header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `request` byte for byte ([`raw_http1`]) and parses the status line, headers and body
+/// of the answer: for requests only a raw client can write (`//admin`, `%2F`, `#frag`, repeated
+/// `Host`, lower-case methods).
+pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> Result<RawResponse, HarnessError> {
+    let text = raw_http1(addr, request).await?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| HarnessError::Http(format!("{addr}: no response head in {text:?}")))?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| HarnessError::Http(format!("{addr}: no status line in {text:?}")))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(RawResponse {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}

@@ -402,6 +402,11 @@ impl Starting {
 }
 
 impl Envoy {
+    /// The Envoy process id (the soak run samples its RSS and CPU from `/proc/<pid>`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The ports this Envoy bound (admin and data listener).
     pub fn ports(&self) -> Ports {
         Ports {

@@ -5,6 +5,7 @@
 
 mod bench;
 mod envoy;
+mod hardening;
 mod measure;
 mod perf;
 
@@ -36,6 +37,13 @@ commands:
   build-dynamic-module
                   build the Envoy dynamic module (target/release/liblayover_module.so)
   lint            cargo fmt --check and cargo clippy -D warnings
+  fuzz            AFL++ (cargo-afl, installed when missing) on the policy decoder, the YAML compiler
+                  and decide(), each for --seconds N (default 120; --target NAME to pick);
+                  writes target/fuzz/report.md (executions, corpus, crashes)
+  reload          policy swaps under constant load through ECDS, both builds (tests/tests/reload.rs);
+                  writes target/reload/report-<build>.md
+  soak            both builds at a fixed rate (--minutes N (default 10), --rate R req/s per build
+                  (default 200)), Envoy RSS and CPU sampled; writes target/soak/report.md and soak.csv
 ";
 
 fn main() -> ExitCode {
@@ -56,6 +64,9 @@ fn main() -> ExitCode {
             )
         }),
         Some("lint") => lint(),
+        Some("fuzz") => hardening::fuzz(&args[1..]),
+        Some("reload") => hardening::reload(),
+        Some("soak") => hardening::soak(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -104,7 +115,7 @@ pub(crate) fn cargo() -> Command {
 pub(crate) const WASM_PATH: &str = "target/wasm32-wasip1/wasm-release/layover_wasm.wasm";
 
 /// Builds the proxy-wasm filter (installing the rustup target when missing).
-fn build_wasm() -> Result<PathBuf, String> {
+pub(crate) fn build_wasm() -> Result<PathBuf, String> {
     step("adding the wasm32-wasip1 target (rustup; no-op when present)");
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip1"]))
         .map_err(|e| format!("{e}\nhint: the wasm build needs rustup's wasm32-wasip1 target"))?;
@@ -137,6 +148,30 @@ pub(crate) fn build_dynamic_module() -> Result<PathBuf, String> {
         "layover-dynamic-module",
     ]))?;
     Ok(repo_root().join("target/release"))
+}
+
+/// Builds the proxy-wasm filter with the test-only `test-panic` feature, in its own target dir
+/// so it never replaces the real one; returns the module's path.
+fn build_wasm_test_panic() -> Result<PathBuf, String> {
+    const DIR: &str = "target/test-panic-wasm";
+    step("building the proxy-wasm filter with the test-only `test-panic` feature");
+    run(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "layover-wasm",
+        "--target",
+        "wasm32-wasip1",
+        "--profile",
+        "wasm-release",
+        "--features",
+        "test-panic",
+        "--target-dir",
+        DIR,
+    ]))?;
+    Ok(repo_root()
+        .join(DIR)
+        .join("wasm32-wasip1/wasm-release/layover_wasm.wasm"))
 }
 
 /// Builds the dynamic module with the test-only `test-panic` feature, in its own target dir so it
@@ -212,13 +247,15 @@ fn test() -> Result<(), String> {
     let wasm = build_wasm()?;
     let module_dir = build_dynamic_module()?;
     let panic_module_dir = build_dynamic_module_test_panic()?;
+    let panic_wasm = build_wasm_test_panic()?;
     step("building and running unit, CLI, semantics and real-Envoy integration tests (cargo test --workspace)");
     run(cargo()
         .args(["test", "--workspace", "--locked"])
         .env("LAYOVER_ENVOY", &envoy)
         .env("LAYOVER_WASM", &wasm)
         .env("LAYOVER_DYNAMIC_MODULE_DIR", &module_dir)
-        .env("LAYOVER_DYNAMIC_MODULE_PANIC_DIR", &panic_module_dir))?;
+        .env("LAYOVER_DYNAMIC_MODULE_PANIC_DIR", &panic_module_dir)
+        .env("LAYOVER_WASM_PANIC", &panic_wasm))?;
     let runner = install_wasm_test_runner()?;
     run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
     step("running the engine's unit tests compiled to wasm32 (wasm-bindgen-test on Node.js)");

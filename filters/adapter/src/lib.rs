@@ -24,6 +24,34 @@ pub const CLUSTER_HEADER: &str = "x-layover-cluster";
 /// Body of a fault-injected abort, as Envoy's fault filter sends it.
 pub const FAULT_ABORT_BODY: &[u8] = b"fault filter abort";
 
+/// Status of the reply when the filter cannot decide (an internal error): the request is denied,
+/// never forwarded undecided. 500 is what Envoy's own filters answer for an internal failure
+/// (e.g. `ext_authz` with `failure_mode_allow: false` … 403/500; RBAC never allows on error).
+pub const INTERNAL_ERROR_STATUS: u16 = 500;
+
+/// Body of the reply when the filter failed internally.
+pub const INTERNAL_ERROR_BODY: &[u8] = b"layover: internal error";
+
+/// A host call the decision depends on failed, or the host handed over state the filter cannot
+/// read. The request is denied with [`INTERNAL_ERROR_STATUS`] ("fail closed").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalError(pub String);
+
+impl std::fmt::Display for InternalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The local reply for an internal error: 500, no routing, nothing of the request forwarded.
+pub fn internal_error_reply() -> LocalReply {
+    LocalReply {
+        status: INTERNAL_ERROR_STATUS,
+        headers: Vec::new(),
+        body: INTERNAL_ERROR_BODY.to_vec(),
+    }
+}
+
 /// The HTTP-level effect of applying a request's decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -47,18 +75,23 @@ pub struct LocalReply {
 }
 
 /// Host calls a filter needs for one HTTP stream. Implemented by each adapter over its ABI
-/// (and by a fake in tests). Errors from the host are the implementor's to log: a failed
-/// mutation must never panic.
+/// (and by a fake in tests). A failed host call must never panic.
+///
+/// The request side returns errors: the decision is only as good as the headers it read and
+/// the mutations that carry it (stripping client-sent internal signals, the cluster choice,
+/// router controls, rewrites), so a failure there denies the request with 500
+/// ([`INTERNAL_ERROR_STATUS`]). Response-side mutations are best effort (the implementor logs
+/// a failure): the request was already decided and forwarded.
 pub trait StreamHost {
     /// Every request header, pseudo-headers (`:method`, `:path`, `:authority`, `:scheme`)
     /// included, names lower-case, in order.
-    fn request_headers(&self) -> Vec<(String, String)>;
+    fn request_headers(&self) -> Result<Vec<(String, String)>, InternalError>;
     /// Replace a request header (all values), creating it if absent.
-    fn set_request_header(&mut self, name: &str, value: &str);
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError>;
     /// Append a value to a request header.
-    fn add_request_header(&mut self, name: &str, value: &str);
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError>;
     /// Remove a request header.
-    fn remove_request_header(&mut self, name: &str);
+    fn remove_request_header(&mut self, name: &str) -> Result<(), InternalError>;
     /// Replace a response header.
     fn set_response_header(&mut self, name: &str, value: &str);
     /// Append a value to a response header.
@@ -129,15 +162,48 @@ pub struct StreamFilter {
 }
 
 impl StreamFilter {
-    /// Decides and applies the decision for a request's headers.
+    /// Denies the request with [`internal_error_reply`] after an internal error (logged as a
+    /// warning), unless a reply was already sent.
+    pub fn fail_closed<H: StreamHost>(&mut self, host: &mut H, error: &InternalError) -> Verdict {
+        host.warn(&format!("layover: internal error, request denied: {error}"));
+        self.after_delay = None;
+        if !self.replied {
+            self.replied = true;
+            host.send_local_reply(&internal_error_reply());
+        }
+        Verdict::Replied
+    }
+
+    /// Decides and applies the decision for a request's headers. The connection is what the
+    /// adapter read from the host; an error there (unreadable filter state) fails closed like
+    /// any other internal error.
     pub fn on_request_headers<H: StreamHost>(
         &mut self,
         policy: &CompiledPolicy,
-        conn: &Connection,
+        conn: Result<&Connection, &InternalError>,
         entropy: u64,
         host: &mut H,
     ) -> Verdict {
-        let headers = host.request_headers();
+        match self.decide_and_apply(policy, conn, entropy, host) {
+            Ok(verdict) => verdict,
+            Err(error) => self.fail_closed(host, &error),
+        }
+    }
+
+    fn decide_and_apply<H: StreamHost>(
+        &mut self,
+        policy: &CompiledPolicy,
+        conn: Result<&Connection, &InternalError>,
+        entropy: u64,
+        host: &mut H,
+    ) -> Result<Verdict, InternalError> {
+        let conn = conn.map_err(Clone::clone)?;
+        let headers = host.request_headers()?;
+        if !headers.iter().any(|(n, _)| n == ":path") {
+            // Envoy always hands an HTTP filter `:path` (CONNECT aside, which never reaches a
+            // waypoint's HTTP chain): without it the host lost the request.
+            return Err(InternalError("the host returned no :path header".into()));
+        }
         let pseudo = |name: &str| {
             headers
                 .iter()
@@ -184,7 +250,7 @@ impl StreamFilter {
 
         // Whatever happens next, no client-sent internal signal survives.
         for (name, _) in headers.iter().filter(|(n, _)| is_internal_signal(n)) {
-            host.remove_request_header(name);
+            host.remove_request_header(name)?;
         }
 
         let reply = local_reply(&decision, &sampled);
@@ -192,19 +258,25 @@ impl StreamFilter {
             // The fault filter delays first; what follows the delay is decided now.
             match reply {
                 Some(r) => self.after_delay = Some(r),
-                None => self.prepare_forward(&decision, &sampled, &headers, host),
+                None => {
+                    if let Err(error) = self.prepare_forward(&decision, &sampled, &headers, host) {
+                        // Still delayed (the fault fired), then denied.
+                        host.warn(&format!("layover: internal error, request denied: {error}"));
+                        self.after_delay = Some(internal_error_reply());
+                    }
+                }
             }
-            return Verdict::Delay(delay);
+            return Ok(Verdict::Delay(delay));
         }
         match reply {
             Some(r) => {
                 self.replied = true;
                 host.send_local_reply(&r);
-                Verdict::Replied
+                Ok(Verdict::Replied)
             }
             None => {
-                self.prepare_forward(&decision, &sampled, &headers, host);
-                Verdict::Continue
+                self.prepare_forward(&decision, &sampled, &headers, host)?;
+                Ok(Verdict::Continue)
             }
         }
     }
@@ -256,22 +328,26 @@ impl StreamFilter {
         sampled: &Sampled,
         original: &[(String, String)],
         host: &mut H,
-    ) {
+    ) -> Result<(), InternalError> {
         let Some(dest) = sampled
             .destination
             .and_then(|i| decision.destinations.get(i))
         else {
-            return;
+            // Every forwarding decision has a destination; forwarding without a cluster choice
+            // would let the route's fallback (or a stale header) decide.
+            return Err(InternalError(
+                "the decision forwards but names no destination".into(),
+            ));
         };
-        host.set_request_header(CLUSTER_HEADER, &dest.cluster);
+        host.set_request_header(CLUSTER_HEADER, &dest.cluster)?;
 
         // Router controls. Retries: always explicit, so a route-level default cannot leak in.
         match decision.retry {
             Some(r) if r.policy.attempts > 0 => {
                 let p = r.policy;
-                host.set_request_header("x-envoy-max-retries", &p.attempts.to_string());
+                host.set_request_header("x-envoy-max-retries", &p.attempts.to_string())?;
                 if !p.retry_on.is_empty() {
-                    host.set_request_header("x-envoy-retry-on", &p.retry_on.join(","));
+                    host.set_request_header("x-envoy-retry-on", &p.retry_on.join(","))?;
                 }
                 if !p.retriable_status_codes.is_empty() {
                     let codes: Vec<String> = p
@@ -279,29 +355,31 @@ impl StreamFilter {
                         .iter()
                         .map(u32::to_string)
                         .collect();
-                    host.set_request_header("x-envoy-retriable-status-codes", &codes.join(","));
+                    host.set_request_header("x-envoy-retriable-status-codes", &codes.join(","))?;
                 }
                 if p.per_try_timeout_ms > 0 {
                     host.set_request_header(
                         "x-envoy-upstream-rq-per-try-timeout-ms",
                         &p.per_try_timeout_ms.to_string(),
-                    );
+                    )?;
                 }
             }
-            _ => host.set_request_header("x-envoy-max-retries", "0"),
+            _ => host.set_request_header("x-envoy-max-retries", "0")?,
         }
         if decision.timeout_ms > 0 {
             host.set_request_header(
                 "x-envoy-upstream-rq-timeout-ms",
                 &decision.timeout_ms.to_string(),
-            );
+            )?;
         }
 
-        apply_ops(&dest.request_header_ops, |op| match op {
-            HeaderOp::Set { name, value } => host.set_request_header(name, value),
-            HeaderOp::Append { name, value } => host.add_request_header(name, value),
-            HeaderOp::Remove { name } => host.remove_request_header(name),
-        });
+        for op in &dest.request_header_ops {
+            match op {
+                HeaderOp::Set { name, value } => host.set_request_header(name, value)?,
+                HeaderOp::Append { name, value } => host.add_request_header(name, value)?,
+                HeaderOp::Remove { name } => host.remove_request_header(name)?,
+            }
+        }
         // A rewrite keeps the request's value in x-envoy-original-path / -host, as Envoy's route
         // does (`finalizeRequestHeaders`; istiod never sets the router's
         // `suppress_envoy_headers`), whether or not the value changed.
@@ -311,11 +389,11 @@ impl StreamFilter {
             .map(|(_, v)| v.as_str());
         if decision.path_rewritten {
             if let Some(p) = original_path {
-                host.set_request_header("x-envoy-original-path", p);
+                host.set_request_header("x-envoy-original-path", p)?;
             }
         }
         if original_path != Some(decision.path.as_ref()) {
-            host.set_request_header(":path", &decision.path);
+            host.set_request_header(":path", &decision.path)?;
         }
         let original_authority = original
             .iter()
@@ -323,11 +401,11 @@ impl StreamFilter {
             .map(|(_, v)| v.as_str());
         if decision.authority_rewritten {
             if let Some(a) = original_authority {
-                host.set_request_header("x-envoy-original-host", a);
+                host.set_request_header("x-envoy-original-host", a)?;
             }
         }
         if original_authority != Some(decision.authority.as_ref()) {
-            host.set_request_header(":authority", &decision.authority);
+            host.set_request_header(":authority", &decision.authority)?;
         }
 
         self.response_ops = dest.response_header_ops.clone();
@@ -347,6 +425,7 @@ impl StreamFilter {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -515,7 +594,7 @@ fn present(value: Option<&str>) -> Option<&str> {
     value.map(str::trim).filter(|v| !v.is_empty() && *v != "-")
 }
 
-/// The [`Connection`] of a request that arrived inside an HBONE tunnel, or `None` when the
+/// The [`Connection`] of a request that arrived inside an HBONE tunnel, or `Ok(None)` when the
 /// request did not come through `connect_terminate` (no CONNECT authority in filter state); the
 /// caller then reads the connection as on the plain listener.
 ///
@@ -525,29 +604,51 @@ fn present(value: Option<&str>) -> Option<&str> {
 /// - `remote_ip` and `source_ip`: the client named by `forwarded: for=…` (ztunnel, a verified
 ///   mesh peer, reports the connection's real source), else the HBONE peer's own address
 ///   (then `remote_ip` is unset).
-pub fn hbone_connection(state: &HboneState<'_>, sni: Option<String>) -> Option<Connection> {
-    let authority = present(state.connect_authority)?;
-    let principal = present(state.peer_principal)
-        .and_then(principal_from_uri_san)
-        .map(str::to_string);
+///
+/// Fails closed: state that is present but unreadable (an authority that is neither `ip:port`
+/// nor `host:port`, a peer identity that is not a SPIFFE URI) is an [`InternalError`]. Reading
+/// it as absent would pick the service by the `Host` header, or treat an authenticated peer as
+/// a plaintext one, instead of what the tunnel said.
+pub fn hbone_connection(
+    state: &HboneState<'_>,
+    sni: Option<String>,
+) -> Result<Option<Connection>, InternalError> {
+    let Some(authority) = present(state.connect_authority) else {
+        return Ok(None);
+    };
+    let principal = match present(state.peer_principal) {
+        None => None,
+        Some(san) => Some(
+            principal_from_uri_san(san)
+                .ok_or_else(|| {
+                    InternalError(format!(
+                        "HBONE peer identity {san:?} ({HBONE_PEER_PRINCIPAL_KEY}) is not a SPIFFE URI"
+                    ))
+                })?
+                .to_string(),
+        ),
+    };
+    let bad_authority = || {
+        InternalError(format!(
+            "HBONE CONNECT authority {authority:?} ({HBONE_CONNECT_AUTHORITY_KEY}) is neither ip:port nor host:port"
+        ))
+    };
     let (destination_service, destination_ip, destination_port) =
         match parse_socket_address(authority) {
             Some((ip, port)) => (None, Some(ip), port),
             None => match authority.rsplit_once(':') {
                 Some((host, port)) if !host.is_empty() && !host.contains([':', '[', ']']) => {
-                    match port.parse::<u16>() {
-                        Ok(port) => (Some(host.to_ascii_lowercase()), None, port),
-                        Err(_) => (None, None, 0),
-                    }
+                    let port = port.parse::<u16>().map_err(|_| bad_authority())?;
+                    (Some(host.to_ascii_lowercase()), None, port)
                 }
-                _ => (None, None, 0),
+                _ => return Err(bad_authority()),
             },
         };
     let client = present(state.forwarded).and_then(forwarded_for);
     let peer = present(state.peer_address)
         .and_then(parse_socket_address)
         .map(|(ip, _)| ip);
-    Some(Connection {
+    Ok(Some(Connection {
         principal,
         source_ip: client.or(peer),
         remote_ip: client,
@@ -555,7 +656,7 @@ pub fn hbone_connection(state: &HboneState<'_>, sni: Option<String>) -> Option<C
         destination_ip,
         destination_port,
         sni,
-    })
+    }))
 }
 
 /// The client address of the first element of a `forwarded` header (RFC 7239): its `for=`

@@ -10,6 +10,11 @@ struct FakeHost {
     response: Vec<(String, String)>,
     replies: Vec<LocalReply>,
     mirrors: Vec<(String, Vec<(String, String)>)>,
+    /// Fail reading the request headers.
+    fail_read: bool,
+    /// Fail any request mutation of this header name (`*`: every one).
+    fail_mutation: Option<&'static str>,
+    warnings: std::cell::RefCell<Vec<String>>,
 }
 
 impl FakeHost {
@@ -38,19 +43,39 @@ impl FakeHost {
     }
 }
 
+impl FakeHost {
+    fn mutation(&self, name: &str) -> Result<(), InternalError> {
+        match self.fail_mutation {
+            Some(n) if n == "*" || n == name => {
+                Err(InternalError(format!("fake host refused to change {name}")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 impl StreamHost for FakeHost {
-    fn request_headers(&self) -> Vec<(String, String)> {
-        self.request.clone()
+    fn request_headers(&self) -> Result<Vec<(String, String)>, InternalError> {
+        if self.fail_read {
+            return Err(InternalError("fake host: header map unavailable".into()));
+        }
+        Ok(self.request.clone())
     }
-    fn set_request_header(&mut self, name: &str, value: &str) {
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError> {
+        self.mutation(name)?;
         self.request.retain(|(n, _)| n != name);
         self.request.push((name.into(), value.into()));
+        Ok(())
     }
-    fn add_request_header(&mut self, name: &str, value: &str) {
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError> {
+        self.mutation(name)?;
         self.request.push((name.into(), value.into()));
+        Ok(())
     }
-    fn remove_request_header(&mut self, name: &str) {
+    fn remove_request_header(&mut self, name: &str) -> Result<(), InternalError> {
+        self.mutation(name)?;
         self.request.retain(|(n, _)| n != name);
+        Ok(())
     }
     fn set_response_header(&mut self, name: &str, value: &str) {
         self.response.retain(|(n, _)| n != name);
@@ -68,7 +93,9 @@ impl StreamHost for FakeHost {
     fn mirror(&mut self, cluster: &str, headers: &[(String, String)]) {
         self.mirrors.push((cluster.into(), headers.to_vec()));
     }
-    fn warn(&self, _message: &str) {}
+    fn warn(&self, message: &str) {
+        self.warnings.borrow_mut().push(message.to_string());
+    }
 }
 
 const SERVICES: &str = r#"
@@ -121,7 +148,7 @@ fn default_route_writes_cluster_and_mesh_default_retries() {
     // retry policy (2 attempts).
     let p = policy("");
     let mut host = get("/");
-    let v = StreamFilter::default().on_request_headers(&p, &conn(), 1, &mut host);
+    let v = StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
     assert_eq!(v, Verdict::Continue);
     assert_eq!(
         host.req(CLUSTER_HEADER),
@@ -145,7 +172,7 @@ fn client_sent_internal_headers_are_removed_before_anything() {
         ("x-envoy-upstream-rq-timeout-ms".into(), "1".into()),
         ("x-layover-anything".into(), "x".into()),
     ]);
-    StreamFilter::default().on_request_headers(&p, &conn(), 1, &mut host);
+    StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
     assert_eq!(
         host.req(CLUSTER_HEADER),
         ["outbound|9080||reviews.default.svc.cluster.local"]
@@ -174,7 +201,7 @@ spec:
     );
     let mut host = get("/");
     host.request.push((CLUSTER_HEADER.into(), "v2".into()));
-    StreamFilter::default().on_request_headers(&p, &conn(), 1, &mut host);
+    StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
     assert_eq!(
         host.req(CLUSTER_HEADER),
         ["outbound|9080|v1|reviews.default.svc.cluster.local"]
@@ -198,7 +225,7 @@ spec:
     let mut host = get("/");
     let mut f = StreamFilter::default();
     assert_eq!(
-        f.on_request_headers(&p, &conn(), 1, &mut host),
+        f.on_request_headers(&p, Ok(&conn()), 1, &mut host),
         Verdict::Replied
     );
     assert_eq!(host.replies[0].status, 403);
@@ -234,7 +261,7 @@ spec:
     host.request.push(("x-c".into(), "gone".into()));
     let mut f = StreamFilter::default();
     assert_eq!(
-        f.on_request_headers(&p, &conn(), 1, &mut host),
+        f.on_request_headers(&p, Ok(&conn()), 1, &mut host),
         Verdict::Continue
     );
     assert_eq!(host.req(":path"), ["/new/page?q=1"]);
@@ -272,7 +299,7 @@ spec:
     host.request
         .push(("x-envoy-original-path".into(), "/forged".into()));
     let mut f = StreamFilter::default();
-    f.on_request_headers(&p, &conn(), 1, &mut host);
+    f.on_request_headers(&p, Ok(&conn()), 1, &mut host);
     assert!(host.req("x-envoy-original-path").is_empty());
     assert!(host.req("x-envoy-original-host").is_empty());
 }
@@ -318,9 +345,9 @@ spec:
     );
     let reply = |method: &str, path: &str| {
         let mut host = get(path);
-        host.set_request_header(":method", method);
+        host.set_request_header(":method", method).unwrap();
         let mut f = StreamFilter::default();
-        f.on_request_headers(&p, &conn(), 1, &mut host);
+        f.on_request_headers(&p, Ok(&conn()), 1, &mut host);
         host.replies.pop().unwrap()
     };
     let header = |r: &LocalReply, name: &str| {
@@ -369,7 +396,7 @@ spec:
     let mut host = get("/");
     let mut f = StreamFilter::default();
     assert_eq!(
-        f.on_request_headers(&p, &conn(), 7, &mut host),
+        f.on_request_headers(&p, Ok(&conn()), 7, &mut host),
         Verdict::Delay(1000)
     );
     assert!(host.replies.is_empty());
@@ -395,7 +422,7 @@ spec:
     let mut host = get("/");
     let mut f = StreamFilter::default();
     assert_eq!(
-        f.on_request_headers(&p, &conn(), 7, &mut host),
+        f.on_request_headers(&p, Ok(&conn()), 7, &mut host),
         Verdict::Delay(250)
     );
     // Mutations are in place before the pause, so resuming needs no further host calls.
@@ -425,7 +452,7 @@ spec:
 "#,
     );
     let mut host = get("/moved");
-    StreamFilter::default().on_request_headers(&p, &conn(), 1, &mut host);
+    StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
     assert_eq!(host.replies[0].status, 301);
     let location = &host.replies[0]
         .headers
@@ -436,7 +463,7 @@ spec:
     assert_eq!(location, "http://other.example/new");
 
     let mut host = get("/teapot");
-    StreamFilter::default().on_request_headers(&p, &conn(), 1, &mut host);
+    StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
     assert_eq!(host.replies[0].status, 418);
     assert_eq!(host.replies[0].body, b"short and stout");
 }
@@ -461,7 +488,7 @@ spec:
     let mut v1 = 0;
     for _ in 0..4000 {
         let mut host = get("/");
-        StreamFilter::default().on_request_headers(&p, &conn(), rng.next_u64(), &mut host);
+        StreamFilter::default().on_request_headers(&p, Ok(&conn()), rng.next_u64(), &mut host);
         if host.req(CLUSTER_HEADER)[0].contains("|v1|") {
             v1 += 1;
         }
@@ -486,7 +513,7 @@ spec:
 "#,
     );
     let mut host = get("/m");
-    StreamFilter::default().on_request_headers(&p, &conn(), 1, &mut host);
+    StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
     assert_eq!(host.mirrors.len(), 1);
     assert_eq!(
         host.mirrors[0].0,
@@ -506,7 +533,7 @@ fn service_found_by_authority_without_hbone() {
         destination_port: 9080,
         ..Default::default()
     };
-    StreamFilter::default().on_request_headers(&p, &c, 1, &mut host);
+    StreamFilter::default().on_request_headers(&p, Ok(&c), 1, &mut host);
     assert_eq!(
         host.req(CLUSTER_HEADER),
         ["outbound|9080||reviews.default.svc.cluster.local"]
@@ -518,7 +545,7 @@ fn unknown_service_is_404() {
     let p = policy("");
     let mut host = FakeHost::new(&[(":method", "GET"), (":path", "/"), (":authority", "nope")]);
     let c = Connection::default();
-    StreamFilter::default().on_request_headers(&p, &c, 1, &mut host);
+    StreamFilter::default().on_request_headers(&p, Ok(&c), 1, &mut host);
     assert_eq!(host.replies[0].status, 404);
 }
 
@@ -595,7 +622,7 @@ spec:
             ..conn()
         };
         let mut host = get("/");
-        let verdict = StreamFilter::default().on_request_headers(&p, &c, 0, &mut host);
+        let verdict = StreamFilter::default().on_request_headers(&p, Ok(&c), 0, &mut host);
         (verdict, host.replies.first().map(|r| r.status))
     };
     assert_eq!(run(Some("127.0.0.1:40000")), (Verdict::Replied, Some(403)));
@@ -621,7 +648,7 @@ fn hbone_connection_reads_the_tunnel() {
         forwarded: Some("for=\"10.244.1.7:41234\";host=reviews.default.svc.cluster.local"),
         peer_address: Some("10.244.1.2:52000"),
     };
-    let conn = hbone_connection(&state, None).unwrap();
+    let conn = hbone_connection(&state, None).unwrap().unwrap();
     assert_eq!(
         conn.principal.as_deref(),
         Some("cluster.local/ns/default/sa/productpage")
@@ -639,7 +666,9 @@ fn hbone_connection_reads_the_tunnel() {
         forwarded: Some("-"),
         peer_address: Some("[fd00::2]:52000"),
     };
-    let conn = hbone_connection(&state, Some("sni".into())).unwrap();
+    let conn = hbone_connection(&state, Some("sni".into()))
+        .unwrap()
+        .unwrap();
     assert_eq!(conn.principal, None);
     assert_eq!(
         conn.destination_service.as_deref(),
@@ -652,22 +681,126 @@ fn hbone_connection_reads_the_tunnel() {
     assert_eq!(conn.sni.as_deref(), Some("sni"));
 
     // Not in a tunnel.
-    assert_eq!(hbone_connection(&HboneState::default(), None), None);
+    assert_eq!(hbone_connection(&HboneState::default(), None), Ok(None));
     let no_authority = HboneState {
         peer_principal: Some("spiffe://cluster.local/ns/a/sa/b"),
         connect_authority: Some("-"),
         ..Default::default()
     };
-    assert_eq!(hbone_connection(&no_authority, None), None);
-    // An unusable authority still carries the identity.
-    let odd = HboneState {
-        peer_principal: Some("spiffe://cluster.local/ns/a/sa/b"),
-        connect_authority: Some("nonsense"),
-        ..Default::default()
+    assert_eq!(hbone_connection(&no_authority, None), Ok(None));
+    // Fail closed: state that is there but unreadable is an internal error, never "absent"
+    // (which would pick the service by Host, or make an authenticated peer a plaintext one).
+    for (principal, authority) in [
+        ("spiffe://cluster.local/ns/a/sa/b", "nonsense"),
+        ("spiffe://cluster.local/ns/a/sa/b", "reviews:http"),
+        ("spiffe://cluster.local/ns/a/sa/b", ":9080"),
+        ("spiffe://cluster.local/ns/a/sa/b", "[::1]"),
+        ("cluster.local/ns/a/sa/b", "10.0.0.1:80"),
+        ("spiffe://", "10.0.0.1:80"),
+    ] {
+        let odd = HboneState {
+            peer_principal: Some(principal),
+            connect_authority: Some(authority),
+            ..Default::default()
+        };
+        assert!(
+            hbone_connection(&odd, None).is_err(),
+            "{principal:?} {authority:?} was accepted"
+        );
+    }
+}
+
+// Fail closed (README "Security"): every internal error denies with 500 and forwards nothing.
+#[test]
+fn internal_errors_deny_with_500() {
+    let p = policy("");
+    let is_500 = |host: &FakeHost| {
+        assert_eq!(host.replies.len(), 1, "{:?}", host.replies);
+        assert_eq!(host.replies[0].status, 500);
+        assert_eq!(host.replies[0].body, INTERNAL_ERROR_BODY);
+        assert!(
+            !host.warnings.borrow().is_empty(),
+            "the error was not logged"
+        );
     };
-    let conn = hbone_connection(&odd, None).unwrap();
-    assert_eq!(conn.principal.as_deref(), Some("cluster.local/ns/a/sa/b"));
-    assert_eq!((conn.destination_service, conn.destination_port), (None, 0));
+    // The request headers cannot be read.
+    let mut host = get("/");
+    host.fail_read = true;
+    let v = StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
+    assert_eq!(v, Verdict::Replied);
+    is_500(&host);
+    // The host handed over no :path.
+    let mut host = FakeHost::new(&[(":method", "GET"), (":authority", "reviews:9080")]);
+    let v = StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
+    assert_eq!(v, Verdict::Replied);
+    is_500(&host);
+    // The connection could not be read (e.g. bad HBONE filter state).
+    let mut host = get("/");
+    let err = InternalError("bad filter state".into());
+    let v = StreamFilter::default().on_request_headers(&p, Err(&err), 1, &mut host);
+    assert_eq!(v, Verdict::Replied);
+    is_500(&host);
+    assert!(host.req(CLUSTER_HEADER).is_empty());
+    // A client-sent internal signal cannot be removed.
+    let mut host = get("/");
+    host.request
+        .push(("x-layover-cluster".into(), "outbound|9080|v2|x".into()));
+    host.fail_mutation = Some("x-layover-cluster");
+    let v = StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
+    assert_eq!(v, Verdict::Replied);
+    is_500(&host);
+    // The cluster choice, a router control, or a rewrite cannot be written.
+    for name in [CLUSTER_HEADER, "x-envoy-max-retries", "*"] {
+        let mut host = get("/");
+        host.fail_mutation = Some(name);
+        let v = StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
+        assert_eq!(v, Verdict::Replied, "{name}");
+        is_500(&host);
+    }
+    let p = policy(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - rewrite: {uri: /v2}
+    route: [{destination: {host: reviews}}]
+"#,
+    );
+    let mut host = get("/x");
+    host.fail_mutation = Some(":path");
+    let v = StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
+    assert_eq!(v, Verdict::Replied);
+    is_500(&host);
+}
+
+#[test]
+fn internal_error_after_a_fault_delay_denies_when_the_delay_ends() {
+    let p = policy(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - fault: {delay: {fixedDelay: 1s, percentage: {value: 100}}}
+    route: [{destination: {host: reviews}}]
+"#,
+    );
+    let mut host = get("/");
+    host.fail_mutation = Some(CLUSTER_HEADER);
+    let mut f = StreamFilter::default();
+    assert_eq!(
+        f.on_request_headers(&p, Ok(&conn()), 1, &mut host),
+        Verdict::Delay(1000)
+    );
+    assert!(host.replies.is_empty());
+    assert_eq!(f.on_delay_elapsed(&mut host), Verdict::Replied);
+    assert_eq!(host.replies.len(), 1);
+    assert_eq!(host.replies[0].status, 500);
 }
 
 #[test]

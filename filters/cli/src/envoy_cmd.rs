@@ -102,6 +102,11 @@ pub struct EnvoyArgs {
     /// With --hbone: the HBONE listener's port.
     #[arg(long, requires = "hbone", default_value_t = layover_envoy::HBONE_PORT)]
     pub hbone_port: u16,
+    /// Serve the layover filter's policy over ECDS (`<out-dir>/layover.ecds.json`) and follow
+    /// changes to --config: each change is compiled and, when valid, swapped into the running
+    /// Envoy without draining; compile errors are printed and the running policy stays.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// The HBONE settings `--hbone` describes (certificates checked to exist now).
@@ -199,8 +204,8 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
             ClusterSelection::SpecifierPlugin
         }
     };
-    let filter = match args.filter {
-        FilterBuild::None => None,
+    // Checked once; `make_filter` then builds the entry for any policy (also on --watch updates).
+    let wasm_path = match args.filter {
         FilterBuild::DynamicModule => {
             let dir = args
                 .dynamic_module_dir
@@ -214,10 +219,7 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
             }
             module_dir =
                 Some(std::fs::canonicalize(&dir).map_err(|e| format!("{}: {e}", dir.display()))?);
-            Some(layover_envoy::dynamic_module_filter_with(
-                &policy_json,
-                cluster_selection,
-            ))
+            None
         }
         FilterBuild::Wasm => {
             let wasm = args
@@ -230,11 +232,34 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
                     wasm.display()
                 ));
             }
-            let wasm =
-                std::fs::canonicalize(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
-            Some(layover_envoy::wasm_filter(&wasm, &policy_json))
+            Some(std::fs::canonicalize(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?)
         }
+        FilterBuild::None => None,
     };
+    let build = args.filter;
+    let make_filter = move |policy_json: &str| match (build, &wasm_path) {
+        (FilterBuild::DynamicModule, _) => Some(layover_envoy::dynamic_module_filter_with(
+            policy_json,
+            cluster_selection,
+        )),
+        (FilterBuild::Wasm, Some(wasm)) => Some(layover_envoy::wasm_filter(wasm, policy_json)),
+        _ => None,
+    };
+    let mut filter = make_filter(&policy_json);
+    std::fs::create_dir_all(&args.out_dir)
+        .map_err(|e| format!("{}: {e}", args.out_dir.display()))?;
+    let mut ecds_resource = None;
+    if args.watch {
+        let Some(inline) = &filter else {
+            return Err("--watch needs a layover filter (--filter wasm or dynamic-module)".into());
+        };
+        let resource = crate::watch::resource_path(&args.out_dir)?;
+        let (entry, initial) =
+            layover_envoy::reload::ecds_filter(inline, &resource).map_err(|e| e.to_string())?;
+        layover_envoy::reload::write_atomically(&resource, &initial).map_err(|e| e.to_string())?;
+        filter = Some(entry);
+        ecds_resource = Some(resource);
+    }
 
     // EnvoyFilters among the inputs patch the generated waypoint, as istiod patches its own
     // (after the layover EnvoyFilter, in Istio's priority order; all or nothing).
@@ -273,8 +298,6 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot generate the Envoy bootstrap: {e}"))?
     };
 
-    std::fs::create_dir_all(&args.out_dir)
-        .map_err(|e| format!("{}: {e}", args.out_dir.display()))?;
     let config_path = args.out_dir.join("envoy.yaml");
     write(&args.out_dir.join("policy.json"), &policy_json)?;
     write(&config_path, &bootstrap)?;
@@ -297,6 +320,21 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
     if let Some(port) = hbone_port {
         eprintln!("HBONE (mTLS HTTP/2 CONNECT) on 127.0.0.1:{port} (listener connect_terminate)");
     }
+    let clusters: std::collections::BTreeSet<String> = compiled
+        .policy
+        .clusters
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let watch = |resource: &Path| {
+        crate::watch::watch(
+            &args.config,
+            args.waypoint.clone(),
+            resource,
+            &clusters,
+            &make_filter,
+        )
+    };
     if args.run {
         let envoy = find_envoy(args.envoy.as_deref())?;
         eprintln!(
@@ -307,15 +345,27 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
         if let Some(dir) = &module_dir {
             cmd.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
         }
-        let status = cmd
-            .arg("-c")
+        cmd.arg("-c")
             .arg(&config_path)
-            .args(["--disable-hot-restart", "--log-level", "warn"])
+            .args(["--disable-hot-restart", "--log-level", "warn"]);
+        if let Some(resource) = &ecds_resource {
+            // Envoy runs beside the watch loop; Ctrl-C stops both (same process group).
+            let mut child = cmd
+                .spawn()
+                .map_err(|e| format!("cannot start {}: {e}", envoy.display()))?;
+            let result = watch(resource);
+            let _ = child.kill();
+            let _ = child.wait();
+            return result;
+        }
+        let status = cmd
             .status()
             .map_err(|e| format!("cannot start {}: {e}", envoy.display()))?;
         if !status.success() {
             return Err(format!("Envoy exited with {status}"));
         }
+    } else if let Some(resource) = &ecds_resource {
+        return watch(resource);
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ mod envoy_cmd;
 mod eval;
 mod hbone_cmd;
 mod manifests_cmd;
+mod watch;
 
 use clap::{ArgGroup, Parser, Subcommand};
 use std::io::Write;

@@ -10,7 +10,7 @@
 use crate::compile::Ctx;
 use crate::load::ObjectKind;
 use crate::model::*;
-use crate::util::validate_cidr;
+use crate::util::{validate_cidr, validate_regex};
 use crate::ObjRef;
 use layover_proto::v1 as pb;
 use std::collections::HashMap;
@@ -163,6 +163,56 @@ pub(crate) fn compile_policies(
     (out, bindings)
 }
 
+/// Istio validation (istio/istio pkg/config/security `CheckEmptyValues`): an empty string in
+/// any value list of a rule is an error ("empty value not allowed"); `spiffe://` alone is an
+/// empty principal.
+fn empty_values(ctx: &mut Ctx, at: &ObjRef, field: &str, values: &[String]) {
+    for (k, v) in values.iter().enumerate() {
+        if v.is_empty() || v == "spiffe://" {
+            ctx.err(at, format!("{field}[{k}]"), "empty value not allowed");
+        }
+    }
+}
+
+/// Regex metacharacters (RE2): istiod pastes some values into regexes unquoted.
+fn has_regex_meta(s: &str) -> bool {
+    s.contains([
+        '\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$',
+    ])
+}
+
+/// Which regex istiod builds from a value (istio/istio pilot/pkg/security/authz/matcher):
+/// the regex must compile, or Envoy would reject the whole RBAC filter istiod pushes.
+#[derive(Clone, Copy)]
+enum IstiodRegex {
+    /// `principals`, `source.principal`: `*<suffix>` → `spiffe://.*<suffix>`.
+    Principal,
+    /// `namespaces`, `source.namespace`: `.*/ns/<v>/.*`, `*` → `.*`.
+    Namespace,
+}
+
+fn istiod_regexes(ctx: &mut Ctx, at: &ObjRef, field: &str, values: &[String], kind: IstiodRegex) {
+    for (k, v) in values.iter().enumerate() {
+        let re = match kind {
+            IstiodRegex::Principal => match strip_spiffe(v).strip_prefix('*') {
+                Some(s) if has_regex_meta(s) => format!("^(?:.*{s})$"),
+                _ => continue,
+            },
+            IstiodRegex::Namespace if has_regex_meta(v) => {
+                format!("^(?:(?:.*/)?ns/{}/.*)$", v.replace('*', ".*"))
+            }
+            IstiodRegex::Namespace => continue,
+        };
+        if let Err(e) = validate_regex(&re) {
+            ctx.err(
+                at,
+                format!("{field}[{k}]"),
+                format!("{v:?}: istiod would emit an invalid regex: {e}"),
+            );
+        }
+    }
+}
+
 fn strip_spiffe(p: &str) -> String {
     p.strip_prefix("spiffe://").unwrap_or(p).to_string()
 }
@@ -224,6 +274,44 @@ fn translate(
             }
             if !s.not_request_principals.is_empty() {
                 ctx.err(at, format!("{sp}.notRequestPrincipals"), "request.auth (JWT) is not supported yet: notRequestPrincipals needs RequestAuthentication");
+            }
+            for (name, list) in [
+                ("principals", &s.principals),
+                ("notPrincipals", &s.not_principals),
+                ("namespaces", &s.namespaces),
+                ("notNamespaces", &s.not_namespaces),
+                ("serviceAccounts", &s.service_accounts),
+                ("notServiceAccounts", &s.not_service_accounts),
+                ("ipBlocks", &s.ip_blocks),
+                ("notIpBlocks", &s.not_ip_blocks),
+                ("remoteIpBlocks", &s.remote_ip_blocks),
+                ("notRemoteIpBlocks", &s.not_remote_ip_blocks),
+            ] {
+                empty_values(ctx, at, &format!("{sp}.{name}"), list);
+            }
+            for (name, list) in [
+                ("principals", &s.principals),
+                ("notPrincipals", &s.not_principals),
+            ] {
+                istiod_regexes(
+                    ctx,
+                    at,
+                    &format!("{sp}.{name}"),
+                    list,
+                    IstiodRegex::Principal,
+                );
+            }
+            for (name, list) in [
+                ("namespaces", &s.namespaces),
+                ("notNamespaces", &s.not_namespaces),
+            ] {
+                istiod_regexes(
+                    ctx,
+                    at,
+                    &format!("{sp}.{name}"),
+                    list,
+                    IstiodRegex::Namespace,
+                );
             }
             for (name, list) in [
                 ("ipBlocks", &s.ip_blocks),
@@ -299,6 +387,16 @@ fn translate(
                 }
                 out
             };
+            for (name, list) in [
+                ("hosts", &o.hosts),
+                ("notHosts", &o.not_hosts),
+                ("methods", &o.methods),
+                ("notMethods", &o.not_methods),
+                ("paths", &o.paths),
+                ("notPaths", &o.not_paths),
+            ] {
+                empty_values(ctx, at, &format!("{op}.{name}"), list);
+            }
             let p = ports(ctx, "ports", &o.ports);
             let np = ports(ctx, "notPorts", &o.not_ports);
             for (name, list) in [("paths", &o.paths), ("notPaths", &o.not_paths)] {
@@ -357,6 +455,17 @@ fn translate(
             }
             if w.values.is_empty() && w.not_values.is_empty() {
                 ctx.err(at, &wp, "one of values, notValues must be set");
+            }
+            empty_values(ctx, at, &format!("{wp}.values"), &w.values);
+            empty_values(ctx, at, &format!("{wp}.notValues"), &w.not_values);
+            let regex_kind = match key {
+                "source.principal" => Some(IstiodRegex::Principal),
+                "source.namespace" => Some(IstiodRegex::Namespace),
+                _ => None,
+            };
+            if let Some(kind) = regex_kind {
+                istiod_regexes(ctx, at, &format!("{wp}.values"), &w.values, kind);
+                istiod_regexes(ctx, at, &format!("{wp}.notValues"), &w.not_values, kind);
             }
             for (name, list) in [("values", &w.values), ("notValues", &w.not_values)] {
                 for (k, v) in list.iter().enumerate() {

@@ -378,6 +378,16 @@ pub fn compile_with(bundle: &Bundle, opts: &CompileOptions) -> Result<Compiled, 
             .map(|(ns, n)| format!("{ns}/{n}"))
             .unwrap_or_default(),
     };
+    // Safety net: the filters compile the policy again when Envoy loads it and refuse it as a
+    // whole on any error. Whatever slipped through the checks above is reported here, so
+    // `layover compile` never writes a policy the filters would refuse.
+    if let Err(e) = layover_core::CompiledPolicy::compile(&policy) {
+        return Err(Errors(vec![Error {
+            at: Location::Input,
+            path: String::new(),
+            message: format!("the compiled policy is invalid for the filters: {e}"),
+        }]));
+    }
     Ok(Compiled {
         policy,
         notices: ctx.notices,
@@ -513,6 +523,17 @@ fn collect_services(ctx: &mut Ctx) {
                     d.spec.cluster_ips.clone()
                 };
                 addresses.retain(|a| !a.is_empty() && a != "None");
+                let field = if d.spec.cluster_ips.is_empty() {
+                    "spec.clusterIP"
+                } else {
+                    "spec.clusterIPs"
+                };
+                for a in &addresses {
+                    if a.parse::<std::net::IpAddr>().is_err() {
+                        // Kubernetes API validation: clusterIP is an IP address or "None".
+                        ctx.err(&o.at, field, format!("{a:?} is not an IP address"));
+                    }
+                }
                 let mut ports = Vec::new();
                 for (i, p) in d.spec.ports.iter().enumerate() {
                     let name = p.name.clone().unwrap_or_default();

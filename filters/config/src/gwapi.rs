@@ -8,7 +8,7 @@
 use crate::compile::{resolve_dest, Ctx};
 use crate::load::{Object, ObjectKind};
 use crate::model::*;
-use crate::util::{normalize_weights, parse_duration_ms, validate_regex};
+use crate::util::{normalize_weights, parse_duration_ms, validate_header_name, validate_regex};
 use crate::ObjRef;
 use layover_proto::v1 as pb;
 use std::collections::HashMap;
@@ -265,6 +265,9 @@ fn translate_route(
             }
             let mut headers = Vec::new();
             for (hi, h) in m.headers.iter().enumerate() {
+                if let Err(e) = validate_header_name(&h.name) {
+                    ctx.err(at, format!("{mp}.headers[{hi}].name"), e);
+                }
                 let value = match h.type_.as_deref().unwrap_or("Exact") {
                     "Exact" => exact(&h.value),
                     "RegularExpression" => {

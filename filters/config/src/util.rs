@@ -121,6 +121,22 @@ pub fn validate_cidr(s: &str) -> Result<(), String> {
 
 /// Validates a regex (Istio uses RE2; the `regex` crate accepts the same syntax minus
 /// a few RE2 extensions, so what passes here Envoy accepts too).
+/// An HTTP header name as Istio validates it (istio/istio pkg/config/validation
+/// `ValidateHTTPHeaderName`: not empty, RFC 7230 token characters only; the Gateway API CRD
+/// schema has the same pattern for `HTTPHeaderMatch.name`).
+pub fn validate_header_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("header name cannot be empty".into());
+    }
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if !name.bytes().all(token) {
+        return Err(format!(
+            "invalid header name {name:?} (RFC 7230 token characters only)"
+        ));
+    }
+    Ok(())
+}
+
 pub fn validate_regex(re: &str) -> Result<(), String> {
     regex::Regex::new(re)
         .map(|_| ())

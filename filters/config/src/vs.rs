@@ -6,7 +6,8 @@ use crate::compile::{convert_retry, port_ambiguous, resolve_dest, sort_by_creati
 use crate::load::{Object, ObjectKind};
 use crate::model::*;
 use crate::util::{
-    base64_decode, fqdn, host_matches, normalize_weights, parse_duration_ms, validate_regex,
+    base64_decode, fqdn, host_matches, normalize_weights, parse_duration_ms, validate_header_name,
+    validate_regex,
 };
 use crate::ObjRef;
 use layover_proto::v1 as pb;
@@ -430,6 +431,9 @@ fn translate_http(
             rm.authority = string_match(ctx, at, &format!("{mp}.authority"), u);
         }
         for (k, v) in &m.headers {
+            if let Err(e) = validate_header_name(k) {
+                ctx.err(at, format!("{mp}.headers"), e);
+            }
             let value = string_match(ctx, at, &format!("{mp}.headers.{k}"), v);
             rm.headers.push(pb::HeaderMatch {
                 name: k.to_ascii_lowercase(),
@@ -437,6 +441,9 @@ fn translate_http(
             });
         }
         for (k, v) in &m.without_headers {
+            if let Err(e) = validate_header_name(k) {
+                ctx.err(at, format!("{mp}.withoutHeaders"), e);
+            }
             let value = string_match(ctx, at, &format!("{mp}.withoutHeaders.{k}"), v);
             rm.without_headers.push(pb::HeaderMatch {
                 name: k.to_ascii_lowercase(),

@@ -1578,6 +1578,44 @@ const VALIDATION: &[(&str, &str)] = &[
         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {parentRefs: [{group: \"\", kind: Service, name: reviews}], rules: [{backendRefs: [{name: reviews.default.svc.cluster.local, port: 9080}]}]}",
         "spec.rules[0].backendRefs[0]: service name invalid; the name of the Service must be used, not the hostname",
     ),
+    // Found by the property tests (filters/adapter/tests/properties.rs): the compiler emitted
+    // policies the engine refuses. istio/istio pkg/config/validation ValidateHTTPHeaderName.
+    (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec: {hosts: [reviews], http: [{match: [{headers: {\"\": {exact: x}}}], route: [{destination: {host: reviews}}]}]}",
+        "spec.http[0].match[0].headers: header name cannot be empty",
+    ),
+    (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec: {hosts: [reviews], http: [{match: [{withoutHeaders: {\"a b\": {exact: x}}}], route: [{destination: {host: reviews}}]}]}",
+        "spec.http[0].match[0].withoutHeaders: invalid header name \"a b\"",
+    ),
+    // Found by fuzzing (cargo xtask fuzz, yaml_compiler): the engine refused these later.
+    (
+        "apiVersion: v1\nkind: Service\nmetadata: {name: odd}\nspec: {clusterIP: \"10.96.10-14\", ports: [{name: http, port: 80}]}",
+        "spec.clusterIP: \"10.96.10-14\" is not an IP address",
+    ),
+    (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {targetRefs: [{kind: Service, group: \"\", name: reviews}], rules: [{to: [{operation: {paths: [\"/x/{*}{/y\"]}}]}]}",
+        "the compiled policy is invalid for the filters: authorization policies: AuthorizationPolicy default/a: rules[0].to[0].operation.paths[0]: invalid path",
+    ),
+    // istio/istio pkg/config/security CheckEmptyValues.
+    (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {targetRefs: [{kind: Service, group: \"\", name: reviews}], rules: [{from: [{source: {principals: [\"\"]}}]}]}",
+        "spec.rules[0].from[0].source.principals[0]: empty value not allowed",
+    ),
+    (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {targetRefs: [{kind: Service, group: \"\", name: reviews}], rules: [{to: [{operation: {hosts: [\"\"]}}]}]}",
+        "spec.rules[0].to[0].operation.hosts[0]: empty value not allowed",
+    ),
+    // istiod pastes namespaces into a regex unquoted: one that does not compile would make
+    // Envoy reject the RBAC filter.
+    (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {targetRefs: [{kind: Service, group: \"\", name: reviews}], rules: [{when: [{key: source.namespace, values: [\"/api/{**}\"]}]}]}",
+        "spec.rules[0].when[0].values[0]: \"/api/{**}\": istiod would emit an invalid regex",
+    ),
+    (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {targetRefs: [{kind: Service, group: \"\", name: reviews}], rules: [{from: [{source: {principals: [\"*(\"]}}]}]}",
+        "spec.rules[0].from[0].source.principals[0]: \"*(\": istiod would emit an invalid regex",
+    ),
     (
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata: {mesh: \"pathNormalization: {normalization: WEIRD}\"}",
         "data.mesh.pathNormalization.normalization: unknown normalization \"WEIRD\"",

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use layover_adapter::{
-    hbone_connection, load_policy, parse_socket_address, principal_from_uri_san, Connection,
-    Entropy, HboneState, LocalReply, StreamFilter, StreamHost, Verdict, CLUSTER_HEADER,
+    hbone_connection, load_policy, peer_addresses, principal_from_uri_san, Connection, Entropy,
+    HboneState, InternalError, LocalReply, StreamFilter, StreamHost, Verdict, CLUSTER_HEADER,
     HBONE_CONNECT_AUTHORITY_KEY, HBONE_FORWARDED_FOR_KEY, HBONE_PEER_ADDRESS_KEY,
-    HBONE_PEER_PRINCIPAL_KEY,
+    HBONE_PEER_PRINCIPAL_KEY, INTERNAL_ERROR_BODY, INTERNAL_ERROR_STATUS,
 };
 use layover_core::CompiledPolicy;
 
@@ -23,9 +23,6 @@ use crate::timer::Timer;
 
 /// How long a mirrored request may take before Envoy abandons it.
 const MIRROR_TIMEOUT_MS: u64 = 5_000;
-
-/// Body of the reply when the filter failed internally.
-const INTERNAL_ERROR_BODY: &[u8] = b"layover: internal error";
 
 /// Dynamic-metadata namespace the filter writes its cluster choice under (in
 /// [`ClusterSelection::Metadata`] mode), and the cluster specifier reads it from.
@@ -140,7 +137,12 @@ pub(crate) fn fail_closed(filter: &Filter, envoy: HttpFilter<'_>) {
         state.done = true;
         state.delay = None;
     }
-    envoy.send_response(500, &[], INTERNAL_ERROR_BODY, "layover_internal_error");
+    envoy.send_response(
+        INTERNAL_ERROR_STATUS,
+        &[],
+        INTERNAL_ERROR_BODY,
+        "layover_internal_error",
+    );
 }
 
 /// `config_new`: compiles the policy once. `None` makes Envoy reject the configuration.
@@ -215,8 +217,9 @@ fn next_entropy() -> u64 {
     })
 }
 
-/// What the connection tells us: peer identity and addresses.
-fn connection(envoy: HttpFilter<'_>, authority: Option<&str>) -> Connection {
+/// What the connection tells us: peer identity and addresses. Unreadable HBONE state is an
+/// internal error (the request fails closed).
+fn connection(envoy: HttpFilter<'_>, authority: Option<&str>) -> Result<Connection, InternalError> {
     let sni = || {
         envoy
             .attribute(Attribute::RequestedServerName)
@@ -235,8 +238,8 @@ fn connection(envoy: HttpFilter<'_>, authority: Option<&str>) -> Connection {
             forwarded: forwarded.as_deref(),
             peer_address: peer.as_deref(),
         };
-        if let Some(conn) = hbone_connection(&state, sni()) {
-            return conn;
+        if let Some(conn) = hbone_connection(&state, sni())? {
+            return Ok(conn);
         }
     }
     let principal = envoy
@@ -244,26 +247,28 @@ fn connection(envoy: HttpFilter<'_>, authority: Option<&str>) -> Connection {
         .as_deref()
         .and_then(principal_from_uri_san)
         .map(str::to_string);
-    // The socket peer, not `source.address`: with `use_remote_address: false` (Istio waypoints)
-    // the latter follows a client-supplied x-forwarded-for.
-    let source = envoy
-        .direct_remote_address()
-        .as_deref()
-        .and_then(parse_socket_address);
+    // `source_ip` (ipBlocks) is the socket peer, never `source.address`: with
+    // `use_remote_address: false` (Istio waypoints) the latter follows x-forwarded-for.
+    // `remote_ip` (remoteIpBlocks) is that XFF-derived `source.address`, as Envoy's RBAC
+    // `remote_ip` sees it — the same pair the wasm build reads.
+    let (source_ip, remote_ip) = peer_addresses(
+        envoy.direct_remote_address().as_deref(),
+        envoy.attribute(Attribute::SourceAddress).as_deref(),
+    );
     // On the plain-HTTP listener the service comes from the Host header; its port from the
     // authority (the listener's own port says nothing about the service).
     let authority_port = authority
         .and_then(|a| a.rsplit_once(':'))
         .and_then(|(_, p)| p.parse::<u16>().ok());
-    Connection {
+    Ok(Connection {
         principal,
-        source_ip: source.map(|(ip, _)| ip),
-        remote_ip: None,
+        source_ip,
+        remote_ip,
         destination_service: None,
         destination_ip: None,
         destination_port: authority_port.unwrap_or(0),
         sni: sni(),
-    }
+    })
 }
 
 /// `request_headers`: decide and apply.
@@ -280,6 +285,13 @@ pub fn request_headers(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
 
 fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
     let Ok(mut state) = filter.state.try_borrow_mut() else {
+        // Envoy never re-enters request_headers; if it did, stopping without a reply would hang
+        // the request and continuing would forward it undecided: deny.
+        sys::log(
+            Level::Error,
+            "layover: request_headers re-entered, request denied",
+        );
+        fail_closed(filter, envoy);
         return headers_status::STOP_ITERATION;
     };
     let mut host = Host {
@@ -289,7 +301,8 @@ fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
         cluster_selected: false,
         cached_request: None,
     };
-    let headers = host.request_headers();
+    // An empty list is a failed read: the adapter fails closed on the missing `:path`.
+    let headers = host.envoy.headers(HeaderKind::Request);
     #[cfg(feature = "test-panic")]
     test_panic(&headers);
     let authority = headers
@@ -298,9 +311,10 @@ fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
         .map(|(_, v)| v.as_str());
     let conn = connection(envoy, authority);
     host.cached_request = Some(headers);
-    let verdict = state
-        .stream
-        .on_request_headers(&filter.policy, &conn, next_entropy(), &mut host);
+    let verdict =
+        state
+            .stream
+            .on_request_headers(&filter.policy, conn.as_ref(), next_entropy(), &mut host);
     match filter.selection {
         // The route was picked before the filter ran; re-pick it from the cluster header.
         ClusterSelection::Header if host.request_mutated => envoy.clear_route_cache(),
@@ -457,39 +471,48 @@ impl Host<'_> {
     }
 }
 
+/// A request-side host call: its failure fails the request closed (the adapter answers 500).
+fn required(what: &str, name: &str, ok: bool) -> Result<(), InternalError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(InternalError(format!("host call {what} `{name}` failed")))
+    }
+}
+
 impl StreamHost for Host<'_> {
-    fn request_headers(&self) -> Vec<(String, String)> {
-        match &self.cached_request {
+    fn request_headers(&self) -> Result<Vec<(String, String)>, InternalError> {
+        Ok(match &self.cached_request {
             Some(h) => h.clone(),
             None => self.envoy.headers(HeaderKind::Request),
-        }
+        })
     }
-    fn set_request_header(&mut self, name: &str, value: &str) {
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError> {
         if name == CLUSTER_HEADER && self.selection == ClusterSelection::Metadata {
             // The choice never becomes a header: the cluster specifier reads it from metadata.
             self.envoy
                 .set_dynamic_metadata_string(METADATA_NAMESPACE, METADATA_CLUSTER_KEY, value);
             self.cluster_selected = true;
-            return;
+            return Ok(());
         }
         self.request_mutated = true;
         self.cached_request = None;
         let ok = self
             .envoy
             .set_header(HeaderKind::Request, name, Some(value));
-        self.report("set request header", name, ok);
+        required("set request header", name, ok)
     }
-    fn add_request_header(&mut self, name: &str, value: &str) {
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError> {
         self.request_mutated = true;
         self.cached_request = None;
         let ok = self.envoy.add_header(HeaderKind::Request, name, value);
-        self.report("add request header", name, ok);
+        required("add request header", name, ok)
     }
-    fn remove_request_header(&mut self, name: &str) {
+    fn remove_request_header(&mut self, name: &str) -> Result<(), InternalError> {
         self.request_mutated = true;
         self.cached_request = None;
         let ok = self.envoy.set_header(HeaderKind::Request, name, None);
-        self.report("remove request header", name, ok);
+        required("remove request header", name, ok)
     }
     fn set_response_header(&mut self, name: &str, value: &str) {
         let ok = self

@@ -1022,6 +1022,8 @@ pub mod fake {
         pub metadata: Vec<(String, String, String)>,
         /// The cluster the specifier selected.
         pub selected_cluster: Option<String>,
+        /// A header name whose request-side set/remove the fake refuses (returns false).
+        pub refuse_header: Option<String>,
         /// Storage keeping returned header views alive until the next call.
         views: Vec<(Vec<u8>, Vec<u8>)>,
     }
@@ -1097,13 +1099,16 @@ pub mod fake {
         let key = text(key);
         STREAM.with(|s| {
             let mut s = s.borrow_mut();
+            if s.refuse_header.as_deref() == Some(key.as_str()) {
+                return false;
+            }
             let m = map(&mut s, kind);
             m.retain(|(k, _)| *k != key);
             if !value.ptr.is_null() {
                 m.push((key, text(value)));
             }
-        });
-        true
+            true
+        })
     }
     pub unsafe fn envoy_dynamic_module_callback_http_add_header(
         _f: *mut c_void,

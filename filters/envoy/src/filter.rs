@@ -27,8 +27,11 @@ pub fn wasm_filter(wasm: &Path, policy_json: &str) -> Value {
                     "runtime": "envoy.wasm.runtime.v8",
                     "code": {"local": {"filename": wasm.to_string_lossy()}},
                 },
-                // A request the filter cannot process is refused, never let through.
-                "failure_policy": "FAIL_CLOSED",
+                // A VM failure (a trap) is never let through: the request that hit it gets
+                // 503, and a fresh VM replaces the failed one for later requests (FAIL_CLOSED
+                // would leave that worker answering 503 to everything until a restart;
+                // README "Security").
+                "failure_policy": "FAIL_RELOAD",
             }
         }
     })

@@ -24,6 +24,7 @@
 mod filter;
 pub mod manifests;
 pub mod native;
+pub mod reload;
 mod yaml;
 pub use filter::{
     dynamic_module_filter, dynamic_module_filter_with, endpoints_from_registry, wasm_filter,

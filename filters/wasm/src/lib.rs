@@ -13,10 +13,10 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use layover_adapter::{
-    hbone_connection, load_policy, peer_addresses, principal_from_uri_san, Connection, Entropy,
-    HboneState, LocalReply, StreamFilter, StreamHost, Verdict, DIRECT_REMOTE_ADDRESS_KEY,
-    HBONE_CONNECT_AUTHORITY_KEY, HBONE_FORWARDED_FOR_KEY, HBONE_PEER_ADDRESS_KEY,
-    HBONE_PEER_PRINCIPAL_KEY,
+    hbone_connection, internal_error_reply, load_policy, peer_addresses, principal_from_uri_san,
+    Connection, Entropy, HboneState, InternalError, LocalReply, StreamFilter, StreamHost, Verdict,
+    DIRECT_REMOTE_ADDRESS_KEY, HBONE_CONNECT_AUTHORITY_KEY, HBONE_FORWARDED_FOR_KEY,
+    HBONE_PEER_ADDRESS_KEY, HBONE_PEER_PRINCIPAL_KEY,
 };
 use layover_core::CompiledPolicy;
 use proxy_wasm::hostcalls;
@@ -161,8 +161,9 @@ fn property_string(path: &[&str]) -> Option<String> {
 }
 
 impl Http {
-    /// What the connection tells us: peer identity and addresses.
-    fn connection(&self) -> Connection {
+    /// What the connection tells us: peer identity and addresses. Unreadable HBONE state is an
+    /// internal error (the request fails closed).
+    fn connection(&self) -> Result<Connection, InternalError> {
         let sni =
             || property_string(&["connection", "requested_server_name"]).filter(|s| !s.is_empty());
         // Inside an HBONE tunnel (internal listener `main_internal`) the TLS peer is gone: the
@@ -178,8 +179,8 @@ impl Http {
                 forwarded: forwarded.as_deref(),
                 peer_address: peer.as_deref(),
             };
-            if let Some(conn) = hbone_connection(&state, sni()) {
-                return conn;
+            if let Some(conn) = hbone_connection(&state, sni())? {
+                return Ok(conn);
             }
         }
         let principal = property_string(&["connection", "uri_san_peer_certificate"])
@@ -199,7 +200,7 @@ impl Http {
             .ok()
             .flatten()
             .and_then(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()));
-        Connection {
+        Ok(Connection {
             principal,
             source_ip,
             remote_ip,
@@ -207,20 +208,19 @@ impl Http {
             destination_ip: None,
             destination_port: authority_port.unwrap_or(0),
             sni: sni(),
-        }
+        })
     }
 }
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "test-panic")]
+        test_panic();
         let mut host = WasmHost;
         let Some(policy) = self.policy.clone() else {
             // No policy means on_configure failed and Envoy should not run us; fail closed.
-            host.send_local_reply(&LocalReply {
-                status: 500,
-                headers: Vec::new(),
-                body: b"layover: no policy loaded".to_vec(),
-            });
+            log(LogLevel::Error, "layover: no policy loaded, request denied");
+            host.send_local_reply(&internal_error_reply());
             return Action::Pause;
         };
         let conn = self.connection();
@@ -232,7 +232,7 @@ impl HttpContext for Http {
             .next_u64();
         match self
             .filter
-            .on_request_headers(&policy, &conn, entropy, &mut host)
+            .on_request_headers(&policy, conn.as_ref(), entropy, &mut host)
         {
             Verdict::Continue => Action::Continue,
             Verdict::Replied => Action::Pause,
@@ -258,6 +258,16 @@ impl HttpContext for Http {
     }
 }
 
+#[cfg(feature = "test-panic")]
+#[allow(clippy::panic)]
+fn test_panic() {
+    if let Ok(Some(_)) =
+        hostcalls::get_map_value(MapType::HttpRequestHeaders, "x-layover-test-panic")
+    {
+        panic!("test-panic: x-layover-test-panic requested a panic");
+    }
+}
+
 impl Drop for Http {
     fn drop(&mut self) {
         // A stream that ends while delayed leaves no entry behind.
@@ -279,27 +289,40 @@ fn report(what: &str, result: Result<(), proxy_wasm::types::Status>) {
     }
 }
 
+/// A request-side host call: its failure fails the request closed (the adapter answers 500).
+fn required(
+    what: &str,
+    name: &str,
+    result: Result<(), proxy_wasm::types::Status>,
+) -> Result<(), InternalError> {
+    result.map_err(|status| InternalError(format!("host call {what} `{name}` failed: {status:?}")))
+}
+
 impl StreamHost for WasmHost {
-    fn request_headers(&self) -> Vec<(String, String)> {
-        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    fn request_headers(&self) -> Result<Vec<(String, String)>, InternalError> {
+        hostcalls::get_map(MapType::HttpRequestHeaders)
+            .map_err(|status| InternalError(format!("reading the request headers: {status:?}")))
     }
-    fn set_request_header(&mut self, name: &str, value: &str) {
-        report(
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError> {
+        required(
             "set request header",
+            name,
             hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)),
-        );
+        )
     }
-    fn add_request_header(&mut self, name: &str, value: &str) {
-        report(
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError> {
+        required(
             "add request header",
+            name,
             hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value),
-        );
+        )
     }
-    fn remove_request_header(&mut self, name: &str) {
-        report(
+    fn remove_request_header(&mut self, name: &str) -> Result<(), InternalError> {
+        required(
             "remove request header",
+            name,
             hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None),
-        );
+        )
     }
     fn set_response_header(&mut self, name: &str, value: &str) {
         report(

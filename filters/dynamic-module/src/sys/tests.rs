@@ -281,6 +281,60 @@ fn a_panic_is_caught_logged_and_fails_closed() {
     assert_eq!(sent.3, "layover_internal_error");
 }
 
+// Fail closed (README "Security"): internal errors in the hook deny with 500, never forward.
+#[test]
+fn failed_host_calls_and_bad_filter_state_fail_closed() {
+    let sent = || STREAM.with(|st| st.borrow().sent.clone());
+    // Envoy refuses to remove the client's cluster header.
+    let stream = Stream::new("/r");
+    STREAM.with(|st| st.borrow_mut().refuse_header = Some("x-layover-cluster".into()));
+    assert_eq!(stream.request_headers(), headers_status::STOP_ITERATION);
+    let (status, _, body, details) = sent().unwrap();
+    assert_eq!(
+        (status, body.as_slice()),
+        (500, b"layover: internal error".as_slice())
+    );
+    assert_eq!(details, "layover");
+    drop(stream);
+    // Envoy refuses a router control.
+    let stream = Stream::new("/r");
+    STREAM.with(|st| st.borrow_mut().refuse_header = Some("x-envoy-max-retries".into()));
+    assert_eq!(stream.request_headers(), headers_status::STOP_ITERATION);
+    assert_eq!(sent().unwrap().0, 500);
+    drop(stream);
+    // The header map comes back empty (a failed read).
+    let stream = Stream::new("/r");
+    STREAM.with(|st| st.borrow_mut().request.clear());
+    assert_eq!(stream.request_headers(), headers_status::STOP_ITERATION);
+    assert_eq!(sent().unwrap().0, 500);
+    drop(stream);
+    // HBONE filter state that is present but unreadable.
+    let stream = Stream::new("/r");
+    STREAM.with(|st| {
+        st.borrow_mut().filter_state = vec![
+            (
+                "layover.connect_authority".into(),
+                "not an authority".into(),
+            ),
+            (
+                "layover.peer_principal".into(),
+                "spiffe://cluster.local/ns/a/sa/b".into(),
+            ),
+        ]
+    });
+    assert_eq!(stream.request_headers(), headers_status::STOP_ITERATION);
+    assert_eq!(sent().unwrap().0, 500);
+    assert_eq!(stream.header("x-layover-cluster"), ["client-choice"]);
+    drop(stream);
+    // Re-entered request hook (state already borrowed): denied, not hung.
+    let stream = Stream::new("/r");
+    let filter = fake::filter_ref(stream.filter);
+    let held = filter.state.borrow_mut();
+    assert_eq!(stream.request_headers(), headers_status::STOP_ITERATION);
+    assert_eq!(sent().unwrap().0, 500);
+    drop(held);
+}
+
 #[test]
 fn metadata_mode_writes_the_cluster_to_metadata_and_refreshes_only_the_cluster() {
     let wrapped = format!(
