@@ -119,7 +119,8 @@ pub struct Connection {
     pub destination_service: Option<String>,
     /// Destination address (service VIP).
     pub destination_ip: Option<IpAddr>,
-    /// Destination port.
+    /// Destination port; 0 when the connection does not say (outside an HBONE tunnel), and the
+    /// adapter then takes the port of the request's authority.
     pub destination_port: u16,
     /// TLS SNI.
     pub sni: Option<String>,
@@ -241,7 +242,7 @@ impl StreamFilter {
             destination: DestinationView {
                 service,
                 ip: conn.destination_ip,
-                port: conn.destination_port,
+                port: destination_port(conn.destination_port, authority),
             },
             sni: conn.sni.as_deref(),
         };
@@ -433,6 +434,19 @@ fn apply_ops(ops: &[HeaderOp], mut apply: impl FnMut(&HeaderOp)) {
     for op in ops {
         apply(op);
     }
+}
+
+/// The destination port policies see: the tunnel's (HBONE CONNECT authority) when the
+/// connection gave one, else the Host header's. On the plain listener the service comes from the
+/// Host header, and so does its port: the listener's own port says nothing about the service.
+fn destination_port(from_connection: u16, authority: &str) -> u16 {
+    if from_connection != 0 {
+        return from_connection;
+    }
+    authority
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .unwrap_or(0)
 }
 
 /// The local reply for a decision the proxy answers itself, or `None` to forward.

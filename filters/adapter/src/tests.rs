@@ -818,3 +818,15 @@ fn forwarded_for_forms() {
     assert_eq!(forwarded_for("host=x"), None);
     assert_eq!(forwarded_for(""), None);
 }
+
+#[test]
+fn destination_port_comes_from_the_tunnel_else_from_the_host_header() {
+    // Inside HBONE the CONNECT authority's port (already in the connection) wins; on the plain
+    // listener the Host header's port is the service port a sidecar's virtual host would match.
+    assert_eq!(super::destination_port(9080, "reviews:8080"), 9080);
+    assert_eq!(super::destination_port(0, "reviews:8080"), 8080);
+    assert_eq!(super::destination_port(0, "reviews"), 0);
+    assert_eq!(super::destination_port(0, "[fd00::1]:9443"), 9443);
+    assert_eq!(super::destination_port(0, "[fd00::1]"), 0);
+    assert_eq!(super::destination_port(0, "reviews:notaport"), 0);
+}

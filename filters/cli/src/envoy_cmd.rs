@@ -246,9 +246,9 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
         _ => None,
     };
     let mut filter = make_filter(&policy_json);
-    std::fs::create_dir_all(&args.out_dir)
-        .map_err(|e| format!("{}: {e}", args.out_dir.display()))?;
-    let mut ecds_resource = None;
+    // Nothing is written until everything below succeeded: the ECDS entry is computed now and
+    // its resource file written with the rest.
+    let mut ecds = None;
     if args.watch {
         let Some(inline) = &filter else {
             return Err("--watch needs a layover filter (--filter wasm or dynamic-module)".into());
@@ -256,9 +256,8 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
         let resource = crate::watch::resource_path(&args.out_dir)?;
         let (entry, initial) =
             layover_envoy::reload::ecds_filter(inline, &resource).map_err(|e| e.to_string())?;
-        layover_envoy::reload::write_atomically(&resource, &initial).map_err(|e| e.to_string())?;
         filter = Some(entry);
-        ecds_resource = Some(resource);
+        ecds = Some((resource, initial));
     }
 
     // EnvoyFilters among the inputs patch the generated waypoint, as istiod patches its own
@@ -298,6 +297,13 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot generate the Envoy bootstrap: {e}"))?
     };
 
+    std::fs::create_dir_all(&args.out_dir)
+        .map_err(|e| format!("{}: {e}", args.out_dir.display()))?;
+    let mut ecds_resource = None;
+    if let Some((resource, initial)) = ecds {
+        layover_envoy::reload::write_atomically(&resource, &initial).map_err(|e| e.to_string())?;
+        ecds_resource = Some(resource);
+    }
     let config_path = args.out_dir.join("envoy.yaml");
     write(&args.out_dir.join("policy.json"), &policy_json)?;
     write(&config_path, &bootstrap)?;

@@ -16,7 +16,9 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// The ECDS resource file in `out_dir`.
 pub fn resource_path(out_dir: &Path) -> Result<PathBuf, String> {
-    let dir = std::fs::canonicalize(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    // Absolute (Envoy watches an absolute directory) without touching the file system: the
+    // directory is created only once the whole configuration was generated.
+    let dir = std::path::absolute(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     Ok(dir.join("layover.ecds.json"))
 }
 

@@ -219,7 +219,7 @@ fn next_entropy() -> u64 {
 
 /// What the connection tells us: peer identity and addresses. Unreadable HBONE state is an
 /// internal error (the request fails closed).
-fn connection(envoy: HttpFilter<'_>, authority: Option<&str>) -> Result<Connection, InternalError> {
+fn connection(envoy: HttpFilter<'_>) -> Result<Connection, InternalError> {
     let sni = || {
         envoy
             .attribute(Attribute::RequestedServerName)
@@ -255,18 +255,14 @@ fn connection(envoy: HttpFilter<'_>, authority: Option<&str>) -> Result<Connecti
         envoy.direct_remote_address().as_deref(),
         envoy.attribute(Attribute::SourceAddress).as_deref(),
     );
-    // On the plain-HTTP listener the service comes from the Host header; its port from the
-    // authority (the listener's own port says nothing about the service).
-    let authority_port = authority
-        .and_then(|a| a.rsplit_once(':'))
-        .and_then(|(_, p)| p.parse::<u16>().ok());
     Ok(Connection {
         principal,
         source_ip,
         remote_ip,
         destination_service: None,
         destination_ip: None,
-        destination_port: authority_port.unwrap_or(0),
+        // Outside a tunnel the adapter takes the port from the Host header.
+        destination_port: 0,
         sni: sni(),
     })
 }
@@ -305,11 +301,7 @@ fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
     let headers = host.envoy.headers(HeaderKind::Request);
     #[cfg(feature = "test-panic")]
     test_panic(&headers);
-    let authority = headers
-        .iter()
-        .find(|(n, _)| n == ":authority")
-        .map(|(_, v)| v.as_str());
-    let conn = connection(envoy, authority);
+    let conn = connection(envoy);
     host.cached_request = Some(headers);
     let verdict =
         state

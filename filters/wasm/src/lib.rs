@@ -164,8 +164,9 @@ impl Http {
     /// What the connection tells us: peer identity and addresses. Unreadable HBONE state is an
     /// internal error (the request fails closed).
     fn connection(&self) -> Result<Connection, InternalError> {
+        // Every property read is a host call that copies into VM memory: read each once.
         let sni =
-            || property_string(&["connection", "requested_server_name"]).filter(|s| !s.is_empty());
+            property_string(&["connection", "requested_server_name"]).filter(|s| !s.is_empty());
         // Inside an HBONE tunnel (internal listener `main_internal`) the TLS peer is gone: the
         // HBONE listener left the identity and destination in filter state.
         let authority = property_string(&["filter_state", HBONE_CONNECT_AUTHORITY_KEY]);
@@ -179,7 +180,7 @@ impl Http {
                 forwarded: forwarded.as_deref(),
                 peer_address: peer.as_deref(),
             };
-            if let Some(conn) = hbone_connection(&state, sni())? {
+            if let Some(conn) = hbone_connection(&state, sni.clone())? {
                 return Ok(conn);
             }
         }
@@ -194,20 +195,15 @@ impl Http {
             property_string(&["filter_state", DIRECT_REMOTE_ADDRESS_KEY]).as_deref(),
             property_string(&["source", "address"]).as_deref(),
         );
-        // On the plain-HTTP listener the service comes from the Host header; its port from the
-        // authority (the listener's own port says nothing about the service).
-        let authority_port = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":authority")
-            .ok()
-            .flatten()
-            .and_then(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()));
         Ok(Connection {
             principal,
             source_ip,
             remote_ip,
             destination_service: None,
             destination_ip: None,
-            destination_port: authority_port.unwrap_or(0),
-            sni: sni(),
+            // Outside a tunnel the adapter takes the port from the Host header.
+            destination_port: 0,
+            sni,
         })
     }
 }
