@@ -708,5 +708,7 @@ pub fn parse_socket_address(text: &str) -> Option<(IpAddr, u16)> {
         .map(|s| (s.ip(), s.port()))
 }
 
+#[cfg(any(test, feature = "recording-host"))]
+pub mod recording;
 #[cfg(test)]
 mod tests;

@@ -17,9 +17,8 @@
 
 use std::net::IpAddr;
 
-use layover_adapter::{
-    load_policy, Connection, InternalError, LocalReply, StreamFilter, StreamHost, Verdict,
-};
+use layover_adapter::recording::RecordingHost;
+use layover_adapter::{load_policy, Connection, StreamFilter, Verdict};
 use layover_core::{wire, CompiledPolicy, DestinationView, Entropy, RequestView, SourceView};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -373,44 +372,10 @@ fn decide(policy: &CompiledPolicy, req: &Req, entropy: u64) {
     }
 }
 
-/// A host that records nothing but what the properties check.
-#[derive(Default)]
-struct Host {
-    request: Vec<(String, String)>,
-    replies: Vec<LocalReply>,
-}
-
-impl StreamHost for Host {
-    fn request_headers(&self) -> Result<Vec<(String, String)>, InternalError> {
-        Ok(self.request.clone())
-    }
-    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError> {
-        self.request.retain(|(n, _)| n != name);
-        self.request.push((name.into(), value.into()));
-        Ok(())
-    }
-    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError> {
-        self.request.push((name.into(), value.into()));
-        Ok(())
-    }
-    fn remove_request_header(&mut self, name: &str) -> Result<(), InternalError> {
-        self.request.retain(|(n, _)| n != name);
-        Ok(())
-    }
-    fn set_response_header(&mut self, _: &str, _: &str) {}
-    fn add_response_header(&mut self, _: &str, _: &str) {}
-    fn remove_response_header(&mut self, _: &str) {}
-    fn send_local_reply(&mut self, reply: &LocalReply) {
-        self.replies.push(reply.clone());
-    }
-    fn mirror(&mut self, _: &str, _: &[(String, String)]) {}
-    fn warn(&self, _: &str) {}
-}
-
 /// Runs `req` through the adapter (what both filter builds run): never panics, and whatever
 /// happens no client-sent `x-layover-*` / `x-envoy-*` value survives.
 fn through_adapter(policy: &CompiledPolicy, req: &Req, entropy: u64) {
-    let mut host = Host::default();
+    let mut host = RecordingHost::default();
     host.request.push((":method".into(), req.method.clone()));
     host.request.push((":path".into(), req.path.clone()));
     host.request

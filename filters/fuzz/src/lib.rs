@@ -17,10 +17,8 @@
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use layover_adapter::{
-    is_internal_signal, load_policy, Connection, InternalError, LocalReply, StreamFilter,
-    StreamHost, Verdict,
-};
+use layover_adapter::recording::RecordingHost;
+use layover_adapter::{is_internal_signal, load_policy, Connection, StreamFilter, Verdict};
 use layover_core::CompiledPolicy;
 
 /// Decodes `data` as a filter configuration: an error or a policy, never a panic.
@@ -130,9 +128,9 @@ pub fn decide(data: &[u8]) {
                 .filter(|(n, _)| with_internal || !is_internal_signal(n))
                 .cloned(),
         );
-        let mut host = Host {
+        let mut host = RecordingHost {
             request,
-            replies: Vec::new(),
+            ..RecordingHost::default()
         };
         let mut filter = StreamFilter::default();
         if let Verdict::Delay(_) = filter.on_request_headers(policy, Ok(&conn), entropy, &mut host)
@@ -157,39 +155,6 @@ pub fn decide(data: &[u8]) {
         with, without,
         "client-sent internal headers changed the outcome"
     );
-}
-
-/// A fake host: request headers in a list.
-struct Host {
-    request: Vec<(String, String)>,
-    replies: Vec<LocalReply>,
-}
-
-impl StreamHost for Host {
-    fn request_headers(&self) -> Result<Vec<(String, String)>, InternalError> {
-        Ok(self.request.clone())
-    }
-    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError> {
-        self.request.retain(|(n, _)| n != name);
-        self.request.push((name.into(), value.into()));
-        Ok(())
-    }
-    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError> {
-        self.request.push((name.into(), value.into()));
-        Ok(())
-    }
-    fn remove_request_header(&mut self, name: &str) -> Result<(), InternalError> {
-        self.request.retain(|(n, _)| n != name);
-        Ok(())
-    }
-    fn set_response_header(&mut self, _: &str, _: &str) {}
-    fn add_response_header(&mut self, _: &str, _: &str) {}
-    fn remove_response_header(&mut self, _: &str) {}
-    fn send_local_reply(&mut self, reply: &LocalReply) {
-        self.replies.push(reply.clone());
-    }
-    fn mirror(&mut self, _: &str, _: &[(String, String)]) {}
-    fn warn(&self, _: &str) {}
 }
 
 #[cfg(test)]

@@ -1,0 +1,108 @@
+//! A [`StreamHost`] that records every call, for tests of the adapter and of what is built on
+//! it (property tests, fuzz targets): one fake host instead of one per test crate. Compiled for
+//! the crate's own tests and with the `recording-host` feature; never in the filters.
+
+use crate::{InternalError, LocalReply, StreamHost};
+
+/// Records every host call; request headers start from the given list.
+#[derive(Default)]
+pub struct RecordingHost {
+    /// The request headers, as the filter left them.
+    pub request: Vec<(String, String)>,
+    /// Response headers the filter set.
+    pub response: Vec<(String, String)>,
+    /// Local replies sent.
+    pub replies: Vec<LocalReply>,
+    /// Mirrored requests: cluster and headers.
+    pub mirrors: Vec<(String, Vec<(String, String)>)>,
+    /// Fail reading the request headers.
+    pub fail_read: bool,
+    /// Fail any request mutation of this header name (`*`: every one).
+    pub fail_mutation: Option<&'static str>,
+    /// Warnings logged.
+    pub warnings: std::cell::RefCell<Vec<String>>,
+}
+
+impl RecordingHost {
+    /// A host whose request carries `headers`.
+    pub fn new(headers: &[(&str, &str)]) -> Self {
+        RecordingHost {
+            request: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+    /// Values of request header `name`.
+    pub fn req(&self, name: &str) -> Vec<&str> {
+        self.request
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    /// Values of response header `name`.
+    pub fn resp(&self, name: &str) -> Vec<&str> {
+        self.response
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+impl RecordingHost {
+    fn mutation(&self, name: &str) -> Result<(), InternalError> {
+        match self.fail_mutation {
+            Some(n) if n == "*" || n == name => {
+                Err(InternalError(format!("fake host refused to change {name}")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl StreamHost for RecordingHost {
+    fn request_headers(&self) -> Result<Vec<(String, String)>, InternalError> {
+        if self.fail_read {
+            return Err(InternalError("fake host: header map unavailable".into()));
+        }
+        Ok(self.request.clone())
+    }
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError> {
+        self.mutation(name)?;
+        self.request.retain(|(n, _)| n != name);
+        self.request.push((name.into(), value.into()));
+        Ok(())
+    }
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError> {
+        self.mutation(name)?;
+        self.request.push((name.into(), value.into()));
+        Ok(())
+    }
+    fn remove_request_header(&mut self, name: &str) -> Result<(), InternalError> {
+        self.mutation(name)?;
+        self.request.retain(|(n, _)| n != name);
+        Ok(())
+    }
+    fn set_response_header(&mut self, name: &str, value: &str) {
+        self.response.retain(|(n, _)| n != name);
+        self.response.push((name.into(), value.into()));
+    }
+    fn add_response_header(&mut self, name: &str, value: &str) {
+        self.response.push((name.into(), value.into()));
+    }
+    fn remove_response_header(&mut self, name: &str) {
+        self.response.retain(|(n, _)| n != name);
+    }
+    fn send_local_reply(&mut self, reply: &LocalReply) {
+        self.replies.push(reply.clone());
+    }
+    fn mirror(&mut self, cluster: &str, headers: &[(String, String)]) {
+        self.mirrors.push((cluster.into(), headers.to_vec()));
+    }
+    fn warn(&self, message: &str) {
+        self.warnings.borrow_mut().push(message.to_string());
+    }
+}
