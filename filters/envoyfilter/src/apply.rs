@@ -467,6 +467,41 @@ impl Run<'_> {
         }
     }
 
+    /// The per-object pass istiod runs on listeners, virtual hosts and routes: each patch of
+    /// `patches` that `matches` the object as it is by then, in order — REMOVE drops it and ends
+    /// the pass, MERGE merges into it, REPLACE (only where `allow_replace`: virtual hosts)
+    /// swaps it. Returns whether the object stays.
+    fn patch_object(
+        &mut self,
+        patches: &[usize],
+        allow_replace: bool,
+        object: &mut Value,
+        matches: impl Fn(&Self, &Value, &ConfigPatch) -> bool,
+    ) -> bool {
+        for &i in patches {
+            let cp = self.patches[i].cp;
+            if !matches(self, object, cp) {
+                continue;
+            }
+            match cp.operation {
+                Operation::Remove => {
+                    self.hits[i] = true;
+                    return false;
+                }
+                Operation::Replace if allow_replace => {
+                    self.hits[i] = true;
+                    *object = cp.value.clone();
+                }
+                op if op.is_merge() => {
+                    self.hits[i] = true;
+                    self.merge_into(i, object);
+                }
+                _ => {}
+            }
+        }
+        true
+    }
+
     fn listeners(&mut self, root: &mut Value) {
         let Some(Value::Array(listeners)) = root.pointer_mut("/static_resources/listeners") else {
             return;
@@ -474,26 +509,11 @@ impl Run<'_> {
         let mut kept = Vec::with_capacity(listeners.len());
         let listener_patches = self.indices(ApplyTo::Listener);
         for mut l in std::mem::take(listeners) {
-            let mut removed = false;
-            for &i in &listener_patches {
-                let cp = self.patches[i].cp;
-                if !self.ctx_ok(cp) || !listener_match(&l, cp) {
-                    continue;
-                }
-                match cp.operation {
-                    Operation::Remove => {
-                        self.hits[i] = true;
-                        removed = true;
-                        break;
-                    }
-                    op if op.is_merge() => {
-                        self.hits[i] = true;
-                        self.merge_into(i, &mut l);
-                    }
-                    _ => {}
-                }
-            }
-            if removed {
+            let kept_listener =
+                self.patch_object(&listener_patches, false, &mut l, |run, l, cp| {
+                    run.ctx_ok(cp) && listener_match(l, cp)
+                });
+            if !kept_listener {
                 continue;
             }
             let port = port_of(&l);
@@ -664,33 +684,12 @@ impl Run<'_> {
         };
         let mut kept = Vec::with_capacity(vhosts.len());
         for mut vh in std::mem::take(vhosts) {
-            let mut removed = false;
-            for &i in &vh_patches {
-                let cp = self.patches[i].cp;
-                if !self.ctx_ok(cp)
-                    || !route_configuration_match(&rc_snapshot, port, cp)
-                    || !virtual_host_match(&vh, cp)
-                {
-                    continue;
-                }
-                match cp.operation {
-                    Operation::Remove => {
-                        self.hits[i] = true;
-                        removed = true;
-                        break;
-                    }
-                    Operation::Replace => {
-                        self.hits[i] = true;
-                        vh = cp.value.clone();
-                    }
-                    op if op.is_merge() => {
-                        self.hits[i] = true;
-                        self.merge_into(i, &mut vh);
-                    }
-                    _ => {}
-                }
-            }
-            if removed {
+            let kept_vhost = self.patch_object(&vh_patches, true, &mut vh, |run, vh, cp| {
+                run.ctx_ok(cp)
+                    && route_configuration_match(&rc_snapshot, port, cp)
+                    && virtual_host_match(vh, cp)
+            });
+            if !kept_vhost {
                 continue;
             }
             self.http_routes(&rc_snapshot, port, &mut vh);
@@ -728,26 +727,9 @@ impl Run<'_> {
         };
         let mut kept = Vec::with_capacity(routes.len());
         for mut r in std::mem::take(routes) {
-            let mut removed = false;
-            for &i in &rp {
-                let cp = self.patches[i].cp;
-                if !applies(self, cp) || !route_match(&r, cp) {
-                    continue;
-                }
-                match cp.operation {
-                    Operation::Remove => {
-                        self.hits[i] = true;
-                        removed = true;
-                        break;
-                    }
-                    op if op.is_merge() => {
-                        self.hits[i] = true;
-                        self.merge_into(i, &mut r);
-                    }
-                    _ => {}
-                }
-            }
-            if !removed {
+            if self.patch_object(&rp, false, &mut r, |run, r, cp| {
+                applies(run, cp) && route_match(r, cp)
+            }) {
                 kept.push(r);
             }
         }
