@@ -7,20 +7,17 @@ use std::process::Command;
 
 use crate::{build_dynamic_module, build_wasm, cargo, envoy, repo_root, run, step};
 
-/// The fuzz targets (binaries of `filters/fuzz`, feature `afl`) and their seed directories,
+/// The fuzz targets (binaries of `tests/fuzz`, feature `afl`) and their seed directories,
 /// relative to the repo root.
 const TARGETS: [(&str, &[&str]); 3] = [
-    ("policy_decoder", &["filters/fuzz/seeds/policy_decoder"]),
+    ("policy_decoder", &["tests/fuzz/seeds/policy_decoder"]),
     (
         "yaml_compiler",
-        &["testdata/bookinfo", "testdata/invalid", "filters/fuzz/src"],
+        &["testdata/bookinfo", "testdata/invalid", "tests/fuzz/src"],
     ),
     (
         "decide",
-        &[
-            "filters/fuzz/seeds/decide",
-            "filters/fuzz/seeds/regressions",
-        ],
+        &["tests/fuzz/seeds/decide", "tests/fuzz/seeds/regressions"],
     ),
 ];
 
@@ -259,7 +256,7 @@ pub(crate) fn reload() -> Result<(), String> {
     let envoy = envoy::install(&root)?;
     let wasm = build_wasm()?;
     let module_dir = build_dynamic_module()?;
-    step("reload under load (tests/tests/reload.rs, both builds)");
+    step("reload under load (tests/integration/tests/reload.rs, both builds)");
     run(cargo()
         .args([
             "test",

@@ -4,10 +4,10 @@
 //! steps run on a laptop and in `.ci/run`. Each long step announces itself before it starts.
 
 mod bench;
+mod bench_cluster_selection;
 mod envoy;
 mod hardening;
 mod measure;
-mod perf;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -40,7 +40,7 @@ commands:
   fuzz            AFL++ (cargo-afl, installed when missing) on the policy decoder, the YAML compiler
                   and decide(), each for --seconds N (default 120; --target NAME to pick);
                   writes target/fuzz/report.md (executions, corpus, crashes)
-  reload          policy swaps under constant load through ECDS, both builds (tests/tests/reload.rs);
+  reload          policy swaps under constant load through ECDS, both builds (tests/integration/tests/reload.rs);
                   writes target/reload/report-<build>.md
   soak            both builds at a fixed rate (--minutes N (default 10), --rate R req/s per build
                   (default 200)), Envoy RSS and CPU sampled; writes target/soak/report.md and soak.csv
@@ -51,8 +51,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(),
-        Some("bench") => perf::run_bench(&args[1..]),
-        Some("bench-cluster-selection") => bench::cluster_selection(&args[1..]),
+        Some("bench") => bench::run_bench(&args[1..]),
+        Some("bench-cluster-selection") => bench_cluster_selection::cluster_selection(&args[1..]),
         Some("install-envoy") => envoy::install(&repo_root()).map(|path| {
             println!("envoy: {}", path.display());
         }),

@@ -18,8 +18,7 @@ use layover_core::{
     SourceView,
 };
 
-/// The request header that carries layover's cluster choice to the `cluster_header` route.
-pub const CLUSTER_HEADER: &str = "x-layover-cluster";
+use layover_contract::{filter_state, CLUSTER_HEADER, INTERNAL_HEADER_PREFIX};
 
 /// Body of a fault-injected abort, as Envoy's fault filter sends it.
 pub const FAULT_ABORT_BODY: &[u8] = b"fault filter abort";
@@ -146,7 +145,7 @@ pub fn load_policy(config: &[u8]) -> Result<CompiledPolicy, String> {
 /// Envoy strips some `x-envoy-*` headers from external clients but keeps them for "internal"
 /// (private-address) peers, which every mesh peer is, and never strips the fault filter's.
 pub fn is_internal_signal(name: &str) -> bool {
-    name.starts_with("x-envoy-") || name.starts_with("x-layover-")
+    name.starts_with("x-envoy-") || name.starts_with(INTERNAL_HEADER_PREFIX)
 }
 
 /// Per-stream state of the filter.
@@ -544,19 +543,8 @@ fn mirror_headers(
     out
 }
 
-/// Filter-state key under which the bootstrap can hand the filter the address of the directly
-/// connected peer (an `envoy.filters.http.set_filter_state` entry before layover, factory
-/// `envoy.string`, value `%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%`).
-///
-/// Why: with `use_remote_address: false` (istiod's waypoint setting) the connection manager
-/// replaces the stream's remote address with the last `x-forwarded-for` entry, and proxy-wasm
-/// has no property for the direct peer (`source.address` is the replaced one). AuthorizationPolicy
-/// `ipBlocks` must match the direct peer (istiod: RBAC `direct_remote_ip`), so a client could
-/// otherwise pick its own source address with one header.
-pub const DIRECT_REMOTE_ADDRESS_KEY: &str = "layover.direct_remote_address";
-
 /// The connection's `(source_ip, remote_ip)` from what the host reports: `direct` is the
-/// directly connected peer when the host knows it ([`DIRECT_REMOTE_ADDRESS_KEY`]), `remote` the
+/// directly connected peer when the host knows it ([`filter_state::DIRECT_REMOTE_ADDRESS`]), `remote` the
 /// stream's remote address (Envoy's `source.address`, derived from `x-forwarded-for` unless
 /// `use_remote_address` is set). Without a direct address the remote one is all there is.
 pub fn peer_addresses(
@@ -571,36 +559,18 @@ pub fn peer_addresses(
     }
 }
 
-/// Filter-state key (HBONE): the verified URI SAN of the HBONE peer (`spiffe://td/ns/…/sa/…`),
-/// recorded by `connect_terminate` from `%DOWNSTREAM_PEER_URI_SAN%` and shared with the internal
-/// listener `main_internal`, where the TLS peer is gone. Istio's own waypoint calls the same
-/// object `io.istio.peer_principal`.
-pub const HBONE_PEER_PRINCIPAL_KEY: &str = "layover.peer_principal";
-
-/// Filter-state key (HBONE): the CONNECT `:authority` (`vip:port`, `pod-ip:port` or
-/// `host:port`), the destination ztunnel asked for. Istio: `io.istio.connect_authority`.
-pub const HBONE_CONNECT_AUTHORITY_KEY: &str = "layover.connect_authority";
-
-/// Filter-state key (HBONE): the CONNECT request's `forwarded` header as ztunnel sent it
-/// (`for="<client ip:port>"`), naming the original client.
-pub const HBONE_FORWARDED_FOR_KEY: &str = "layover.forwarded_for";
-
-/// Filter-state key (HBONE): the address of the HBONE peer itself (ztunnel), the fallback client
-/// address when no `forwarded` header came.
-pub const HBONE_PEER_ADDRESS_KEY: &str = "layover.hbone_peer_address";
-
-/// What the HBONE listener handed over in filter state (the values under the `HBONE_*_KEY`s),
+/// What the HBONE listener handed over in filter state (the values under the HBONE keys of [`filter_state`]),
 /// as the host returned them. Envoy's formatter writes `-` for a missing value; that counts as
 /// absent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HboneState<'a> {
-    /// [`HBONE_PEER_PRINCIPAL_KEY`].
+    /// [`filter_state::PEER_PRINCIPAL`].
     pub peer_principal: Option<&'a str>,
-    /// [`HBONE_CONNECT_AUTHORITY_KEY`].
+    /// [`filter_state::CONNECT_AUTHORITY`].
     pub connect_authority: Option<&'a str>,
-    /// [`HBONE_FORWARDED_FOR_KEY`].
+    /// [`filter_state::FORWARDED_FOR`].
     pub forwarded: Option<&'a str>,
-    /// [`HBONE_PEER_ADDRESS_KEY`].
+    /// [`filter_state::HBONE_PEER_ADDRESS`].
     pub peer_address: Option<&'a str>,
 }
 
@@ -636,7 +606,8 @@ pub fn hbone_connection(
             principal_from_uri_san(san)
                 .ok_or_else(|| {
                     InternalError(format!(
-                        "HBONE peer identity {san:?} ({HBONE_PEER_PRINCIPAL_KEY}) is not a SPIFFE URI"
+                        "HBONE peer identity {san:?} ({}) is not a SPIFFE URI",
+                        filter_state::PEER_PRINCIPAL
                     ))
                 })?
                 .to_string(),
@@ -644,7 +615,8 @@ pub fn hbone_connection(
     };
     let bad_authority = || {
         InternalError(format!(
-            "HBONE CONNECT authority {authority:?} ({HBONE_CONNECT_AUTHORITY_KEY}) is neither ip:port nor host:port"
+            "HBONE CONNECT authority {authority:?} ({}) is neither ip:port nor host:port",
+            filter_state::CONNECT_AUTHORITY
         ))
     };
     let (destination_service, destination_ip, destination_port) =

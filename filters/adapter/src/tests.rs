@@ -25,8 +25,8 @@ spec:
 
 fn policy(extra: &str) -> CompiledPolicy {
     let yaml = format!("{SERVICES}\n---\n{extra}");
-    let bundle = layover_config::load_str("test.yaml", &yaml).expect("loads");
-    let compiled = layover_config::compile(&bundle).expect("compiles");
+    let bundle = layover_compiler::load_str("test.yaml", &yaml).expect("loads");
+    let compiled = layover_compiler::compile(&bundle).expect("compiles");
     let bytes = prost::Message::encode_to_vec(&compiled.policy);
     load_policy(&bytes).expect("engine accepts the policy")
 }
@@ -217,7 +217,7 @@ fn local_replies_on_a_forwarding_route_carry_its_response_header_ops() {
     // entry's finalizeResponseHeaders runs on every local reply — RBAC's 403, the fault
     // filter's abort, the router's cluster-not-found — with istiod's route-level (and, for a
     // single destination, merged destination-level) response operations. The differential
-    // test (tests/tests/differential.rs) found this against the native translation.
+    // test (tests/integration/tests/differential.rs) found this against the native translation.
     let p = policy(
         r#"
 apiVersion: networking.istio.io/v1
@@ -458,8 +458,8 @@ fn unknown_service_is_404() {
 
 #[test]
 fn policy_loads_from_json_and_binary_and_rejects_garbage() {
-    let bundle = layover_config::load_str("t.yaml", SERVICES).unwrap();
-    let compiled = layover_config::compile(&bundle).unwrap();
+    let bundle = layover_compiler::load_str("t.yaml", SERVICES).unwrap();
+    let compiled = layover_compiler::compile(&bundle).unwrap();
     let json = serde_json::to_vec(&compiled.policy).unwrap();
     assert!(load_policy(&json).is_ok());
     assert!(load_policy(&prost::Message::encode_to_vec(&compiled.policy)).is_ok());
@@ -533,16 +533,6 @@ spec:
         (verdict, host.replies.first().map(|r| r.status))
     };
     assert_eq!(run(Some("127.0.0.1:40000")), (Verdict::Replied, Some(403)));
-}
-
-#[test]
-fn filter_state_key_matches_the_bootstrap_emitter() {
-    // The bootstrap writes the direct peer under this key; a mismatch would silently fall back
-    // to the x-forwarded-for derived address.
-    assert_eq!(
-        DIRECT_REMOTE_ADDRESS_KEY,
-        layover_envoy::DIRECT_REMOTE_ADDRESS_KEY
-    );
 }
 
 #[test]

@@ -260,8 +260,8 @@ fn istio_yaml() -> impl Strategy<Value = String> {
 /// The compiler's policy for `yaml`, or `None` when the compiler rejects it (a clear error is
 /// the right outcome for invalid input; the properties are about what it accepts).
 fn compile(yaml: &str) -> Option<wire::Policy> {
-    let bundle = layover_config::load_str("prop.yaml", yaml).ok()?;
-    layover_config::compile(&bundle).ok().map(|c| c.policy)
+    let bundle = layover_compiler::load_str("prop.yaml", yaml).ok()?;
+    layover_compiler::compile(&bundle).ok().map(|c| c.policy)
 }
 
 // ------------------------------------------------------------------------------ requests

@@ -25,7 +25,7 @@ pub enum PathRejected {
     #[error("missing :path")]
     Empty,
     /// The path does not start with "/". Envoy's HTTP/1 codec answers 400 (measured against
-    /// Envoy 1.40 in `tests/tests/envoy_smoke.rs`, paths `a/b` and `*`).
+    /// Envoy 1.40 in `tests/integration/tests/envoy_smoke.rs`, paths `a/b` and `*`).
     #[error("path is not origin-form (does not start with '/')")]
     NotOriginForm,
     /// The canonicalizer failed (a NUL byte, raw or as `%00`); Envoy answers 400

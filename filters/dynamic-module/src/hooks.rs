@@ -9,10 +9,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use layover_adapter::{
     hbone_connection, load_policy, peer_addresses, principal_from_uri_san, Connection, Entropy,
-    HboneState, InternalError, LocalReply, StreamFilter, StreamHost, Verdict, CLUSTER_HEADER,
-    HBONE_CONNECT_AUTHORITY_KEY, HBONE_FORWARDED_FOR_KEY, HBONE_PEER_ADDRESS_KEY,
-    HBONE_PEER_PRINCIPAL_KEY, INTERNAL_ERROR_BODY, INTERNAL_ERROR_STATUS,
+    HboneState, InternalError, LocalReply, StreamFilter, StreamHost, Verdict, INTERNAL_ERROR_BODY,
+    INTERNAL_ERROR_STATUS,
 };
+use layover_contract::{filter_state, metadata, ClusterSelection, FilterConfig, CLUSTER_HEADER};
 use layover_core::CompiledPolicy;
 
 use crate::sys::{
@@ -24,70 +24,11 @@ use crate::timer::Timer;
 /// How long a mirrored request may take before Envoy abandons it.
 const MIRROR_TIMEOUT_MS: u64 = 5_000;
 
-/// Dynamic-metadata namespace the filter writes its cluster choice under (in
-/// [`ClusterSelection::Metadata`] mode), and the cluster specifier reads it from.
-pub const METADATA_NAMESPACE: &str = "layover";
-
-/// Dynamic-metadata key of the cluster choice within [`METADATA_NAMESPACE`].
-pub const METADATA_CLUSTER_KEY: &str = "cluster";
-
-/// How the filter hands its cluster choice to the route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ClusterSelection {
-    /// `x-layover-cluster` request header + `http_clear_route_cache` (a `cluster_header` route).
-    #[default]
-    Header,
-    /// Dynamic metadata `layover.cluster` + `http_clear_route_cluster_cache` (a route with the
-    /// layover cluster specifier plugin, whose `select` reads the metadata).
-    Metadata,
-}
-
 /// One filter configuration: the compiled policy, shared by every stream it creates.
 #[derive(Debug)]
 pub struct Config {
     policy: Arc<CompiledPolicy>,
     selection: ClusterSelection,
-}
-
-/// Splits a filter configuration into the cluster-selection mode and the policy bytes.
-///
-/// The configuration is either the policy itself (JSON or binary protobuf: header mode, as
-/// always) or the wrapper `{"cluster_selection": "metadata" | "header", "policy": {…}}`. A policy
-/// never has a top-level `cluster_selection` field, so the two cannot be confused.
-pub fn split_filter_config(config: &[u8]) -> Result<(ClusterSelection, Vec<u8>), String> {
-    let first = config.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
-        return Ok((ClusterSelection::Header, config.to_vec()));
-    }
-    let Ok(serde_json::Value::Object(mut wrapper)) =
-        serde_json::from_slice::<serde_json::Value>(config)
-    else {
-        // Not JSON at all: let the policy loader report it.
-        return Ok((ClusterSelection::Header, config.to_vec()));
-    };
-    let Some(mode) = wrapper.remove("cluster_selection") else {
-        return Ok((ClusterSelection::Header, config.to_vec()));
-    };
-    let selection = match mode.as_str() {
-        Some("header") => ClusterSelection::Header,
-        Some("metadata") => ClusterSelection::Metadata,
-        _ => {
-            return Err(format!(
-                "filter configuration: `cluster_selection` must be \"header\" or \"metadata\", got {mode}"
-            ))
-        }
-    };
-    let policy = wrapper
-        .remove("policy")
-        .ok_or("filter configuration: a `cluster_selection` wrapper needs a `policy` object")?;
-    if let Some(extra) = wrapper.keys().next() {
-        return Err(format!(
-            "filter configuration: unknown field `{extra}` next to `cluster_selection`"
-        ));
-    }
-    let bytes = serde_json::to_vec(&policy)
-        .map_err(|e| format!("filter configuration: cannot re-encode the policy: {e}"))?;
-    Ok((selection, bytes))
 }
 
 /// Per-stream state. Hooks get `&Filter`: Envoy can re-enter the filter (our own local reply runs
@@ -149,8 +90,8 @@ pub(crate) fn fail_closed(filter: &Filter, envoy: HttpFilter<'_>) {
 pub fn config_new(name: &[u8], config: &[u8]) -> Option<Box<Config>> {
     guard(
         "config_new",
-        || match split_filter_config(config)
-            .and_then(|(selection, policy)| Ok((selection, load_policy(&policy)?)))
+        || match FilterConfig::decode(config)
+            .and_then(|c| Ok((c.cluster_selection, load_policy(&c.policy)?)))
         {
             Ok((selection, policy)) => {
                 sys::log(
@@ -227,11 +168,11 @@ fn connection(envoy: HttpFilter<'_>) -> Result<Connection, InternalError> {
     };
     // Inside an HBONE tunnel (internal listener `main_internal`) the TLS peer is gone: the
     // HBONE listener left the identity and destination in filter state.
-    let connect_authority = envoy.filter_state_string(HBONE_CONNECT_AUTHORITY_KEY);
+    let connect_authority = envoy.filter_state_string(filter_state::CONNECT_AUTHORITY);
     if connect_authority.is_some() {
-        let principal = envoy.filter_state_string(HBONE_PEER_PRINCIPAL_KEY);
-        let forwarded = envoy.filter_state_string(HBONE_FORWARDED_FOR_KEY);
-        let peer = envoy.filter_state_string(HBONE_PEER_ADDRESS_KEY);
+        let principal = envoy.filter_state_string(filter_state::PEER_PRINCIPAL);
+        let forwarded = envoy.filter_state_string(filter_state::FORWARDED_FOR);
+        let peer = envoy.filter_state_string(filter_state::HBONE_PEER_ADDRESS);
         let state = HboneState {
             peer_principal: principal.as_deref(),
             connect_authority: connect_authority.as_deref(),
@@ -311,7 +252,9 @@ fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
         // The route was picked before the filter ran; re-pick it from the cluster header.
         ClusterSelection::Header if host.request_mutated => envoy.clear_route_cache(),
         // Only the cluster specifier's `select` runs again, reading the metadata just written.
-        ClusterSelection::Metadata if host.cluster_selected => envoy.clear_route_cluster_cache(),
+        ClusterSelection::SpecifierPlugin if host.cluster_selected => {
+            envoy.clear_route_cluster_cache()
+        }
         _ => {}
     }
     match verdict {
@@ -480,10 +423,10 @@ impl StreamHost for Host<'_> {
         })
     }
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError> {
-        if name == CLUSTER_HEADER && self.selection == ClusterSelection::Metadata {
+        if name == CLUSTER_HEADER && self.selection == ClusterSelection::SpecifierPlugin {
             // The choice never becomes a header: the cluster specifier reads it from metadata.
             self.envoy
-                .set_dynamic_metadata_string(METADATA_NAMESPACE, METADATA_CLUSTER_KEY, value);
+                .set_dynamic_metadata_string(metadata::NAMESPACE, metadata::CLUSTER, value);
             self.cluster_selected = true;
             return Ok(());
         }
@@ -587,7 +530,7 @@ pub fn specifier_config_destroy(config: Box<SpecifierConfig>) {
 pub fn specifier_select(config: &SpecifierConfig, context: SpecifierContext<'_>) -> bool {
     guard(
         "cluster_specifier_select",
-        || match context.dynamic_metadata_string(METADATA_NAMESPACE, METADATA_CLUSTER_KEY) {
+        || match context.dynamic_metadata_string(metadata::NAMESPACE, metadata::CLUSTER) {
             Some(cluster) if !cluster.is_empty() => {
                 context.set_cluster_name(&cluster);
                 true

@@ -3,7 +3,7 @@
 //! Envoy 1.40.0 loads it through `envoy.filters.http.dynamic_modules`
 //! (`dynamic_module_config: {name: layover_module}`, found on `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`);
 //! the filter configuration is the layover policy (proto3 JSON or binary protobuf, typically a
-//! `google.protobuf.StringValue`, which arrives as its raw bytes). `layover_envoy::dynamic_module_filter`
+//! `google.protobuf.StringValue`, which arrives as its raw bytes). `layover_bootstrap::dynamic_module_filter`
 //! builds the `http_filters` entry.
 //!
 //! Like the proxy-wasm build, this crate is only host plumbing over [`layover_adapter`]: the
@@ -36,7 +36,7 @@
 //! timer can never commit a deleted scheduler.
 //!
 //! # Cluster selection
-//! Two mechanisms, chosen by the filter configuration (`layover_envoy::ClusterSelection` builds
+//! Two mechanisms, chosen by the filter configuration (`layover_contract::ClusterSelection` builds
 //! the matching route and filter entry):
 //!
 //! - **Header** (the default): the filter writes `x-layover-cluster` and calls
@@ -95,5 +95,3 @@ pub mod sys;
 pub mod timer;
 
 mod hooks;
-
-pub use hooks::{split_filter_config, ClusterSelection, METADATA_CLUSTER_KEY, METADATA_NAMESPACE};

@@ -32,7 +32,7 @@
 //!   argument registers were read from the statically linked module in the same binary
 //!   (`hickory_dns_static_envoy_dynamic_module_on_cluster_specifier_{config_new,select}`);
 //! - and they are exercised through a real Envoy by the integration tests
-//!   (`tests/tests/dynamic_module.rs`, and the dynamic-module arm of `tests/tests/waypoint.rs`).
+//!   (`tests/integration/tests/dynamic_module.rs`, and the dynamic-module arm of `tests/integration/tests/waypoint.rs`).
 //!
 //! On x86-64 System V a by-value `{ptr, length}` struct travels in two integer registers, exactly
 //! like a separate pointer and length, so the module buffers below are ABI-identical to the

@@ -15,9 +15,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use layover_adapter::{
     hbone_connection, internal_error_reply, load_policy, peer_addresses, principal_from_uri_san,
     Connection, Entropy, HboneState, InternalError, LocalReply, StreamFilter, StreamHost, Verdict,
-    DIRECT_REMOTE_ADDRESS_KEY, HBONE_CONNECT_AUTHORITY_KEY, HBONE_FORWARDED_FOR_KEY,
-    HBONE_PEER_ADDRESS_KEY, HBONE_PEER_PRINCIPAL_KEY,
 };
+use layover_contract::filter_state;
 use layover_core::CompiledPolicy;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -169,11 +168,11 @@ impl Http {
             property_string(&["connection", "requested_server_name"]).filter(|s| !s.is_empty());
         // Inside an HBONE tunnel (internal listener `main_internal`) the TLS peer is gone: the
         // HBONE listener left the identity and destination in filter state.
-        let authority = property_string(&["filter_state", HBONE_CONNECT_AUTHORITY_KEY]);
+        let authority = property_string(&["filter_state", filter_state::CONNECT_AUTHORITY]);
         if authority.is_some() {
-            let principal = property_string(&["filter_state", HBONE_PEER_PRINCIPAL_KEY]);
-            let forwarded = property_string(&["filter_state", HBONE_FORWARDED_FOR_KEY]);
-            let peer = property_string(&["filter_state", HBONE_PEER_ADDRESS_KEY]);
+            let principal = property_string(&["filter_state", filter_state::PEER_PRINCIPAL]);
+            let forwarded = property_string(&["filter_state", filter_state::FORWARDED_FOR]);
+            let peer = property_string(&["filter_state", filter_state::HBONE_PEER_ADDRESS]);
             let state = HboneState {
                 peer_principal: principal.as_deref(),
                 connect_authority: authority.as_deref(),
@@ -188,11 +187,11 @@ impl Http {
             .as_deref()
             .and_then(principal_from_uri_san)
             .map(str::to_string);
-        // The direct peer, when the bootstrap hands it over (see DIRECT_REMOTE_ADDRESS_KEY):
+        // The direct peer, when the bootstrap hands it over (see filter_state::DIRECT_REMOTE_ADDRESS):
         // `source.address` is whatever x-forwarded-for said once the connection manager
         // (use_remote_address: false) has replaced the stream's remote address.
         let (source_ip, remote_ip) = peer_addresses(
-            property_string(&["filter_state", DIRECT_REMOTE_ADDRESS_KEY]).as_deref(),
+            property_string(&["filter_state", filter_state::DIRECT_REMOTE_ADDRESS]).as_deref(),
             property_string(&["source", "address"]).as_deref(),
         );
         Ok(Connection {

@@ -176,7 +176,7 @@ fn rejects() {
         ("/a\0b", N::Base, PathRejected::Invalid, 400),
         ("", N::Base, PathRejected::Empty, 400),
         // A non-origin-form path never reaches the filters: Envoy's HTTP/1 codec answers 400
-        // (measured in tests/tests/envoy_smoke.rs).
+        // (measured in tests/integration/tests/envoy_smoke.rs).
         ("admin", N::Base, PathRejected::NotOriginForm, 400),
         ("admin", N::None, PathRejected::NotOriginForm, 400),
     ];
