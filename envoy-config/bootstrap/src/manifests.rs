@@ -13,6 +13,7 @@ use crate::{
     waypoint_target, BootstrapOptions, DownstreamTls, EmitError, Hbone, MAIN_INTERNAL,
 };
 use layover_contract::{ClusterSelection, HBONE_PORT};
+use layover_envoyfilter::IstioVersion;
 
 /// Where the module files are in the waypoint pod (an emptyDir the init container fills, or a
 /// volume the operator mounts).
@@ -65,6 +66,9 @@ pub struct ManifestOptions {
     pub wasm_url: Option<String>,
     /// Also emit the drop-in waypoint.
     pub drop_in: Option<DropIn>,
+    /// The Istio release of the cluster's istiod: how the EnvoyFilter attaches to the
+    /// waypoint (`targetRefs` from 1.27, `workloadSelector` before).
+    pub istio: IstioVersion,
 }
 
 /// One output file: a name (`envoyfilter.yaml`, …) and its objects.
@@ -137,12 +141,9 @@ pub fn manifests(
 
     // istiod's waypoint and the drop-in both end HBONE tunnels in `main_internal`, whose
     // connection manager serves the application traffic.
-    let ef = checked_envoy_filter(layover_envoy_filter(
-        &filter,
-        opts.cluster_selection,
-        &[MAIN_INTERNAL],
-        &target,
-    ))?;
+    let mut ef = layover_envoy_filter(&filter, opts.cluster_selection, &[MAIN_INTERNAL], &target);
+    layover_envoyfilter::emit::attach(&mut ef, &target, opts.istio);
+    let ef = checked_envoy_filter(ef)?;
     out.push(Manifest {
         file: "envoyfilter.yaml".into(),
         what: format!(

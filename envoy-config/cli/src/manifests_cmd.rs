@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use layover_bootstrap::manifests::{DropIn, ManifestOptions, ModuleBuild};
 use layover_contract::ClusterSelection;
+use layover_envoyfilter::IstioVersion;
 
 use crate::envoy_cmd::cluster_selection_parser;
 
@@ -30,6 +31,11 @@ pub struct ManifestsArgs {
     /// The build the waypoint loads.
     #[arg(long, value_enum, default_value = "dynamic-module")]
     pub filter: Build,
+    /// The Istio release of the cluster's istiod (default: the release layover pins). It decides
+    /// how the EnvoyFilter attaches to the waypoint: `targetRefs` to the Gateway from 1.27,
+    /// `workloadSelector` on the waypoint's pods up to 1.26.
+    #[arg(long, default_value_t = IstioVersion::PINNED)]
+    pub istio_version: IstioVersion,
     /// How the route takes the filter's cluster choice (`specifier-plugin`: dynamic module only).
     #[arg(long, default_value = "header", value_parser = cluster_selection_parser())]
     pub cluster_selection: ClusterSelection,
@@ -110,6 +116,7 @@ pub fn run(args: &ManifestsArgs) -> Result<(), String> {
             cluster_selection,
             wasm_url: args.wasm_url.clone(),
             drop_in,
+            istio: args.istio_version,
         },
     )
     .map_err(|e| format!("cannot generate the manifests: {e}"))?;

@@ -165,3 +165,68 @@ spec:
     assert!(err.contains("nothing written"), "{err}");
     assert!(!out.exists());
 }
+
+/// The EnvoyFilter `layover manifests` writes for `--istio-version` (none: the default).
+fn emitted_envoy_filter(name: &str, version: Option<&str>) -> serde_json::Value {
+    let out = tmp(name);
+    let mut args = vec![
+        "manifests",
+        "--config",
+        "testdata/bookinfo",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ];
+    if let Some(v) = version {
+        args.extend(["--istio-version", v]);
+    }
+    let o = layover(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(out.join("envoyfilter.yaml")).unwrap();
+    serde_yaml_ng::from_str(&text).unwrap()
+}
+
+// Regression (issue 13, failure 1): from Istio 1.27.0 istiod attaches an EnvoyFilter to a
+// waypoint only through targetRefs — pilot/pkg/model/policyattachment.go:139-148 @ 1.30.3,
+// "waypoints never use selector" — so the default (pinned 1.30.3) output targets the Gateway.
+#[test]
+fn manifests_attach_by_target_refs_by_default() {
+    let ef = emitted_envoy_filter("attach-default", None);
+    assert_eq!(
+        ef["spec"]["targetRefs"],
+        serde_json::json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "waypoint"}])
+    );
+    assert!(ef["spec"].get("workloadSelector").is_none(), "{ef}");
+}
+
+// Up to 1.26.x istiod reads only workloadSelector (push_context.go:2334-2342 @ 1.26.8); a
+// targetRefs-only object would land on every proxy of the namespace.
+#[test]
+fn manifests_attach_by_selector_for_istio_1_26() {
+    let ef = emitted_envoy_filter("attach-126", Some("1.26.8"));
+    assert_eq!(
+        ef["spec"]["workloadSelector"]["labels"]["gateway.networking.k8s.io/gateway-name"],
+        "waypoint"
+    );
+    assert!(ef["spec"].get("targetRefs").is_none(), "{ef}");
+}
+
+#[test]
+fn an_unknown_istio_version_is_a_clear_error() {
+    let out = tmp("attach-bad");
+    let o = layover(&[
+        "manifests",
+        "--config",
+        "testdata/bookinfo",
+        "--istio-version",
+        "1.40",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("unknown Istio version `1.40`") && err.contains("1.30.3"),
+        "{err}"
+    );
+    assert!(!out.join("envoyfilter.yaml").exists());
+}

@@ -17,8 +17,9 @@
 //!   then the waypoint namespace's, each by creation time then `name.namespace`, then a stable
 //!   sort by `priority`; within a filter, patches in order.
 //! - Selection (`push_context.go` `EnvoyFilters` / `getMatchedEnvoyFilters`): the root
-//!   namespace's and the waypoint namespace's filters whose `workloadSelector` is a subset of
-//!   the waypoint pods' labels; filters with `targetRefs` are never applied.
+//!   namespace's and the waypoint namespace's filters that the Istio release attaches to the
+//!   waypoint — by `workloadSelector` up to 1.26.x, by `targetRefs` from 1.27.0
+//!   ([`crate::Attachment`]).
 //! - Context: istiod builds every waypoint listener, inline route and inbound cluster with
 //!   patch context SIDECAR_INBOUND (`pilot/pkg/networking/core/waypoint.go`, `cluster.go`);
 //!   layover's waypoint is patched the same way, so `ANY` and `SIDECAR_INBOUND` apply, and
@@ -31,6 +32,7 @@
 use serde_json::Value;
 
 use crate::merge::{merge, merge_any, MergeError};
+use crate::version::{Attachment, IstioVersion};
 use crate::{
     ApplyTo, ConfigPatch, EnvoyFilter, InvalidEnvoyFilter, Operation, PatchContext, Reason,
     RouteAction, HTTP_CONNECTION_MANAGER,
@@ -42,12 +44,13 @@ pub struct ApplyContext {
     /// The proxy's patch context for listeners, routes and clusters (a waypoint:
     /// SIDECAR_INBOUND).
     pub context: PatchContext,
-    /// The waypoint Gateway (`namespace`, `name`), when known: EnvoyFilters of other
-    /// namespaces (except the root namespace), those whose `workloadSelector` selects other
-    /// pods, and those with `targetRefs` (which istiod never applies) are skipped.
+    /// The waypoint Gateway (`namespace`, `name`), when known: EnvoyFilters that istiod would
+    /// not attach to it (see [`ApplyContext::skip_reason`]) are skipped.
     pub waypoint: Option<(String, String)>,
     /// Istio's root namespace: EnvoyFilters there apply to every proxy.
     pub root_namespace: String,
+    /// The Istio release whose attachment and patch rules apply.
+    pub istio: IstioVersion,
 }
 
 impl Default for ApplyContext {
@@ -56,12 +59,21 @@ impl Default for ApplyContext {
             context: PatchContext::SidecarInbound,
             waypoint: None,
             root_namespace: "istio-system".into(),
+            istio: IstioVersion::PINNED,
         }
     }
 }
 
+/// The label istiod reads a waypoint pod's Gateway from (`workloadGatewayName`,
+/// `pilot/pkg/model/policyattachment.go @ 1.30.3`); Istio's waypoint pods (and layover's
+/// drop-in's) carry it, with `istio.io/gateway-name` for older tooling.
+const GATEWAY_NAME_LABELS: [&str; 2] = [
+    "gateway.networking.k8s.io/gateway-name",
+    "istio.io/gateway-name",
+];
+
 impl ApplyContext {
-    /// The context of the waypoint Gateway `namespace/name`.
+    /// The context of the waypoint Gateway `namespace/name` under the pinned Istio release.
     pub fn for_waypoint(namespace: &str, name: &str) -> Self {
         ApplyContext {
             waypoint: Some((namespace.into(), name.into())),
@@ -69,7 +81,15 @@ impl ApplyContext {
         }
     }
 
-    /// Why `ef` does not apply to this waypoint, or `None` when it does.
+    /// The same context under Istio release `istio`.
+    #[must_use]
+    pub fn with_istio(mut self, istio: IstioVersion) -> Self {
+        self.istio = istio;
+        self
+    }
+
+    /// Why `ef` does not apply to this waypoint, or `None` when it does: istiod's rules of
+    /// [`ApplyContext::istio`] (see [`Attachment`]).
     pub fn skip_reason(&self, ef: &EnvoyFilter) -> Option<String> {
         let (ns, name) = self.waypoint.as_ref()?;
         if ef.namespace != *ns && ef.namespace != self.root_namespace {
@@ -78,27 +98,92 @@ impl ApplyContext {
                 ef.namespace, self.root_namespace
             ));
         }
-        if !ef.target_refs.is_empty() {
-            // istio/istio pilot/pkg/model/push_context.go getMatchedEnvoyFilters: "these would
-            // never match" — istiod skips EnvoyFilters with targetRefs.
-            return Some(
-                "istiod applies no EnvoyFilter that sets targetRefs; select the waypoint with workloadSelector (gateway.networking.k8s.io/gateway-name)".into(),
-            );
-        }
-        if let Some(labels) = &ef.workload_selector {
-            // The labels Istio puts on a waypoint's pods (and layover's drop-in waypoint too).
-            let ok = labels.iter().all(|(k, v)| {
-                (k == "gateway.networking.k8s.io/gateway-name" || k == "istio.io/gateway-name")
-                    && v == name
-            });
-            if !ok {
-                return Some(format!(
-                    "workloadSelector does not select the pods of waypoint {name} (gateway.networking.k8s.io/gateway-name: {name})"
-                ));
+        match self.istio.envoy_filter_attachment() {
+            Attachment::Selector => self.selector_skip(ef, name),
+            Attachment::TargetRefs { gateway_class } => {
+                self.target_refs_skip(ef, ns, name, gateway_class)
             }
         }
-        None
     }
+
+    /// Up to 1.26.x: a `workloadSelector` must be a subset of the waypoint pod's labels; no
+    /// selector selects every proxy; `targetRefs` is not read (`push_context.go:2334-2342 @
+    /// 1.26.8`).
+    fn selector_skip(&self, ef: &EnvoyFilter, name: &str) -> Option<String> {
+        let labels = ef.workload_selector.as_ref()?;
+        let ok = labels
+            .iter()
+            .all(|(k, v)| GATEWAY_NAME_LABELS.contains(&k.as_str()) && v == name);
+        (!ok).then(|| {
+            format!(
+                "under Istio {} workloadSelector does not select the pods of waypoint {name} (gateway.networking.k8s.io/gateway-name: {name})",
+                self.istio
+            )
+        })
+    }
+
+    /// From 1.27.0: only `targetRefs` (`policyattachment.go:123-201 @ 1.30.3`).
+    fn target_refs_skip(
+        &self,
+        ef: &EnvoyFilter,
+        ns: &str,
+        name: &str,
+        gateway_class: bool,
+    ) -> Option<String> {
+        if ef.target_refs.is_empty() {
+            // policyattachment.go:139-148 @ 1.30.3: "waypoints never use selector".
+            return Some(format!(
+                "Istio {} attaches EnvoyFilters to a waypoint only through targetRefs (\"waypoints never use selector\"): target the Gateway {ns}/{name}",
+                self.istio
+            ));
+        }
+        let attaches = ef.target_refs.iter().any(|r| {
+            let gateway_api = r.group == "gateway.networking.k8s.io";
+            // policyattachment.go:176-182: GatewayClass istio-waypoint from the root namespace.
+            let class = gateway_class
+                && gateway_api
+                && r.kind == "GatewayClass"
+                && r.name == WAYPOINT_GATEWAY_CLASS
+                && ef.namespace == self.root_namespace;
+            // policyattachment.go:184-197: the waypoint's own Gateway, from its namespace.
+            let gateway = gateway_api
+                && r.kind == "Gateway"
+                && r.name == name
+                && ef.namespace == ns
+                && (r.namespace.is_empty() || r.namespace == ns);
+            class || gateway
+        });
+        (!attaches).then(|| {
+            format!(
+                "under Istio {} no targetRef selects waypoint {ns}/{name} (a Gateway `{name}` in namespace {ns}{}; Service and ServiceEntry targets never attach EnvoyFilters: getMatchedEnvoyFilters passes no services, push_context.go:2358-2367 @ 1.30.3)",
+                self.istio,
+                if gateway_class {
+                    ", or GatewayClass `istio-waypoint` from the root namespace"
+                } else {
+                    ""
+                }
+            )
+        })
+    }
+}
+
+/// The GatewayClass of Istio's waypoints (`pkg/config/constants/constants.go:181 @ 1.30.3`).
+pub const WAYPOINT_GATEWAY_CLASS: &str = "istio-waypoint";
+
+/// Refuses patch operations the Istio release does not have: istiod of that release would
+/// reject the object (its API has no such enum value), so it must not work here either.
+fn check_operations(ef: &EnvoyFilter, istio: IstioVersion) -> Result<(), InvalidEnvoyFilter> {
+    for cp in &ef.patches {
+        if cp.operation == Operation::MergeAndReplaceList && !istio.has_merge_and_replace_list() {
+            return Err(ef.error(
+                format!("spec.configPatches[{}].patch.operation", cp.index),
+                Reason::Unsupported(format!(
+                    "MERGE_AND_REPLACE_LIST is not in Istio {istio}'s EnvoyFilter API (it arrives in 1.31); use MERGE, or REPLACE the object"
+                )),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What [`apply()`] did.
@@ -147,6 +232,9 @@ pub fn apply(
             })
     });
     selected.sort_by_key(|ef| ef.priority);
+    for ef in &selected {
+        check_operations(ef, ctx.istio)?;
+    }
 
     let patches: Vec<P> = selected
         .iter()

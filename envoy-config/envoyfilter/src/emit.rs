@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use crate::version::{Attachment, IstioVersion};
 use crate::{wire, EnvoyFilter, InvalidEnvoyFilter, Reason, HTTP_CONNECTION_MANAGER, ROUTER};
 
 /// The label Istio (and layover's drop-in) puts on a waypoint's pods: the Gateway's name.
@@ -47,8 +48,9 @@ pub struct FilterInsertion {
     pub route_merge: Value,
 }
 
-/// The EnvoyFilter for `ins` (`networking.istio.io/v1alpha3`, `workloadSelector` on the
-/// waypoint's pods, context SIDECAR_INBOUND: what istiod uses for every waypoint listener).
+/// The EnvoyFilter for `ins` (`networking.istio.io/v1alpha3`, context SIDECAR_INBOUND: what
+/// istiod uses for every waypoint listener), attached the way the pinned Istio release attaches
+/// EnvoyFilters to a waypoint ([`attach`]).
 pub fn envoy_filter(ins: &FilterInsertion) -> Value {
     let mut patches = Vec::new();
     for listener in &ins.listeners {
@@ -83,7 +85,7 @@ pub fn envoy_filter(ins: &FilterInsertion) -> Value {
         },
         "patch": { "operation": "MERGE", "value": ins.route_merge },
     }));
-    json!({
+    let mut ef = json!({
         "apiVersion": crate::API_VERSION,
         "kind": "EnvoyFilter",
         "metadata": {
@@ -92,16 +94,43 @@ pub fn envoy_filter(ins: &FilterInsertion) -> Value {
             "labels": { "app.kubernetes.io/managed-by": "layover" },
         },
         "spec": {
-            // Not `targetRefs`: the field exists (Istio 1.22+), but istiod skips every
-            // EnvoyFilter that sets it (istio/istio pilot/pkg/model/push_context.go,
-            // getMatchedEnvoyFilters). The waypoint's pods carry the Gateway's name as a label.
-            "workloadSelector": { "labels": { GATEWAY_NAME_LABEL: ins.target.gateway } },
             // Before EnvoyFilters of the default priority 0, so users can place their filters
             // relative to `layover` (istiod applies lower priorities first).
             "priority": LAYOVER_PRIORITY,
             "configPatches": patches,
         },
-    })
+    });
+    attach(&mut ef, &ins.target, IstioVersion::PINNED);
+    ef
+}
+
+/// Sets how the EnvoyFilter `ef` selects the waypoint `target` under Istio release `istio`
+/// (replacing any earlier choice; the API forbids both fields at once):
+/// - from 1.27.0 `targetRefs` to the waypoint's Gateway — istiod attaches nothing else to a
+///   waypoint (`pilot/pkg/model/policyattachment.go:139-148 @ 1.30.3`);
+/// - up to 1.26.x `workloadSelector` on the Gateway-name label of the waypoint's pods — istiod
+///   does not read `targetRefs` there (`push_context.go:2334-2342 @ 1.26.8`), so a
+///   targetRefs-only object would land on every proxy of the namespace.
+pub fn attach(ef: &mut Value, target: &Target, istio: IstioVersion) {
+    let Some(spec) = ef.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    // The selection first, as people write it.
+    let mut rest = std::mem::take(spec);
+    rest.remove("workloadSelector");
+    rest.remove("targetRefs");
+    match istio.envoy_filter_attachment() {
+        Attachment::TargetRefs { .. } => {
+            spec.insert("targetRefs".into(), target.target_refs());
+        }
+        Attachment::Selector => {
+            spec.insert(
+                "workloadSelector".into(),
+                json!({ "labels": { GATEWAY_NAME_LABEL: target.gateway } }),
+            );
+        }
+    }
+    spec.extend(rest);
 }
 
 /// A WasmPlugin loading the layover wasm build from `url` (`oci://…` or `file://…`) into the

@@ -17,10 +17,12 @@ mod apply;
 pub mod emit;
 mod load;
 mod merge;
+mod version;
 pub mod wire;
 
-pub use apply::{apply, Applied, ApplyContext};
+pub use apply::{apply, Applied, ApplyContext, WAYPOINT_GATEWAY_CLASS};
 pub use load::{load_paths, load_str};
+pub use version::{Attachment, IstioVersion};
 
 use std::collections::BTreeMap;
 use std::fmt;

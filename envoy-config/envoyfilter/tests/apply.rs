@@ -465,52 +465,174 @@ spec:
     );
 }
 
-// Selection: workloadSelector / namespace decide whether a filter is this waypoint's, and
-// targetRefs excludes it (istio/istio pilot/pkg/model/push_context.go EnvoyFilters,
-// getMatchedEnvoyFilters).
+/// One EnvoyFilter in namespace `$ns` with spec fields `$select` (a YAML flow mapping's
+/// inner text: `workloadSelector: …` and/or `targetRefs: …`, or nothing), applied to the
+/// waypoint `bookinfo/waypoint` under Istio `$istio`: `$applies` says whether istiod would
+/// attach it. One `#[test]` per row, citing the istiod line it encodes.
+macro_rules! attachment_test {
+    ($name:ident, $istio:expr, $ns:expr, $select:expr, $applies:expr) => {
+        #[test]
+        fn $name() {
+            let yaml = format!(
+                "apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {{name: ef, namespace: {}}}
+spec:
+  {}
+  configPatches: [{{applyTo: CLUSTER, match: {{context: SIDECAR_INBOUND}}, patch: {{operation: ADD, value: {{name: added}}}}}}]
+",
+                $ns, $select
+            );
+            let mut v = base();
+            let ctx = ApplyContext::for_waypoint("bookinfo", "waypoint")
+                .with_istio($istio.parse().unwrap());
+            let report = apply(&mut v, &filters(&yaml), &ctx).unwrap();
+            let added = v["static_resources"]["clusters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["name"] == json!("added"));
+            assert_eq!(added, $applies, "{report:?}");
+            assert_eq!(report.applied.len(), usize::from($applies), "{report:?}");
+            if !$applies {
+                assert_eq!(report.skipped.len(), 1, "{report:?}");
+            }
+        }
+    };
+}
+
+const GATEWAY_REF: &str =
+    "targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}]";
+const CLASS_REF: &str =
+    "targetRefs: [{group: gateway.networking.k8s.io, kind: GatewayClass, name: istio-waypoint}]";
+const SERVICE_REF: &str = "targetRefs: [{group: \"\", kind: Service, name: reviews}]";
+const SELECTOR: &str =
+    "workloadSelector: {labels: {gateway.networking.k8s.io/gateway-name: waypoint}}";
+const OTHER_SELECTOR: &str =
+    "workloadSelector: {labels: {gateway.networking.k8s.io/gateway-name: other}}";
+
+// From 1.27.0 (pinned 1.30.3): pilot/pkg/model/policyattachment.go:123-201 @ 1.30.3 through
+// push_context.go:2358-2367 (getMatchedEnvoyFilters → ShouldAttachPolicy).
+// :184-197 — a Gateway targetRef in the waypoint's namespace attaches.
+attachment_test!(
+    pinned_gateway_target_attaches,
+    "1.30.3",
+    "bookinfo",
+    GATEWAY_REF,
+    true
+);
+// :139-148 — "waypoints never use selector".
+attachment_test!(
+    pinned_selector_is_ignored,
+    "1.30.3",
+    "bookinfo",
+    SELECTOR,
+    false
+);
+// :139-148 — no targetRefs at all: not attached either.
+attachment_test!(
+    pinned_no_selection_is_ignored,
+    "1.30.3",
+    "bookinfo",
+    "",
+    false
+);
+// :186-189 — a Gateway targetRef from another namespace never matches.
+attachment_test!(
+    pinned_gateway_target_from_the_root_namespace_is_ignored,
+    "1.30.3",
+    "istio-system",
+    GATEWAY_REF,
+    false
+);
+// :176-182 — GatewayClass istio-waypoint, from the root namespace only.
+attachment_test!(
+    pinned_gateway_class_from_the_root_namespace_attaches,
+    "1.30.3",
+    "istio-system",
+    CLASS_REF,
+    true
+);
+attachment_test!(
+    pinned_gateway_class_from_the_waypoint_namespace_is_ignored,
+    "1.30.3",
+    "bookinfo",
+    CLASS_REF,
+    false
+);
+// :155-174 — Service targets match only the matcher's services, which getMatchedEnvoyFilters
+// never passes.
+attachment_test!(
+    pinned_service_target_is_ignored,
+    "1.30.3",
+    "bookinfo",
+    SERVICE_REF,
+    false
+);
+// The root-namespace GatewayClass rule needs WithRootNamespace, added to
+// getMatchedEnvoyFilters in 1.27.4 (push_context.go:2350 @ 1.27.4; absent @ 1.27.3).
+attachment_test!(
+    istio_1_27_3_gateway_class_is_ignored,
+    "1.27.3",
+    "istio-system",
+    CLASS_REF,
+    false
+);
+attachment_test!(
+    istio_1_27_4_gateway_class_attaches,
+    "1.27.4",
+    "istio-system",
+    CLASS_REF,
+    true
+);
+// Up to 1.26.x: push_context.go:2334-2342 @ 1.26.8 — workloadSelector only.
+attachment_test!(
+    istio_1_26_selector_attaches,
+    "1.26.8",
+    "bookinfo",
+    SELECTOR,
+    true
+);
+attachment_test!(
+    istio_1_26_other_selector_is_ignored,
+    "1.26.8",
+    "bookinfo",
+    OTHER_SELECTOR,
+    false
+);
+// targetRefs is not read: a targetRefs-only object selects every proxy of its namespace.
+attachment_test!(
+    istio_1_26_target_refs_only_lands_anyway,
+    "1.26.8",
+    "bookinfo",
+    CLASS_REF,
+    true
+);
+attachment_test!(
+    istio_1_26_root_namespace_without_selector_attaches,
+    "1.26.8",
+    "istio-system",
+    "",
+    true
+);
+// Any version: only the root namespace and the waypoint's own namespace are consulted
+// (push_context.go EnvoyFilters).
+attachment_test!(other_namespace_is_ignored, "1.26.8", "elsewhere", "", false);
+
+// MERGE_AND_REPLACE_LIST is not in the EnvoyFilter API of Istio 1.30.3 (its istio/api pin ends
+// Patch.Operation at REPLACE); istiod of that release would refuse the object.
 #[test]
-fn filters_for_other_workloads_are_skipped() {
-    let yaml = "---
-apiVersion: networking.istio.io/v1alpha3
-kind: EnvoyFilter
-metadata: {name: other-gw, namespace: bookinfo}
-spec:
-  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}]
-  configPatches: [{applyTo: CLUSTER, match: {context: SIDECAR_INBOUND}, patch: {operation: ADD, value: {name: x}}}]
----
-apiVersion: networking.istio.io/v1alpha3
-kind: EnvoyFilter
-metadata: {name: other-ns, namespace: elsewhere}
-spec:
-  configPatches: [{applyTo: CLUSTER, match: {context: SIDECAR_INBOUND}, patch: {operation: ADD, value: {name: y}}}]
----
-apiVersion: networking.istio.io/v1alpha3
-kind: EnvoyFilter
-metadata: {name: selector, namespace: istio-system}
-spec:
-  workloadSelector: {labels: {gateway.networking.k8s.io/gateway-name: waypoint}}
-  configPatches: [{applyTo: CLUSTER, match: {context: SIDECAR_INBOUND}, patch: {operation: ADD, value: {name: z}}}]
-";
+fn merge_and_replace_list_is_refused_under_the_pinned_release() {
+    let fs = filters(&ef("  - applyTo: CLUSTER
+    match: {cluster: {name: main_internal}}
+    patch: {operation: MERGE_AND_REPLACE_LIST, value: {connect_timeout: 2s}}
+"));
     let mut v = base();
-    let report = apply(
-        &mut v,
-        &filters(yaml),
-        &ApplyContext::for_waypoint("bookinfo", "waypoint"),
-    )
-    .unwrap();
-    assert_eq!(
-        report.applied,
-        ["t.yaml: document 3 (EnvoyFilter istio-system/selector)"]
-    );
-    assert_eq!(report.skipped.len(), 2);
-    // istiod never applies an EnvoyFilter with targetRefs, even one naming this Gateway.
-    assert!(
-        report.skipped[0].1.contains("targetRefs"),
-        "{:?}",
-        report.skipped
-    );
-    let c = v["static_resources"]["clusters"].as_array().unwrap();
-    assert_eq!(c.last().unwrap()["name"], json!("z"));
+    let before = v.clone();
+    let e = apply(&mut v, &fs, &ApplyContext::default()).unwrap_err();
+    assert_eq!(e.path, "spec.configPatches[0].patch.operation");
+    assert!(e.to_string().contains("Istio 1.30.3"), "{e}");
+    assert_eq!(v, before, "nothing applied");
 }
 
 // An EnvoyFilter set that changes nothing it does not match leaves the bootstrap byte for byte

@@ -100,6 +100,7 @@ fn bookinfo_manifests_are_current() {
                 trust_domain: "cluster.local".into(),
                 issuer: Some("istio-ca".into()),
             }),
+            istio: layover_envoyfilter::IstioVersion::PINNED,
         };
         let out = manifests(&compiled, &opts).unwrap();
         let files: Vec<&str> = out.iter().map(|m| m.file.as_str()).collect();
