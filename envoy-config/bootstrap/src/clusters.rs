@@ -84,6 +84,8 @@ fn speaks_http2(cluster: &Cluster, policy: &Policy) -> bool {
         })
 }
 
+/// Whether `cluster` selects `ep`: its labels are all on the endpoint, and the endpoint belongs
+/// to the cluster's service when both name one.
 fn selects(cluster: &Cluster, ep: &Endpoint) -> bool {
     let service_ok = match (&ep.service, cluster.service.is_empty()) {
         (Some(svc), false) => *svc == cluster.service,

@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+/// An Envoy `Address` with a socket address.
 pub(crate) fn socket_address(address: &str, port: u16) -> Value {
     json!({ "socket_address": { "address": address, "port_value": port } })
 }
 
+/// A duration in Envoy's JSON form.
 pub(crate) fn duration(d: Duration) -> String {
     // Envoy's JSON mapping of google.protobuf.Duration: seconds with an "s" suffix.
     if d.subsec_nanos() == 0 {

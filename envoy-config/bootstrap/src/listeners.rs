@@ -111,6 +111,8 @@ pub(crate) fn layover_hcm_json(
     })
 }
 
+/// The plain listener: the layover connection manager, behind mutual TLS when
+/// [`BootstrapOptions::downstream_tls`] is set.
 pub(crate) fn listener_json(mode: PathNormalization, opts: &BootstrapOptions) -> Value {
     let mut chain = json!({
         "filters": [layover_hcm_json(mode, opts, LISTENER_NAME)],
@@ -156,6 +158,7 @@ pub(crate) fn downstream_tls_json(tls: &DownstreamTls) -> Value {
     })
 }
 
+/// The connection managers' `access_log`: one JSON line per request in the file `path`.
 pub(crate) fn access_log(path: &str) -> Value {
     json!([{
         "name": "envoy.access_loggers.file",

@@ -222,6 +222,7 @@ impl Default for BootstrapOptions {
     }
 }
 
+/// Checks the options [`crate::bootstrap_value`] cannot generate a valid bootstrap from.
 pub(crate) fn validate_options(opts: &BootstrapOptions) -> Result<(), EmitError> {
     if opts.listener_address.parse::<IpAddr>().is_err() {
         return Err(EmitError::InvalidListenerAddress(
@@ -270,6 +271,7 @@ pub(crate) fn validate_options(opts: &BootstrapOptions) -> Result<(), EmitError>
     Ok(())
 }
 
+/// Checks certificate paths and the trust domain of a mutual TLS setting.
 fn validate_tls(tls: &DownstreamTls) -> Result<(), EmitError> {
     for (field, path) in [
         ("cert_chain", &tls.cert_chain),
@@ -291,6 +293,7 @@ fn validate_tls(tls: &DownstreamTls) -> Result<(), EmitError> {
     Ok(())
 }
 
+/// The endpoints' addresses as IPs; an endpoint with a non-IP address or port 0 is rejected.
 pub(crate) fn validate_endpoints(endpoints: &[Endpoint]) -> Result<Vec<IpAddr>, EmitError> {
     endpoints
         .iter()
