@@ -440,116 +440,25 @@ fn route_json(
     default_retry: Option<&RetryPolicy>,
 ) -> Value {
     let mut route = Map::new();
-    let origin = r.origin.clone().unwrap_or_default();
-    let mut name = format!("{} {}/{}[{ri}]", origin.kind, origin.namespace, origin.name);
-    if !origin.element_name.is_empty() {
-        name.push_str(&format!(" {}", origin.element_name));
-    }
-    if m.is_some() {
-        name.push_str(&format!(" match[{mi}]"));
-    }
-    route.insert("name".into(), json!(name));
+    route.insert("name".into(), json!(route_name(r, ri, mi, m)));
     route.insert("match".into(), route_match(m, gateway));
 
-    let mut per_filter = Map::new();
-    if let Some(f) = &r.fault {
-        if let Some(cfg) = fault_json(f) {
-            per_filter.insert(FAULT_FILTER.into(), cfg);
-        }
-    }
-    if let Some(c) = &r.cors {
-        per_filter.insert(CORS_FILTER.into(), cors_json(c));
-    }
+    let per_filter = route_filter_configs(r);
 
     // Route-level response operations apply to the replies the proxy generates too.
-    let (mut rsp_add, mut rsp_remove) = header_ops(r.response_headers.as_ref());
+    let (rsp_add, rsp_remove) = header_ops(r.response_headers.as_ref());
 
     match &r.action {
         Some(WA::Forward(fw)) => {
-            let single = fw.destinations.len() == 1;
-            let kept: Vec<&wire::Destination> = if single {
-                fw.destinations.iter().collect()
-            } else {
-                fw.destinations.iter().filter(|d| d.weight > 0).collect()
-            };
-            let (mut req_add, mut req_remove) = header_ops(r.request_headers.as_ref());
-            let mut action = Map::new();
-            if gateway {
-                // Gateway API: a backend that cannot be served answers 500, not 503 (istiod's
-                // `cluster_not_found_response_code` for HTTPRoute routes; the core's
-                // `unavailable_status`).
-                action.insert(
-                    "cluster_not_found_response_code".into(),
-                    json!("INTERNAL_SERVER_ERROR"),
-                );
-            }
-            if let [d] = kept.as_slice() {
-                action.insert("cluster".into(), json!(dest_cluster(d)));
-                // istiod merges a single destination's operations into the route's lists.
-                let (da, dr) = header_ops(d.request_headers.as_ref());
-                req_add.extend(da);
-                req_remove.extend(dr);
-                let (da, dr) = header_ops(d.response_headers.as_ref());
-                rsp_add.extend(da);
-                rsp_remove.extend(dr);
-            } else {
-                let clusters: Vec<Value> = kept
-                    .iter()
-                    .map(|d| {
-                        let mut c = Map::new();
-                        c.insert("name".into(), json!(dest_cluster(d)));
-                        c.insert("weight".into(), json!(d.weight));
-                        let (qa, qr) = header_ops(d.request_headers.as_ref());
-                        let (sa, sr) = header_ops(d.response_headers.as_ref());
-                        let mut cv = Value::Object(c);
-                        if let Some(obj) = cv.as_object_mut() {
-                            finish_headers(obj, qa, qr, sa, sr);
-                        }
-                        cv
-                    })
-                    .collect();
-                action.insert("weighted_clusters".into(), json!({ "clusters": clusters }));
-            }
-            timeouts(&mut action, r.timeout_ms);
-            let retry = r.retries.as_ref().or(default_retry);
-            if let Some(rp) = retry.and_then(retry_policy) {
-                action.insert("retry_policy".into(), rp);
-            }
-            if !r.mirrors.is_empty() {
-                let mirrors: Vec<Value> = r
-                    .mirrors
-                    .iter()
-                    .map(|mr| {
-                        json!({
-                            "cluster": mr.cluster,
-                            "runtime_fraction": { "default_value": fraction(mr.percentage) },
-                            "trace_sampled": false,
-                        })
-                    })
-                    .collect();
-                action.insert("request_mirror_policies".into(), Value::Array(mirrors));
-            }
-            if let Some(rw) = &r.rewrite {
-                rewrite_json(&mut action, rw, m, gateway);
-            }
-            route.insert("route".into(), Value::Object(action));
-            finish_headers(&mut route, req_add, req_remove, rsp_add, rsp_remove);
+            let rsp = (rsp_add, rsp_remove);
+            forward_route(&mut route, r, fw, m, gateway, default_retry, rsp);
         }
         Some(WA::Redirect(rd)) => {
             route.insert("redirect".into(), redirect_json(rd));
             finish_headers(&mut route, Vec::new(), Vec::new(), rsp_add, rsp_remove);
         }
         Some(WA::DirectResponse(dr)) => {
-            let mut d = Map::new();
-            d.insert("status".into(), json!(dr.status));
-            if !dr.body.is_empty() {
-                let body = match std::str::from_utf8(&dr.body) {
-                    Ok(s) => json!({ "inline_string": s }),
-                    Err(_) => json!({ "inline_bytes": base64(&dr.body) }),
-                };
-                d.insert("body".into(), body);
-            }
-            route.insert("direct_response".into(), Value::Object(d));
+            route.insert("direct_response".into(), direct_response_json(dr));
             finish_headers(&mut route, Vec::new(), Vec::new(), rsp_add, rsp_remove);
         }
         // The core refuses a route without action before we get here.
@@ -561,6 +470,143 @@ fn route_json(
         route.insert("typed_per_filter_config".into(), Value::Object(per_filter));
     }
     Value::Object(route)
+}
+
+/// The Envoy route name: where the route came from, its index, and the match index when the
+/// route has matches.
+fn route_name(r: &HttpRoute, ri: usize, mi: usize, m: Option<&wire::RouteMatch>) -> String {
+    let origin = r.origin.clone().unwrap_or_default();
+    let mut name = format!("{} {}/{}[{ri}]", origin.kind, origin.namespace, origin.name);
+    if !origin.element_name.is_empty() {
+        name.push_str(&format!(" {}", origin.element_name));
+    }
+    if m.is_some() {
+        name.push_str(&format!(" match[{mi}]"));
+    }
+    name
+}
+
+/// The route's `typed_per_filter_config`: its fault injection and CORS policy.
+fn route_filter_configs(r: &HttpRoute) -> Map<String, Value> {
+    let mut per_filter = Map::new();
+    if let Some(f) = &r.fault {
+        if let Some(cfg) = fault_json(f) {
+            per_filter.insert(FAULT_FILTER.into(), cfg);
+        }
+    }
+    if let Some(c) = &r.cors {
+        per_filter.insert(CORS_FILTER.into(), cors_json(c));
+    }
+    per_filter
+}
+
+/// The `route` action of a forwarding route and the route's header operations; `rsp` holds the
+/// route-level response operations.
+fn forward_route(
+    route: &mut Map<String, Value>,
+    r: &HttpRoute,
+    fw: &wire::Forward,
+    m: Option<&wire::RouteMatch>,
+    gateway: bool,
+    default_retry: Option<&RetryPolicy>,
+    rsp: (Vec<Value>, Vec<String>),
+) {
+    let (mut rsp_add, mut rsp_remove) = rsp;
+    let single = fw.destinations.len() == 1;
+    let kept: Vec<&wire::Destination> = if single {
+        fw.destinations.iter().collect()
+    } else {
+        fw.destinations.iter().filter(|d| d.weight > 0).collect()
+    };
+    let (mut req_add, mut req_remove) = header_ops(r.request_headers.as_ref());
+    let mut action = Map::new();
+    if gateway {
+        // Gateway API: a backend that cannot be served answers 500, not 503 (istiod's
+        // `cluster_not_found_response_code` for HTTPRoute routes; the core's
+        // `unavailable_status`).
+        action.insert(
+            "cluster_not_found_response_code".into(),
+            json!("INTERNAL_SERVER_ERROR"),
+        );
+    }
+    if let [d] = kept.as_slice() {
+        action.insert("cluster".into(), json!(dest_cluster(d)));
+        // istiod merges a single destination's operations into the route's lists.
+        let (da, dr) = header_ops(d.request_headers.as_ref());
+        req_add.extend(da);
+        req_remove.extend(dr);
+        let (da, dr) = header_ops(d.response_headers.as_ref());
+        rsp_add.extend(da);
+        rsp_remove.extend(dr);
+    } else {
+        action.insert("weighted_clusters".into(), weighted_clusters_json(&kept));
+    }
+    timeouts(&mut action, r.timeout_ms);
+    let retry = r.retries.as_ref().or(default_retry);
+    if let Some(rp) = retry.and_then(retry_policy) {
+        action.insert("retry_policy".into(), rp);
+    }
+    if !r.mirrors.is_empty() {
+        action.insert(
+            "request_mirror_policies".into(),
+            mirror_policies_json(&r.mirrors),
+        );
+    }
+    if let Some(rw) = &r.rewrite {
+        rewrite_json(&mut action, rw, m, gateway);
+    }
+    route.insert("route".into(), Value::Object(action));
+    finish_headers(route, req_add, req_remove, rsp_add, rsp_remove);
+}
+
+/// `weighted_clusters` for several destinations, each with its own header operations.
+fn weighted_clusters_json(kept: &[&wire::Destination]) -> Value {
+    let clusters: Vec<Value> = kept
+        .iter()
+        .map(|d| {
+            let mut c = Map::new();
+            c.insert("name".into(), json!(dest_cluster(d)));
+            c.insert("weight".into(), json!(d.weight));
+            let (qa, qr) = header_ops(d.request_headers.as_ref());
+            let (sa, sr) = header_ops(d.response_headers.as_ref());
+            let mut cv = Value::Object(c);
+            if let Some(obj) = cv.as_object_mut() {
+                finish_headers(obj, qa, qr, sa, sr);
+            }
+            cv
+        })
+        .collect();
+    json!({ "clusters": clusters })
+}
+
+/// `request_mirror_policies` for the route's mirrors.
+fn mirror_policies_json(mirrors: &[wire::Mirror]) -> Value {
+    let mirrors: Vec<Value> = mirrors
+        .iter()
+        .map(|mr| {
+            json!({
+                "cluster": mr.cluster,
+                "runtime_fraction": { "default_value": fraction(mr.percentage) },
+                "trace_sampled": false,
+            })
+        })
+        .collect();
+    Value::Array(mirrors)
+}
+
+/// A `direct_response` action: the status and the body (inline string when UTF-8, bytes
+/// otherwise).
+fn direct_response_json(dr: &wire::DirectResponse) -> Value {
+    let mut d = Map::new();
+    d.insert("status".into(), json!(dr.status));
+    if !dr.body.is_empty() {
+        let body = match std::str::from_utf8(&dr.body) {
+            Ok(s) => json!({ "inline_string": s }),
+            Err(_) => json!({ "inline_bytes": base64(&dr.body) }),
+        };
+        d.insert("body".into(), body);
+    }
+    Value::Object(d)
 }
 
 fn dest_cluster(d: &wire::Destination) -> String {
