@@ -7,11 +7,11 @@
 //! "Layer 7 features in ambient mode"; istiod `pilot/pkg/model/authorization.go`,
 //! `ListAuthorizationPolicies` with a waypoint selection policy).
 
-use crate::compile::Ctx;
-use crate::load::ObjectKind;
-use crate::model::*;
+use crate::diag::ObjRef;
+use crate::model::{AuthorizationPolicySpec, Metadata, StrOrInt, TargetRef};
+use crate::object::{Object, ObjectKind};
+use crate::resolve::Ctx;
 use crate::util::{validate_cidr, validate_regex};
-use crate::ObjRef;
 use layover_proto::v1 as pb;
 use std::collections::HashMap;
 
@@ -19,7 +19,7 @@ pub(crate) fn compile_policies(
     ctx: &mut Ctx,
 ) -> (Vec<pb::AuthorizationPolicy>, HashMap<String, Vec<u32>>) {
     let bundle = ctx.bundle;
-    let mut objs: Vec<&crate::load::Object> = bundle
+    let mut objs: Vec<&Object> = bundle
         .objects
         .iter()
         .filter(|o| matches!(o.kind, ObjectKind::AuthorizationPolicy(_)))

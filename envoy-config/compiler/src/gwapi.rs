@@ -5,11 +5,11 @@
 //! regex > method > most header matches > most query matches; ties keep the oldest route
 //! (creationTimestamp), then namespace/name alphabetical, then rule and match order.
 
-use crate::compile::{resolve_dest, Ctx};
-use crate::load::{Object, ObjectKind};
-use crate::model::*;
+use crate::diag::ObjRef;
+use crate::model::{HrHeaderModifier, HrHeaderValue, HrMatch, HrRule, HttpRouteSpec, VsRetries};
+use crate::object::{Object, ObjectKind};
+use crate::resolve::{convert_retry, resolve_dest, Ctx};
 use crate::util::{normalize_weights, parse_duration_ms, validate_header_name, validate_regex};
-use crate::ObjRef;
 use layover_proto::v1 as pb;
 use std::collections::HashMap;
 
@@ -678,7 +678,7 @@ fn rule_action(
             retry_ignore_previous_hosts: None,
             backoff: rt.backoff.clone(),
         };
-        r.retries = crate::compile::convert_retry(ctx, at, &format!("{rp}.retry"), &spec);
+        r.retries = convert_retry(ctx, at, &format!("{rp}.retry"), &spec);
     }
     if let Some(t) = &rule.timeouts {
         if let Some(req) = &t.request {

@@ -2,14 +2,16 @@
 //! (`pilot/pkg/networking/core/listener_waypoint.go`: `getVirtualServiceForWaypoint`,
 //! `waypointInboundRoute`; `route/route.go`: `TranslateRoute`).
 
-use crate::compile::{convert_retry, port_ambiguous, resolve_dest, sort_by_creation, Ctx, Svc};
-use crate::load::{Object, ObjectKind};
-use crate::model::*;
+use crate::diag::ObjRef;
+use crate::model::{
+    Percent, StringMatchSpec, VirtualServiceSpec, VsHeaderOps, VsHttpRoute, VsMatch,
+};
+use crate::object::{Object, ObjectKind};
+use crate::resolve::{convert_retry, port_ambiguous, resolve_dest, sort_by_creation, Ctx, Svc};
 use crate::util::{
     base64_decode, fqdn, host_matches, normalize_weights, parse_duration_ms, validate_header_name,
     validate_regex,
 };
-use crate::ObjRef;
 use layover_proto::v1 as pb;
 use std::collections::HashMap;
 
