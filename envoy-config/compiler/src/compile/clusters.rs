@@ -8,6 +8,8 @@ use crate::util::{fqdn, host_matches};
 use layover_proto::v1 as pb;
 use std::collections::BTreeMap;
 
+/// DestinationRules, oldest first, → per-host load balancer and subsets (several rules for
+/// one host are merged as istiod `mergeDestinationRule` does).
 pub(super) fn collect_destination_rules(ctx: &mut Ctx) {
     let bundle = ctx.bundle;
     let mut drs: Vec<&Object> = bundle
@@ -105,6 +107,8 @@ fn subset_of(sel: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) 
     sel.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
+/// One cluster per service port and subset, with the endpoints (inline ServiceEntry
+/// endpoints, selected WorkloadEntries) behind it.
 pub(super) fn build_clusters(ctx: &mut Ctx) -> (Vec<pb::Cluster>, Registry) {
     let bundle = ctx.bundle;
     let mut clusters = Vec::new();

@@ -4,6 +4,7 @@ use crate::object::ObjectKind;
 use crate::resolve::{convert_retry, Ctx};
 use layover_proto::v1 as pb;
 
+/// Applies MeshConfig (trust domain, root namespace, path normalization, default retry).
 pub(super) fn mesh_settings(ctx: &mut Ctx) {
     let bundle = ctx.bundle;
     for o in &bundle.objects {

@@ -6,6 +6,7 @@ use crate::object::{Object, ObjectKind};
 use crate::resolve::Ctx;
 use std::collections::{BTreeMap, HashMap};
 
+/// Chooses the waypoint Gateway (class istio-waypoint, or the one `--waypoint` names).
 pub(super) fn pick_waypoint(ctx: &mut Ctx, opts: &CompileOptions) {
     let bundle = ctx.bundle;
     let mut candidates: Vec<&Object> = Vec::new();
@@ -93,6 +94,8 @@ pub(super) fn pick_waypoint(ctx: &mut Ctx, opts: &CompileOptions) {
     }
 }
 
+/// Marks the services the waypoint serves (`istio.io/use-waypoint` on the service, else on
+/// its namespace).
 pub(super) fn compute_served(ctx: &mut Ctx) {
     let bundle = ctx.bundle;
     let mut ns_labels: HashMap<String, BTreeMap<String, String>> = HashMap::new();

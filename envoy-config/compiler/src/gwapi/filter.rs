@@ -273,6 +273,7 @@ pub(super) fn header_mod(h: &HrHeaderModifier) -> pb::HeaderOperations {
     }
 }
 
+/// Appends `add` to the operations in `into` (several modifiers of one direction combine).
 pub(super) fn merge_ops(into: &mut Option<pb::HeaderOperations>, add: pb::HeaderOperations) {
     let t = into.get_or_insert_with(Default::default);
     t.set.extend(add.set);

@@ -5,10 +5,15 @@ use crate::diag::ObjRef;
 
 /// Resolved destination for a route or mirror.
 pub(crate) struct Dest {
+    /// Cluster name (`outbound|port|subset|host`).
     pub cluster: String,
+    /// Destination service FQDN.
     pub host: String,
+    /// Service port (0 when it could not be chosen).
     pub port: u32,
+    /// DestinationRule subset, empty for none.
     pub subset: String,
+    /// Unknown host, port or subset: Envoy answers 503.
     pub unavailable: bool,
 }
 

@@ -21,9 +21,13 @@ use std::collections::{BTreeMap, HashMap};
 /// A service port as the compiler sees it.
 #[derive(Debug, Clone)]
 pub(crate) struct SvcPort {
+    /// Service port number.
     pub number: u32,
+    /// Port name.
     pub name: String,
+    /// Protocol (Istio protocol selection).
     pub protocol: String,
+    /// Port on the endpoints.
     pub target_port: u32,
     /// Named target port (Service `targetPort: http`), resolved per endpoint.
     pub target_name: Option<String>,
@@ -32,41 +36,61 @@ pub(crate) struct SvcPort {
 /// A Service or one host of a ServiceEntry.
 #[derive(Debug, Clone)]
 pub(crate) struct Svc {
+    /// FQDN.
     pub hostname: String,
+    /// Namespace of the Service / ServiceEntry.
     pub namespace: String,
+    /// Service name, or the ServiceEntry host.
     pub name: String,
+    /// VIPs.
     pub addresses: Vec<String>,
+    /// Ports.
     pub ports: Vec<SvcPort>,
     /// Endpoint selector (Service selector / ServiceEntry workloadSelector).
     pub selector: Option<BTreeMap<String, String>>,
     /// Inline ServiceEntry endpoints.
     pub inline_endpoints: Vec<(WorkloadEntrySpec, ObjRef)>,
+    /// Labels (`istio.io/use-waypoint`).
     pub labels: BTreeMap<String, String>,
+    /// `Kind namespace/name` of the defining object.
     pub origin: String,
     /// `kind/namespace/name` of the ServiceEntry, for targetRefs.
     pub se_name: Option<String>,
 }
 
+/// A DestinationRule subset: endpoint labels and load balancer.
 #[derive(Debug, Clone)]
 pub(crate) struct SubsetDef {
+    /// Labels the subset's endpoints carry.
     pub labels: BTreeMap<String, String>,
+    /// Load balancer (the rule's when the subset sets none).
     pub lb: String,
 }
 
+/// What the DestinationRules of one host define.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DrInfo {
+    /// Load balancer of the host.
     pub lb: String,
+    /// Subsets by name, in definition order.
     pub subsets: Vec<(String, SubsetDef)>,
 }
 
 /// Compilation state shared by the translators.
 pub(crate) struct Ctx<'a> {
+    /// The (deduplicated) input.
     pub bundle: &'a Bundle,
+    /// Errors found so far.
     pub errors: Vec<Error>,
+    /// Notices found so far.
     pub notices: Vec<Notice>,
+    /// Every service in the input.
     pub services: Vec<Svc>,
+    /// FQDN → index into `services`.
     pub by_host: HashMap<String, usize>,
+    /// FQDN → its DestinationRules.
     pub drs: HashMap<String, DrInfo>,
+    /// Mesh settings (MeshConfig or defaults).
     pub mesh: pb::MeshSettings,
     /// (namespace, name) of the waypoint Gateway.
     pub waypoint: Option<(String, String)>,
@@ -75,6 +99,7 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    /// Records an error at `at`/`path`.
     pub fn err(&mut self, at: &ObjRef, path: impl Into<String>, msg: impl Into<String>) {
         self.errors.push(Error {
             at: Location::Object(at.clone()),
@@ -82,6 +107,7 @@ impl<'a> Ctx<'a> {
             message: msg.into(),
         });
     }
+    /// Records an informational notice.
     pub fn info(&mut self, at: &ObjRef, path: impl Into<String>, msg: impl Into<String>) {
         self.notices.push(Notice {
             severity: Severity::Info,
@@ -90,6 +116,7 @@ impl<'a> Ctx<'a> {
             message: msg.into(),
         });
     }
+    /// Records a warning.
     pub fn warn(&mut self, at: &ObjRef, path: impl Into<String>, msg: impl Into<String>) {
         self.notices.push(Notice {
             severity: Severity::Warning,
@@ -98,12 +125,15 @@ impl<'a> Ctx<'a> {
             message: msg.into(),
         });
     }
+    /// The service with FQDN `host`.
     pub fn svc(&self, host: &str) -> Option<&Svc> {
         self.by_host.get(host).map(|&i| &self.services[i])
     }
+    /// Namespace of the waypoint, when one was chosen.
     pub fn waypoint_ns(&self) -> Option<&str> {
         self.waypoint.as_ref().map(|(ns, _)| ns.as_str())
     }
+    /// Whether a DestinationRule defines `subset` for `host`.
     pub fn has_subset(&self, host: &str, subset: &str) -> bool {
         self.drs
             .get(host)
