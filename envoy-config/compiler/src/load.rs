@@ -1,65 +1,12 @@
 //! Reading YAML files into typed objects.
 
-use crate::model::*;
-use crate::{Error, Errors, Location, Notice, ObjRef, Severity};
+use crate::diag::{Error, Errors, Location, Notice, ObjRef, Severity};
+use crate::model::{ConfigMapDoc, MeshConfigSpec};
+use crate::object::{Bundle, Object, ObjectKind};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-
-/// One recognised object with its location.
-#[derive(Debug, Clone)]
-pub struct Object {
-    /// File, document, kind, namespace/name.
-    pub at: ObjRef,
-    /// The typed object.
-    pub kind: ObjectKind,
-}
-
-impl Object {
-    /// `metadata` of the object.
-    pub fn meta(&self) -> &Metadata {
-        match &self.kind {
-            ObjectKind::Service(d) => &d.metadata,
-            ObjectKind::Namespace(d) => &d.metadata,
-            ObjectKind::MeshConfig(_, d) => &d.metadata,
-            ObjectKind::ServiceEntry(d) => &d.metadata,
-            ObjectKind::WorkloadEntry(d) => &d.metadata,
-            ObjectKind::VirtualService(d) => &d.metadata,
-            ObjectKind::DestinationRule(d) => &d.metadata,
-            ObjectKind::Gateway(d) => &d.metadata,
-            ObjectKind::HttpRoute(d) => &d.metadata,
-            ObjectKind::AuthorizationPolicy(d) => &d.metadata,
-        }
-    }
-}
-
-/// The kinds layover reads.
-#[derive(Debug, Clone)]
-#[allow(missing_docs, clippy::large_enum_variant)]
-pub enum ObjectKind {
-    Service(Doc<ServiceSpec>),
-    Namespace(OptSpecDoc<NamespaceSpec>),
-    /// ConfigMap `istio-system/istio`, key `mesh`, parsed.
-    MeshConfig(MeshConfigSpec, ConfigMapDoc),
-    ServiceEntry(Doc<ServiceEntrySpec>),
-    WorkloadEntry(Doc<WorkloadEntrySpec>),
-    VirtualService(Doc<VirtualServiceSpec>),
-    DestinationRule(Doc<DestinationRuleSpec>),
-    /// gateway.networking.k8s.io Gateway (any class; the compiler picks waypoints).
-    Gateway(Doc<GatewaySpec>),
-    HttpRoute(Doc<HttpRouteSpec>),
-    AuthorizationPolicy(Doc<AuthorizationPolicySpec>),
-}
-
-/// Everything loaded: objects in input order, and loader notices.
-#[derive(Debug, Clone, Default)]
-pub struct Bundle {
-    /// Recognised objects in file order, then document order.
-    pub objects: Vec<Object>,
-    /// Skipped documents and other non-fatal findings.
-    pub notices: Vec<Notice>,
-}
 
 /// Loads files and directories. Directories are walked recursively for `*.yaml` / `*.yml`,
 /// sorted by path so the result does not depend on the file system's listing order.
@@ -279,87 +226,30 @@ fn load_value(bundle: &mut Bundle, file: &str, doc: usize, value: Value) -> Resu
         _ => None,
     };
     let Some((want_group, versions)) = known else {
-        let why = match kind.as_str() {
-            "EnvoyFilter" => "skipped: EnvoyFilter patches Envoy configuration, not policy; `layover envoy` applies it to the local waypoint".to_string(),
-            "PeerAuthentication"
-            | "RequestAuthentication"
-            | "Sidecar"
-            | "WasmPlugin"
-            | "Telemetry"
-            | "ProxyConfig"
-            | "WorkloadGroup" => {
-                format!("skipped: {kind} is not compiled by layover")
-            }
-            _ => format!(
-                "skipped: kind {kind} ({}) is not Istio traffic or security configuration",
-                api_version.as_deref().unwrap_or("no apiVersion")
-            ),
-        };
-        notice(bundle, why);
+        notice(bundle, skip_reason(&kind, api_version.as_deref()));
         return Ok(());
     };
-    if api_version.is_none() {
-        notice(
-            bundle,
-            format!(
-                "no apiVersion: read as {}{}{}",
-                want_group,
-                if want_group.is_empty() { "" } else { "/" },
-                versions[0]
-            ),
-        );
-    } else if group != want_group {
-        notice(
-            bundle,
-            format!(
-                "skipped: kind {kind} of apiVersion {} is not the {} kind layover reads",
-                api_version.as_deref().unwrap_or(""),
-                if want_group.is_empty() {
-                    "core/v1"
-                } else {
-                    want_group
-                }
-            ),
-        );
-        return Ok(());
-    } else if !versions.contains(&version.as_str()) {
-        return Err(Error {
-            at: Location::Object(at),
-            path: "apiVersion".into(),
-            message: format!(
-                "unsupported version {:?} of {kind} (supported: {})",
-                api_version.as_deref().unwrap_or(""),
-                versions
-                    .iter()
-                    .map(|v| if want_group.is_empty() {
-                        v.to_string()
-                    } else {
-                        format!("{want_group}/{v}")
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        });
+    match version_check(
+        &kind,
+        api_version.as_deref(),
+        (&group, &version),
+        want_group,
+        versions,
+    ) {
+        VersionCheck::Read => {}
+        VersionCheck::ReadWithNotice(msg) => notice(bundle, msg),
+        VersionCheck::Skip(msg) => {
+            notice(bundle, msg);
+            return Ok(());
+        }
+        VersionCheck::Unsupported(message) => {
+            return Err(Error {
+                at: Location::Object(at),
+                path: "apiVersion".into(),
+                message,
+            });
+        }
     }
-    let typed = |v: Value| -> Result<ObjectKind, Error> {
-        Ok(match kind.as_str() {
-            "Service" => ObjectKind::Service(de(&at, v)?),
-            "Namespace" => ObjectKind::Namespace(de(&at, v)?),
-            "ConfigMap" => {
-                let cm: ConfigMapDoc = de(&at, v)?;
-                let mesh_text = cm.data.get("mesh").cloned().unwrap_or_default();
-                let mesh = parse_mesh(&at, &mesh_text)?;
-                ObjectKind::MeshConfig(mesh, cm)
-            }
-            "ServiceEntry" => ObjectKind::ServiceEntry(de(&at, v)?),
-            "WorkloadEntry" => ObjectKind::WorkloadEntry(de(&at, v)?),
-            "VirtualService" => ObjectKind::VirtualService(de(&at, v)?),
-            "DestinationRule" => ObjectKind::DestinationRule(de(&at, v)?),
-            "Gateway" => ObjectKind::Gateway(de(&at, v)?),
-            "HTTPRoute" => ObjectKind::HttpRoute(de(&at, v)?),
-            _ => ObjectKind::AuthorizationPolicy(de(&at, v)?),
-        })
-    };
     if kind == "ConfigMap" && !(at.namespace == "istio-system" && at.name == "istio") {
         notice(
             bundle,
@@ -367,9 +257,108 @@ fn load_value(bundle: &mut Bundle, file: &str, doc: usize, value: Value) -> Resu
         );
         return Ok(());
     }
-    let kind = typed(value)?;
+    let kind = typed(&at, &kind, value)?;
     bundle.objects.push(Object { at, kind });
     Ok(())
+}
+
+/// What the apiVersion of a known kind means for reading it.
+enum VersionCheck {
+    /// A version layover reads.
+    Read,
+    /// No apiVersion: read as the kind's first version, with this notice.
+    ReadWithNotice(String),
+    /// Another group's kind of the same name: skipped with this notice.
+    Skip(String),
+    /// A version of the right group layover does not read: this error.
+    Unsupported(String),
+}
+
+/// Checks `apiVersion` (split into `group_version`) against the group and versions layover
+/// reads for `kind`.
+fn version_check(
+    kind: &str,
+    api_version: Option<&str>,
+    (group, version): (&str, &str),
+    want_group: &str,
+    versions: &[&str],
+) -> VersionCheck {
+    if api_version.is_none() {
+        VersionCheck::ReadWithNotice(format!(
+            "no apiVersion: read as {}{}{}",
+            want_group,
+            if want_group.is_empty() { "" } else { "/" },
+            versions[0]
+        ))
+    } else if group != want_group {
+        VersionCheck::Skip(format!(
+            "skipped: kind {kind} of apiVersion {} is not the {} kind layover reads",
+            api_version.unwrap_or(""),
+            if want_group.is_empty() {
+                "core/v1"
+            } else {
+                want_group
+            }
+        ))
+    } else if !versions.contains(&version) {
+        VersionCheck::Unsupported(format!(
+            "unsupported version {:?} of {kind} (supported: {})",
+            api_version.unwrap_or(""),
+            versions
+                .iter()
+                .map(|v| if want_group.is_empty() {
+                    v.to_string()
+                } else {
+                    format!("{want_group}/{v}")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    } else {
+        VersionCheck::Read
+    }
+}
+
+/// Why a document of an unknown kind is skipped.
+fn skip_reason(kind: &str, api_version: Option<&str>) -> String {
+    match kind {
+    "EnvoyFilter" => "skipped: EnvoyFilter patches Envoy configuration, not policy; `layover envoy` applies it to the local waypoint".to_string(),
+    "PeerAuthentication"
+    | "RequestAuthentication"
+    | "Sidecar"
+    | "WasmPlugin"
+    | "Telemetry"
+    | "ProxyConfig"
+    | "WorkloadGroup" => {
+        format!("skipped: {kind} is not compiled by layover")
+    }
+    _ => format!(
+        "skipped: kind {kind} ({}) is not Istio traffic or security configuration",
+        api_version.unwrap_or("no apiVersion")
+    ),
+}
+}
+
+/// Deserializes a document of a known `kind` into its typed object.
+#[allow(clippy::result_large_err)]
+fn typed(at: &ObjRef, kind: &str, v: Value) -> Result<ObjectKind, Error> {
+    Ok(match kind {
+        "Service" => ObjectKind::Service(de(at, v)?),
+        "Namespace" => ObjectKind::Namespace(de(at, v)?),
+        "ConfigMap" => {
+            let cm: ConfigMapDoc = de(at, v)?;
+            let mesh_text = cm.data.get("mesh").cloned().unwrap_or_default();
+            let mesh = parse_mesh(at, &mesh_text)?;
+            ObjectKind::MeshConfig(mesh, cm)
+        }
+        "ServiceEntry" => ObjectKind::ServiceEntry(de(at, v)?),
+        "WorkloadEntry" => ObjectKind::WorkloadEntry(de(at, v)?),
+        "VirtualService" => ObjectKind::VirtualService(de(at, v)?),
+        "DestinationRule" => ObjectKind::DestinationRule(de(at, v)?),
+        "Gateway" => ObjectKind::Gateway(de(at, v)?),
+        "HTTPRoute" => ObjectKind::HttpRoute(de(at, v)?),
+        _ => ObjectKind::AuthorizationPolicy(de(at, v)?),
+    })
 }
 
 /// Deserializes `v` into `T`, turning the serde error into one with a field path.

@@ -174,7 +174,7 @@ pub fn normalize_weights(weights: &[u64]) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{base64_decode, normalize_weights, parse_duration_ms, validate_cidr};
 
     #[test]
     fn durations() {

@@ -7,22 +7,37 @@ use common::*;
 use layover_compiler::{CompileOptions, Compiled};
 use layover_proto::v1 as pb;
 
-struct Case {
-    name: &'static str,
-    /// Where the expected behaviour comes from.
-    cite: &'static str,
-    yaml: &'static str,
-    check: fn(&Compiled),
-}
-
 const R: &str = "reviews.default.svc.cluster.local";
 
-fn cases() -> Vec<Case> {
-    vec![
-        Case {
-            name: "short host resolves with the object's namespace",
-            cite: "istiod model.ResolveShortnameToFQDN (pilot/pkg/model/virtualservice.go)",
-            yaml: r#"
+/// One `#[test]` per row, like istio/ztunnel's `rbac_test!` (src/rbac.rs): the row's title and
+/// citation become the test's doc, `yaml` is compiled on top of `BASE`, and `check` runs on the
+/// result, so `cargo test --test resolution <name>` runs one row and a failure shows its own
+/// assertion.
+macro_rules! case {
+    (
+        $name:ident,
+        $title:literal,
+        cite: $cite:literal,
+        yaml: $yaml:expr,
+        check: |$c:ident| $check:expr $(,)?
+    ) => {
+        #[doc = $title]
+        #[doc = ""]
+        #[doc = concat!("Source: ", $cite)]
+        #[test]
+        fn $name() {
+            let compiled = compile($yaml);
+            let $c: &Compiled = &compiled;
+            $check;
+        }
+    };
+}
+
+case! {
+    short_host_resolves_with_the_objects_namespace,
+    "short host resolves with the object's namespace",
+    cite: "istiod model.ResolveShortnameToFQDN (pilot/pkg/model/virtualservice.go)",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews, namespace: default}
@@ -31,19 +46,21 @@ spec:
   http:
   - route: [{destination: {host: reviews}}]
 "#,
-            check: |c| {
-                let s = reviews(c);
-                assert_eq!(s.route_source, pb::RouteSource::VirtualService as i32);
-                let d = &forward(&s.routes[0]).destinations[0];
-                assert_eq!(d.host, R);
-                assert_eq!(d.cluster, format!("outbound|9080||{R}"));
-                assert_eq!(d.weight, 100);
-            },
-        },
-        Case {
-            name: "objects without metadata.namespace are in default",
-            cite: "kubectl apply without -n uses namespace default",
-            yaml: r#"
+    check: |c| {
+        let s = reviews(c);
+        assert_eq!(s.route_source, pb::RouteSource::VirtualService as i32);
+        let d = &forward(&s.routes[0]).destinations[0];
+        assert_eq!(d.host, R);
+        assert_eq!(d.cluster, format!("outbound|9080||{R}"));
+        assert_eq!(d.weight, 100);
+    },
+}
+
+case! {
+    objects_without_metadata_namespace_are_in_default,
+    "objects without metadata.namespace are in default",
+    cite: "kubectl apply without -n uses namespace default",
+    yaml: r#"
 apiVersion: networking.istio.io/v1beta1
 kind: VirtualService
 metadata: {name: reviews}
@@ -52,15 +69,17 @@ spec:
   http:
   - route: [{destination: {host: reviews}}]
 "#,
-            check: |c| {
-                assert_eq!(reviews(c).routes.len(), 1);
-                assert_eq!(reviews(c).routes[0].origin.as_ref().unwrap().namespace, "default");
-            },
-        },
-        Case {
-            name: "a short host in another namespace names another service",
-            cite: "ResolveShortnameToFQDN uses the VirtualService's namespace",
-            yaml: r#"
+    check: |c| {
+        assert_eq!(reviews(c).routes.len(), 1);
+        assert_eq!(reviews(c).routes[0].origin.as_ref().unwrap().namespace, "default");
+    },
+}
+
+case! {
+    a_short_host_in_another_namespace_names_another_service,
+    "a short host in another namespace names another service",
+    cite: "ResolveShortnameToFQDN uses the VirtualService's namespace",
+    yaml: r#"
 apiVersion: networking.istio.io/v1alpha3
 kind: VirtualService
 metadata: {name: reviews, namespace: other}
@@ -69,15 +88,17 @@ spec:
   http:
   - route: [{destination: {host: reviews}}]
 "#,
-            check: |c| {
-                assert_eq!(reviews(c).route_source, pb::RouteSource::Default as i32);
-                assert!(notices(c).contains("match no service this waypoint serves"), "{}", notices(c));
-            },
-        },
-        Case {
-            name: "FQDN hosts are kept",
-            cite: "ResolveShortnameToFQDN: names with a dot are not expanded",
-            yaml: r#"
+    check: |c| {
+        assert_eq!(reviews(c).route_source, pb::RouteSource::Default as i32);
+        assert!(notices(c).contains("match no service this waypoint serves"), "{}", notices(c));
+    },
+}
+
+case! {
+    fqdn_hosts_are_kept,
+    "FQDN hosts are kept",
+    cite: "ResolveShortnameToFQDN: names with a dot are not expanded",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: r, namespace: other}
@@ -86,27 +107,31 @@ spec:
   http:
   - route: [{destination: {host: ratings.default.svc.cluster.local}}]
 "#,
-            check: |c| {
-                // The VS is in namespace "other": waypoints use only VSs from the service's or
-                // the waypoint's namespace (listener_waypoint.go getVirtualServiceForWaypoint).
-                assert_eq!(reviews(c).route_source, pb::RouteSource::Default as i32);
-                assert!(notices(c).contains("only VirtualServices in the service's namespace"));
-            },
-        },
-        Case {
-            name: "no waypoint Gateway: every service is served, Policy.waypoint empty",
-            cite: "layover schema: Policy.waypoint comment",
-            yaml: "",
-            check: |c| {
-                assert_eq!(c.policy.waypoint, "");
-                assert_eq!(c.policy.services.len(), 3);
-                assert_eq!(c.policy.schema_version, 1);
-            },
-        },
-        Case {
-            name: "namespace label istio.io/use-waypoint selects services",
-            cite: "istio.io ambient/usage/waypoint: 'Configure a namespace to use a waypoint'",
-            yaml: r#"
+    check: |c| {
+        // The VS is in namespace "other": waypoints use only VSs from the service's or
+        // the waypoint's namespace (listener_waypoint.go getVirtualServiceForWaypoint).
+        assert_eq!(reviews(c).route_source, pb::RouteSource::Default as i32);
+        assert!(notices(c).contains("only VirtualServices in the service's namespace"));
+    },
+}
+
+case! {
+    no_waypoint_gateway_every_service_is_served_policy_waypoint_empty,
+    "no waypoint Gateway: every service is served, Policy.waypoint empty",
+    cite: "layover schema: Policy.waypoint comment",
+    yaml: "",
+    check: |c| {
+        assert_eq!(c.policy.waypoint, "");
+        assert_eq!(c.policy.services.len(), 3);
+        assert_eq!(c.policy.schema_version, 1);
+    },
+}
+
+case! {
+    namespace_label_istio_io_use_waypoint_selects_services,
+    "namespace label istio.io/use-waypoint selects services",
+    cite: "istio.io ambient/usage/waypoint: 'Configure a namespace to use a waypoint'",
+    yaml: r#"
 apiVersion: v1
 kind: Namespace
 metadata: {name: default, labels: {istio.io/use-waypoint: waypoint}}
@@ -118,15 +143,17 @@ spec:
   gatewayClassName: istio-waypoint
   listeners: [{name: mesh, port: 15008, protocol: HBONE}]
 "#,
-            check: |c| {
-                assert_eq!(c.policy.waypoint, "default/waypoint");
-                assert_eq!(c.policy.services.len(), 3);
-            },
-        },
-        Case {
-            name: "service label overrides the namespace label (none opts out)",
-            cite: "istio.io ambient/usage/waypoint: service label takes precedence; value 'none'",
-            yaml: r#"
+    check: |c| {
+        assert_eq!(c.policy.waypoint, "default/waypoint");
+        assert_eq!(c.policy.services.len(), 3);
+    },
+}
+
+case! {
+    service_label_overrides_the_namespace_label_none_opts_out,
+    "service label overrides the namespace label (none opts out)",
+    cite: "istio.io ambient/usage/waypoint: service label takes precedence; value 'none'",
+    yaml: r#"
 apiVersion: v1
 kind: Namespace
 metadata: {name: default, labels: {istio.io/use-waypoint: waypoint}}
@@ -146,16 +173,18 @@ kind: Service
 metadata: {name: elsewhere, namespace: default, labels: {istio.io/use-waypoint: other-waypoint}}
 spec: {ports: [{port: 80, name: http}]}
 "#,
-            check: |c| {
-                assert!(has_svc(c, R));
-                assert!(!has_svc(c, "optout.default.svc.cluster.local"));
-                assert!(!has_svc(c, "elsewhere.default.svc.cluster.local"));
-            },
-        },
-        Case {
-            name: "only labelled services are served",
-            cite: "istio.io ambient/usage/waypoint: 'Configure a service to use a specific waypoint'",
-            yaml: r#"
+    check: |c| {
+        assert!(has_svc(c, R));
+        assert!(!has_svc(c, "optout.default.svc.cluster.local"));
+        assert!(!has_svc(c, "elsewhere.default.svc.cluster.local"));
+    },
+}
+
+case! {
+    only_labelled_services_are_served,
+    "only labelled services are served",
+    cite: "istio.io ambient/usage/waypoint: 'Configure a service to use a specific waypoint'",
+    yaml: r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: wp, namespace: default}
@@ -166,16 +195,18 @@ kind: Service
 metadata: {name: labelled, namespace: default, labels: {istio.io/use-waypoint: wp}}
 spec: {ports: [{port: 80, name: http}]}
 "#,
-            check: |c| {
-                assert_eq!(c.policy.services.len(), 1);
-                assert_eq!(c.policy.services[0].hostname, "labelled.default.svc.cluster.local");
-                assert_eq!(c.policy.services[0].origin, "Service default/labelled");
-            },
-        },
-        Case {
-            name: "istio.io/use-waypoint-namespace points at a waypoint in another namespace",
-            cite: "istio.io ambient/usage/waypoint: 'Use a waypoint in a different namespace'",
-            yaml: r#"
+    check: |c| {
+        assert_eq!(c.policy.services.len(), 1);
+        assert_eq!(c.policy.services[0].hostname, "labelled.default.svc.cluster.local");
+        assert_eq!(c.policy.services[0].origin, "Service default/labelled");
+    },
+}
+
+case! {
+    istio_io_use_waypoint_namespace_points_at_a_waypoint_in_another_namespace,
+    "istio.io/use-waypoint-namespace points at a waypoint in another namespace",
+    cite: "istio.io ambient/usage/waypoint: 'Use a waypoint in a different namespace'",
+    yaml: r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: shared, namespace: infra}
@@ -189,15 +220,17 @@ metadata:
   labels: {istio.io/use-waypoint: shared, istio.io/use-waypoint-namespace: infra}
 spec: {ports: [{port: 80, name: http}]}
 "#,
-            check: |c| {
-                assert_eq!(c.policy.waypoint, "infra/shared");
-                assert_eq!(c.policy.services.len(), 1);
-            },
-        },
-        Case {
-            name: "waypoint-for: workload takes no service traffic",
-            cite: "istio.io ambient/usage/waypoint: istio.io/waypoint-for (service default)",
-            yaml: r#"
+    check: |c| {
+        assert_eq!(c.policy.waypoint, "infra/shared");
+        assert_eq!(c.policy.services.len(), 1);
+    },
+}
+
+case! {
+    waypoint_for_workload_takes_no_service_traffic,
+    "waypoint-for: workload takes no service traffic",
+    cite: "istio.io ambient/usage/waypoint: istio.io/waypoint-for (service default)",
+    yaml: r#"
 apiVersion: v1
 kind: Namespace
 metadata: {name: default, labels: {istio.io/use-waypoint: wp}}
@@ -207,15 +240,17 @@ kind: Gateway
 metadata: {name: wp, namespace: default, labels: {istio.io/waypoint-for: workload}}
 spec: {gatewayClassName: istio-waypoint}
 "#,
-            check: |c| {
-                assert!(c.policy.services.is_empty());
-                assert!(notices(c).contains("waypoint-for \"workload\""));
-            },
-        },
-        Case {
-            name: "ServiceEntry hosts are services (label on the ServiceEntry)",
-            cite: "istio.io ambient/usage/waypoint: ServiceEntry with istio.io/use-waypoint",
-            yaml: r#"
+    check: |c| {
+        assert!(c.policy.services.is_empty());
+        assert!(notices(c).contains("waypoint-for \"workload\""));
+    },
+}
+
+case! {
+    serviceentry_hosts_are_services_label_on_the_serviceentry,
+    "ServiceEntry hosts are services (label on the ServiceEntry)",
+    cite: "istio.io ambient/usage/waypoint: ServiceEntry with istio.io/use-waypoint",
+    yaml: r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: wp, namespace: default}
@@ -231,21 +266,23 @@ spec:
   resolution: DNS
   endpoints: [{address: 192.0.2.1}]
 "#,
-            check: |c| {
-                let s = svc(c, "api.example.com");
-                assert_eq!(s.addresses, vec!["240.0.0.1"]);
-                assert_eq!(s.ports[0].cluster, "outbound|80||api.example.com");
-                assert_eq!(s.ports[0].protocol, "HTTP");
-                assert_eq!(s.origin, "ServiceEntry default/ext");
-                let eps = &c.registry.clusters["outbound|80||api.example.com"];
-                assert_eq!(eps[0].address, "192.0.2.1");
-                assert_eq!(eps[0].port, 80);
-            },
-        },
-        Case {
-            name: "VirtualService http[] order is the route order",
-            cite: "Istio VirtualService reference: 'rules are evaluated in order'; waypointInboundRoute",
-            yaml: r#"
+    check: |c| {
+        let s = svc(c, "api.example.com");
+        assert_eq!(s.addresses, vec!["240.0.0.1"]);
+        assert_eq!(s.ports[0].cluster, "outbound|80||api.example.com");
+        assert_eq!(s.ports[0].protocol, "HTTP");
+        assert_eq!(s.origin, "ServiceEntry default/ext");
+        let eps = &c.registry.clusters["outbound|80||api.example.com"];
+        assert_eq!(eps[0].address, "192.0.2.1");
+        assert_eq!(eps[0].port, 80);
+    },
+}
+
+case! {
+    virtualservice_http_order_is_the_route_order,
+    "VirtualService http[] order is the route order",
+    cite: "Istio VirtualService reference: 'rules are evaluated in order'; waypointInboundRoute",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -261,21 +298,23 @@ spec:
   - name: rest
     route: [{destination: {host: reviews}}]
 "#,
-            check: |c| {
-                let r = &reviews(c).routes;
-                let names: Vec<_> = r.iter().map(|x| x.origin.as_ref().unwrap().element_name.clone()).collect();
-                assert_eq!(names, ["a", "b", "rest"]);
-                assert_eq!(r[0].matches[0].uri, prefix("/a"));
-                assert_eq!(r[1].matches.len(), 2);
-                assert_eq!(r[1].matches[1].uri, regex("/c.*"));
-                assert!(r[2].matches.is_empty());
-                assert_eq!(r[1].origin.as_ref().unwrap().index, 1);
-            },
-        },
-        Case {
-            name: "gateways without mesh: the VirtualService does not apply to the waypoint",
-            cite: "Istio VirtualService.gateways: 'mesh' is implied only when the field is empty",
-            yaml: r#"
+    check: |c| {
+        let r = &reviews(c).routes;
+        let names: Vec<_> = r.iter().map(|x| x.origin.as_ref().unwrap().element_name.clone()).collect();
+        assert_eq!(names, ["a", "b", "rest"]);
+        assert_eq!(r[0].matches[0].uri, prefix("/a"));
+        assert_eq!(r[1].matches.len(), 2);
+        assert_eq!(r[1].matches[1].uri, regex("/c.*"));
+        assert!(r[2].matches.is_empty());
+        assert_eq!(r[1].origin.as_ref().unwrap().index, 1);
+    },
+}
+
+case! {
+    gateways_without_mesh_the_virtualservice_does_not_apply_to_the_waypoint,
+    "gateways without mesh: the VirtualService does not apply to the waypoint",
+    cite: "Istio VirtualService.gateways: 'mesh' is implied only when the field is empty",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -285,15 +324,17 @@ spec:
   http:
   - route: [{destination: {host: ratings}}]
 "#,
-            check: |c| {
-                assert_eq!(reviews(c).route_source, pb::RouteSource::Default as i32);
-                assert!(notices(c).contains("skipped: does not apply to the waypoint: gateways [\"my-ingress\"] do not include \"mesh\""));
-            },
-        },
-        Case {
-            name: "gateways including mesh applies",
-            cite: "Istio VirtualService.gateways: reserved word mesh",
-            yaml: r#"
+    check: |c| {
+        assert_eq!(reviews(c).route_source, pb::RouteSource::Default as i32);
+        assert!(notices(c).contains("skipped: does not apply to the waypoint: gateways [\"my-ingress\"] do not include \"mesh\""));
+    },
+}
+
+case! {
+    gateways_including_mesh_applies,
+    "gateways including mesh applies",
+    cite: "Istio VirtualService.gateways: reserved word mesh",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -303,12 +344,14 @@ spec:
   http:
   - route: [{destination: {host: ratings}}]
 "#,
-            check: |c| assert_eq!(reviews(c).route_source, pb::RouteSource::VirtualService as i32),
-        },
-        Case {
-            name: "sourceLabels matches are dropped on waypoints",
-            cite: "istiod listener_waypoint.go waypointInboundRoute (istio/istio#51565)",
-            yaml: r#"
+    check: |c| assert_eq!(reviews(c).route_source, pb::RouteSource::VirtualService as i32),
+}
+
+case! {
+    sourcelabels_matches_are_dropped_on_waypoints,
+    "sourceLabels matches are dropped on waypoints",
+    cite: "istiod listener_waypoint.go waypointInboundRoute (istio/istio#51565)",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -321,19 +364,21 @@ spec:
     route: [{destination: {host: ratings}}]
   - route: [{destination: {host: reviews}}]
 "#,
-            check: |c| {
-                let r = &reviews(c).routes;
-                assert_eq!(r.len(), 2);
-                assert_eq!(r[0].matches.len(), 1);
-                assert_eq!(r[0].matches[0].uri, prefix("/keep"));
-                assert!(notices(c).contains("spec.http[0].match[0].sourceLabels: match dropped"));
-                assert!(notices(c).contains("spec.http[0]: route dropped"));
-            },
-        },
-        Case {
-            name: "match gateways without mesh never match on a waypoint",
-            cite: "istiod route.go sourceMatchHTTP with gateway set {mesh}",
-            yaml: r#"
+    check: |c| {
+        let r = &reviews(c).routes;
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].matches.len(), 1);
+        assert_eq!(r[0].matches[0].uri, prefix("/keep"));
+        assert!(notices(c).contains("spec.http[0].match[0].sourceLabels: match dropped"));
+        assert!(notices(c).contains("spec.http[0]: route dropped"));
+    },
+}
+
+case! {
+    match_gateways_without_mesh_never_match_on_a_waypoint,
+    "match gateways without mesh never match on a waypoint",
+    cite: "istiod route.go sourceMatchHTTP with gateway set {mesh}",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -343,17 +388,19 @@ spec:
   - match: [{gateways: [ingress], uri: {prefix: /x}}, {gateways: [mesh], uri: {prefix: /y}}]
     route: [{destination: {host: ratings}}]
 "#,
-            check: |c| {
-                let r = &reviews(c).routes;
-                assert_eq!(r[0].matches.len(), 1);
-                assert_eq!(r[0].matches[0].uri, prefix("/y"));
-                assert!(notices(c).contains("match[0].gateways: match dropped"));
-            },
-        },
-        Case {
-            name: "sourceNamespace is compared with the waypoint's namespace",
-            cite: "istiod route.go sourceMatchHTTP(proxyNamespace = waypoint namespace)",
-            yaml: r#"
+    check: |c| {
+        let r = &reviews(c).routes;
+        assert_eq!(r[0].matches.len(), 1);
+        assert_eq!(r[0].matches[0].uri, prefix("/y"));
+        assert!(notices(c).contains("match[0].gateways: match dropped"));
+    },
+}
+
+case! {
+    sourcenamespace_is_compared_with_the_waypoints_namespace,
+    "sourceNamespace is compared with the waypoint's namespace",
+    cite: "istiod route.go sourceMatchHTTP(proxyNamespace = waypoint namespace)",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -364,15 +411,17 @@ spec:
     route: [{destination: {host: ratings}}]
   - route: [{destination: {host: reviews}}]
 "#,
-            check: |c| {
-                assert_eq!(reviews(c).routes.len(), 1);
-                assert!(notices(c).contains("sourceNamespace: match dropped"));
-            },
-        },
-        Case {
-            name: "several VirtualServices for one host: the oldest wins, others ignored",
-            cite: "istiod getVirtualServiceForWaypoint + first HTTP VS (sortConfigByCreationTime)",
-            yaml: r#"
+    check: |c| {
+        assert_eq!(reviews(c).routes.len(), 1);
+        assert!(notices(c).contains("sourceNamespace: match dropped"));
+    },
+}
+
+case! {
+    several_virtualservices_for_one_host_the_oldest_wins_others_ignored,
+    "several VirtualServices for one host: the oldest wins, others ignored",
+    cite: "istiod getVirtualServiceForWaypoint + first HTTP VS (sortConfigByCreationTime)",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: a-newer, creationTimestamp: "2024-02-01T00:00:00Z"}
@@ -387,17 +436,19 @@ spec:
   hosts: [reviews]
   http: [{route: [{destination: {host: reviews}}]}]
 "#,
-            check: |c| {
-                let r = &reviews(c).routes;
-                assert_eq!(r.len(), 1);
-                assert_eq!(r[0].origin.as_ref().unwrap().name, "z-older");
-                assert!(notices(c).contains("VirtualService default/a-newer): ignored for reviews.default.svc.cluster.local: VirtualService default/z-older already routes this host"));
-            },
-        },
-        Case {
-            name: "same creation time: name order decides",
-            cite: "istiod sortConfigByCreationTime: then name, then namespace",
-            yaml: r#"
+    check: |c| {
+        let r = &reviews(c).routes;
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].origin.as_ref().unwrap().name, "z-older");
+        assert!(notices(c).contains("VirtualService default/a-newer): ignored for reviews.default.svc.cluster.local: VirtualService default/z-older already routes this host"));
+    },
+}
+
+case! {
+    same_creation_time_name_order_decides,
+    "same creation time: name order decides",
+    cite: "istiod sortConfigByCreationTime: then name, then namespace",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: b}
@@ -412,12 +463,14 @@ spec:
   hosts: [reviews]
   http: [{route: [{destination: {host: reviews}}]}]
 "#,
-            check: |c| assert_eq!(reviews(c).routes[0].origin.as_ref().unwrap().name, "a"),
-        },
-        Case {
-            name: "wildcard VirtualService hosts match services",
-            cite: "istiod host.Name.Matches in getVirtualServiceForWaypoint",
-            yaml: r#"
+    check: |c| assert_eq!(reviews(c).routes[0].origin.as_ref().unwrap().name, "a"),
+}
+
+case! {
+    wildcard_virtualservice_hosts_match_services,
+    "wildcard VirtualService hosts match services",
+    cite: "istiod host.Name.Matches in getVirtualServiceForWaypoint",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: all}
@@ -425,15 +478,17 @@ spec:
   hosts: ["*.default.svc.cluster.local"]
   http: [{route: [{destination: {host: reviews}}]}]
 "#,
-            check: |c| {
-                assert_eq!(svc(c, "ratings.default.svc.cluster.local").routes.len(), 1);
-                assert_eq!(reviews(c).routes.len(), 1);
-            },
-        },
-        Case {
-            name: "match fields: port, ignoreUriCase, headers presence, withoutHeaders, queryParams",
-            cite: "Istio HTTPMatchRequest reference (empty StringMatch = presence)",
-            yaml: r#"
+    check: |c| {
+        assert_eq!(svc(c, "ratings.default.svc.cluster.local").routes.len(), 1);
+        assert_eq!(reviews(c).routes.len(), 1);
+    },
+}
+
+case! {
+    match_fields_port_ignoreuricase_headers_presence_withoutheaders_queryparams,
+    "match fields: port, ignoreUriCase, headers presence, withoutHeaders, queryParams",
+    cite: "Istio HTTPMatchRequest reference (empty StringMatch = presence)",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -453,26 +508,28 @@ spec:
       queryParams: {v: {exact: "2"}, flag: {}}
     route: [{destination: {host: reviews}}]
 "#,
-            check: |c| {
-                let m = &reviews(c).routes[0].matches[0];
-                assert_eq!(m.name, "m");
-                assert_eq!(m.port, 9080);
-                assert!(m.ignore_uri_case);
-                assert_eq!(m.uri, exact("/Info"));
-                assert_eq!(m.method, exact("GET"));
-                assert_eq!(m.scheme, exact("http"));
-                assert_eq!(m.authority, prefix("reviews"));
-                let h: Vec<_> = m.headers.iter().map(|h| (h.name.as_str(), h.value.clone())).collect();
-                assert_eq!(h, [("x-user", None), ("end-user", regex("j.*"))]);
-                assert_eq!(m.without_headers[0].name, "x-debug");
-                let q: Vec<_> = m.query_params.iter().map(|q| (q.name.as_str(), q.value.clone())).collect();
-                assert_eq!(q, [("flag", None), ("v", exact("2"))]);
-            },
-        },
-        Case {
-            name: "weights: a single destination gets 100 whatever it says",
-            cite: "istiod route.go applyHTTPRouteDestination: one destination = single cluster",
-            yaml: r#"
+    check: |c| {
+        let m = &reviews(c).routes[0].matches[0];
+        assert_eq!(m.name, "m");
+        assert_eq!(m.port, 9080);
+        assert!(m.ignore_uri_case);
+        assert_eq!(m.uri, exact("/Info"));
+        assert_eq!(m.method, exact("GET"));
+        assert_eq!(m.scheme, exact("http"));
+        assert_eq!(m.authority, prefix("reviews"));
+        let h: Vec<_> = m.headers.iter().map(|h| (h.name.as_str(), h.value.clone())).collect();
+        assert_eq!(h, [("x-user", None), ("end-user", regex("j.*"))]);
+        assert_eq!(m.without_headers[0].name, "x-debug");
+        let q: Vec<_> = m.query_params.iter().map(|q| (q.name.as_str(), q.value.clone())).collect();
+        assert_eq!(q, [("flag", None), ("v", exact("2"))]);
+    },
+}
+
+case! {
+    weights_a_single_destination_gets_100_whatever_it_says,
+    "weights: a single destination gets 100 whatever it says",
+    cite: "istiod route.go applyHTTPRouteDestination: one destination = single cluster",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -480,12 +537,14 @@ spec:
   hosts: [reviews]
   http: [{route: [{destination: {host: reviews}, weight: 30}]}]
 "#,
-            check: |c| assert_eq!(forward(&reviews(c).routes[0]).destinations[0].weight, 100),
-        },
-        Case {
-            name: "weights: 0-weight destinations are skipped, the rest normalized to 100",
-            cite: "istiod route.go (weight 0 clusters skipped); validation allows sums ≠ 100",
-            yaml: r#"
+    check: |c| assert_eq!(forward(&reviews(c).routes[0]).destinations[0].weight, 100),
+}
+
+case! {
+    weights_0_weight_destinations_are_skipped_the_rest_normalized_to_100,
+    "weights: 0-weight destinations are skipped, the rest normalized to 100",
+    cite: "istiod route.go (weight 0 clusters skipped); validation allows sums ≠ 100",
+    yaml: r#"
 apiVersion: v1
 kind: Service
 metadata: {name: three}
@@ -503,16 +562,18 @@ spec:
     - {destination: {host: three}, weight: 1}
     - {destination: {host: three, port: {number: 80}}, weight: 0}
 "#,
-            check: |c| {
-                let w: Vec<_> = forward(&reviews(c).routes[0]).destinations.iter().map(|d| d.weight).collect();
-                assert_eq!(w, [34, 33, 33]);
-                assert!(notices(c).contains("weights sum to 3, not 100"));
-            },
-        },
-        Case {
-            name: "weights 90/10 stay as written",
-            cite: "bookinfo virtual-service-reviews-90-10.yaml",
-            yaml: r#"
+    check: |c| {
+        let w: Vec<_> = forward(&reviews(c).routes[0]).destinations.iter().map(|d| d.weight).collect();
+        assert_eq!(w, [34, 33, 33]);
+        assert!(notices(c).contains("weights sum to 3, not 100"));
+    },
+}
+
+case! {
+    weights_90_10_stay_as_written,
+    "weights 90/10 stay as written",
+    cite: "bookinfo virtual-service-reviews-90-10.yaml",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -523,15 +584,17 @@ spec:
     - {destination: {host: reviews}, weight: 90}
     - {destination: {host: ratings}, weight: 10}
 "#,
-            check: |c| {
-                let w: Vec<_> = forward(&reviews(c).routes[0]).destinations.iter().map(|d| d.weight).collect();
-                assert_eq!(w, [90, 10]);
-            },
-        },
-        Case {
-            name: "retries unset: route leaves retries empty; mesh default is Istio's built-in",
-            cite: "istiod route/retry/retry.go defaultPolicy",
-            yaml: r#"
+    check: |c| {
+        let w: Vec<_> = forward(&reviews(c).routes[0]).destinations.iter().map(|d| d.weight).collect();
+        assert_eq!(w, [90, 10]);
+    },
+}
+
+case! {
+    retries_unset_route_leaves_retries_empty_mesh_default_is_istios_built_in,
+    "retries unset: route leaves retries empty; mesh default is Istio's built-in",
+    cite: "istiod route/retry/retry.go defaultPolicy",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -539,20 +602,22 @@ spec:
   hosts: [reviews]
   http: [{route: [{destination: {host: reviews}}]}]
 "#,
-            check: |c| {
-                assert!(reviews(c).routes[0].retries.is_none());
-                let d = c.policy.mesh.as_ref().unwrap().default_retry.as_ref().unwrap();
-                assert_eq!(d.attempts, 2);
-                assert_eq!(d.retry_on, ["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"]);
-                assert_eq!(d.retriable_status_codes, [503]);
-                assert_eq!(d.retry_host_predicates, ["envoy.retry_host_predicates.previous_hosts"]);
-                assert_eq!(d.host_selection_retry_max_attempts, 5);
-            },
-        },
-        Case {
-            name: "retries attempts 0 disables retries",
-            cite: "istiod retry.ConvertPolicy: attempts <= 0 → no retry policy",
-            yaml: r#"
+    check: |c| {
+        assert!(reviews(c).routes[0].retries.is_none());
+        let d = c.policy.mesh.as_ref().unwrap().default_retry.as_ref().unwrap();
+        assert_eq!(d.attempts, 2);
+        assert_eq!(d.retry_on, ["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"]);
+        assert_eq!(d.retriable_status_codes, [503]);
+        assert_eq!(d.retry_host_predicates, ["envoy.retry_host_predicates.previous_hosts"]);
+        assert_eq!(d.host_selection_retry_max_attempts, 5);
+    },
+}
+
+case! {
+    retries_attempts_0_disables_retries,
+    "retries attempts 0 disables retries",
+    cite: "istiod retry.ConvertPolicy: attempts <= 0 → no retry policy",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -560,12 +625,14 @@ spec:
   hosts: [reviews]
   http: [{route: [{destination: {host: reviews}}], retries: {attempts: 0}}]
 "#,
-            check: |c| assert_eq!(reviews(c).routes[0].retries.as_ref().unwrap().attempts, 0),
-        },
-        Case {
-            name: "retryOn with bare status codes → retriable-status-codes",
-            cite: "istiod retry.go parseRetryOn + 'retriable-status-codes' appended",
-            yaml: r#"
+    check: |c| assert_eq!(reviews(c).routes[0].retries.as_ref().unwrap().attempts, 0),
+}
+
+case! {
+    retryon_with_bare_status_codes_retriable_status_codes,
+    "retryOn with bare status codes → retriable-status-codes",
+    cite: "istiod retry.go parseRetryOn + 'retriable-status-codes' appended",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -575,20 +642,22 @@ spec:
   - route: [{destination: {host: reviews}}]
     retries: {attempts: 3, perTryTimeout: 2s, retryOn: "503,504,connect-failure", retryRemoteLocalities: true}
 "#,
-            check: |c| {
-                let r = reviews(c).routes[0].retries.clone().unwrap();
-                assert_eq!(r.attempts, 3);
-                assert_eq!(r.per_try_timeout_ms, 2000);
-                assert_eq!(r.retry_on, ["connect-failure", "retriable-status-codes"]);
-                assert_eq!(r.retriable_status_codes, [503, 504]);
-                assert!(r.retry_remote_localities);
-                assert_eq!(r.host_selection_retry_max_attempts, 5);
-            },
-        },
-        Case {
-            name: "attempts without retryOn keep the default conditions",
-            cite: "istiod retry.ConvertPolicy starts from defaultPolicy",
-            yaml: r#"
+    check: |c| {
+        let r = reviews(c).routes[0].retries.clone().unwrap();
+        assert_eq!(r.attempts, 3);
+        assert_eq!(r.per_try_timeout_ms, 2000);
+        assert_eq!(r.retry_on, ["connect-failure", "retriable-status-codes"]);
+        assert_eq!(r.retriable_status_codes, [503, 504]);
+        assert!(r.retry_remote_localities);
+        assert_eq!(r.host_selection_retry_max_attempts, 5);
+    },
+}
+
+case! {
+    attempts_without_retryon_keep_the_default_conditions,
+    "attempts without retryOn keep the default conditions",
+    cite: "istiod retry.ConvertPolicy starts from defaultPolicy",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -596,17 +665,19 @@ spec:
   hosts: [reviews]
   http: [{route: [{destination: {host: reviews}}], retries: {attempts: 5}}]
 "#,
-            check: |c| {
-                let r = reviews(c).routes[0].retries.clone().unwrap();
-                assert_eq!(r.attempts, 5);
-                assert_eq!(r.retriable_status_codes, [503]);
-                assert!(r.retry_on.contains(&"refused-stream".to_string()));
-            },
-        },
-        Case {
-            name: "MeshConfig from ConfigMap istio-system/istio",
-            cite: "Istio MeshConfig reference: trustDomain, rootNamespace, pathNormalization, defaultHttpRetryPolicy",
-            yaml: r#"
+    check: |c| {
+        let r = reviews(c).routes[0].retries.clone().unwrap();
+        assert_eq!(r.attempts, 5);
+        assert_eq!(r.retriable_status_codes, [503]);
+        assert!(r.retry_on.contains(&"refused-stream".to_string()));
+    },
+}
+
+case! {
+    meshconfig_from_configmap_istio_system_istio,
+    "MeshConfig from ConfigMap istio-system/istio",
+    cite: "Istio MeshConfig reference: trustDomain, rootNamespace, pathNormalization, defaultHttpRetryPolicy",
+    yaml: r#"
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: istio, namespace: istio-system}
@@ -621,21 +692,23 @@ data:
       attempts: 1
       retryOn: gateway-error
 "#,
-            check: |c| {
-                let m = c.policy.mesh.as_ref().unwrap();
-                assert_eq!(m.trust_domain, "example.org");
-                assert_eq!(m.root_namespace, "mesh-root");
-                assert_eq!(m.path_normalization, pb::PathNormalization::MergeSlashes as i32);
-                let r = m.default_retry.as_ref().unwrap();
-                assert_eq!(r.attempts, 1);
-                assert_eq!(r.retry_on, ["gateway-error"]);
-                assert!(r.retriable_status_codes.is_empty());
-            },
-        },
-        Case {
-            name: "timeout and fault (delay default 100%, legacy percent, abort)",
-            cite: "Istio HTTPFaultInjection reference; istiod translateFault",
-            yaml: r#"
+    check: |c| {
+        let m = c.policy.mesh.as_ref().unwrap();
+        assert_eq!(m.trust_domain, "example.org");
+        assert_eq!(m.root_namespace, "mesh-root");
+        assert_eq!(m.path_normalization, pb::PathNormalization::MergeSlashes as i32);
+        let r = m.default_retry.as_ref().unwrap();
+        assert_eq!(r.attempts, 1);
+        assert_eq!(r.retry_on, ["gateway-error"]);
+        assert!(r.retriable_status_codes.is_empty());
+    },
+}
+
+case! {
+    timeout_and_fault_delay_default_100_legacy_percent_abort,
+    "timeout and fault (delay default 100%, legacy percent, abort)",
+    cite: "Istio HTTPFaultInjection reference; istiod translateFault",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -648,24 +721,26 @@ spec:
   - route: [{destination: {host: reviews}}]
     fault: {delay: {fixedDelay: 100ms, percent: 20}, abort: {grpcStatus: UNAVAILABLE}}
 "#,
-            check: |c| {
-                let r = &reviews(c).routes;
-                assert_eq!(r[0].timeout_ms, 1500);
-                let f = r[0].fault.as_ref().unwrap();
-                assert_eq!(f.delay.as_ref().unwrap().fixed_delay_ms, 7000);
-                assert_eq!(f.delay.as_ref().unwrap().percentage, 100.0);
-                assert_eq!(f.abort.as_ref().unwrap().http_status, 500);
-                assert_eq!(f.abort.as_ref().unwrap().percentage, 10.5);
-                let f = r[1].fault.as_ref().unwrap();
-                assert_eq!(f.delay.as_ref().unwrap().percentage, 20.0);
-                assert_eq!(f.abort.as_ref().unwrap().grpc_status, 14);
-                assert_eq!(f.abort.as_ref().unwrap().percentage, 100.0);
-            },
-        },
-        Case {
-            name: "header operations, route level and per destination",
-            cite: "Istio Headers reference (request/response set/add/remove)",
-            yaml: r#"
+    check: |c| {
+        let r = &reviews(c).routes;
+        assert_eq!(r[0].timeout_ms, 1500);
+        let f = r[0].fault.as_ref().unwrap();
+        assert_eq!(f.delay.as_ref().unwrap().fixed_delay_ms, 7000);
+        assert_eq!(f.delay.as_ref().unwrap().percentage, 100.0);
+        assert_eq!(f.abort.as_ref().unwrap().http_status, 500);
+        assert_eq!(f.abort.as_ref().unwrap().percentage, 10.5);
+        let f = r[1].fault.as_ref().unwrap();
+        assert_eq!(f.delay.as_ref().unwrap().percentage, 20.0);
+        assert_eq!(f.abort.as_ref().unwrap().grpc_status, 14);
+        assert_eq!(f.abort.as_ref().unwrap().percentage, 100.0);
+    },
+}
+
+case! {
+    header_operations_route_level_and_per_destination,
+    "header operations, route level and per destination",
+    cite: "Istio Headers reference (request/response set/add/remove)",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -679,21 +754,23 @@ spec:
     - destination: {host: reviews}
       headers: {response: {remove: [server]}}
 "#,
-            check: |c| {
-                let r = &reviews(c).routes[0];
-                let rq = r.request_headers.as_ref().unwrap();
-                assert_eq!((rq.set[0].name.as_str(), rq.set[0].value.as_str()), ("x-a", "1"));
-                assert_eq!(rq.add[0].name, "x-b");
-                assert_eq!(rq.remove, ["x-c"]);
-                assert_eq!(r.response_headers.as_ref().unwrap().set[0].name, "x-d");
-                let d = &forward(r).destinations[0];
-                assert_eq!(d.response_headers.as_ref().unwrap().remove, ["server"]);
-            },
-        },
-        Case {
-            name: "rewrite: uri, uriRegexRewrite, authority",
-            cite: "Istio HTTPRewrite reference",
-            yaml: r#"
+    check: |c| {
+        let r = &reviews(c).routes[0];
+        let rq = r.request_headers.as_ref().unwrap();
+        assert_eq!((rq.set[0].name.as_str(), rq.set[0].value.as_str()), ("x-a", "1"));
+        assert_eq!(rq.add[0].name, "x-b");
+        assert_eq!(rq.remove, ["x-c"]);
+        assert_eq!(r.response_headers.as_ref().unwrap().set[0].name, "x-d");
+        let d = &forward(r).destinations[0];
+        assert_eq!(d.response_headers.as_ref().unwrap().remove, ["server"]);
+    },
+}
+
+case! {
+    rewrite_uri_uriregexrewrite_authority,
+    "rewrite: uri, uriRegexRewrite, authority",
+    cite: "Istio HTTPRewrite reference",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -706,21 +783,23 @@ spec:
   - rewrite: {uriRegexRewrite: {match: "^/v1/(.*)$", rewrite: '/v2/\1'}}
     route: [{destination: {host: reviews}}]
 "#,
-            check: |c| {
-                let r = &reviews(c).routes;
-                let w = r[0].rewrite.as_ref().unwrap();
-                assert!(w.has_uri);
-                assert_eq!(w.uri, "/new");
-                assert_eq!(w.authority, "internal");
-                let w = r[1].rewrite.as_ref().unwrap();
-                assert!(!w.has_uri);
-                assert_eq!(w.uri_regex.as_ref().unwrap().substitution, "/v2/\\1");
-            },
-        },
-        Case {
-            name: "redirect defaults to 301; derivePort FROM_PROTOCOL_DEFAULT",
-            cite: "Istio HTTPRedirect reference (redirectCode default 301)",
-            yaml: r#"
+    check: |c| {
+        let r = &reviews(c).routes;
+        let w = r[0].rewrite.as_ref().unwrap();
+        assert!(w.has_uri);
+        assert_eq!(w.uri, "/new");
+        assert_eq!(w.authority, "internal");
+        let w = r[1].rewrite.as_ref().unwrap();
+        assert!(!w.has_uri);
+        assert_eq!(w.uri_regex.as_ref().unwrap().substitution, "/v2/\\1");
+    },
+}
+
+case! {
+    redirect_defaults_to_301_deriveport_from_protocol_default,
+    "redirect defaults to 301; derivePort FROM_PROTOCOL_DEFAULT",
+    cite: "Istio HTTPRedirect reference (redirectCode default 301)",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -730,19 +809,21 @@ spec:
   - redirect: {uri: /x, authority: a.example, scheme: https, derivePort: FROM_PROTOCOL_DEFAULT}
   - redirect: {port: 8443, redirectCode: 308}
 "#,
-            check: |c| {
-                let r = &reviews(c).routes;
-                let Some(pb::http_route::Action::Redirect(a)) = &r[0].action else { panic!() };
-                assert_eq!((a.uri.as_str(), a.authority.as_str(), a.scheme.as_str(), a.status), ("/x", "a.example", "https", 301));
-                assert!(a.port_from_scheme);
-                let Some(pb::http_route::Action::Redirect(b)) = &r[1].action else { panic!() };
-                assert_eq!((b.port, b.status), (8443, 308));
-            },
-        },
-        Case {
-            name: "directResponse with string and bytes bodies",
-            cite: "Istio HTTPDirectResponse reference (body.string / body.bytes base64)",
-            yaml: r#"
+    check: |c| {
+        let r = &reviews(c).routes;
+        let Some(pb::http_route::Action::Redirect(a)) = &r[0].action else { panic!() };
+        assert_eq!((a.uri.as_str(), a.authority.as_str(), a.scheme.as_str(), a.status), ("/x", "a.example", "https", 301));
+        assert!(a.port_from_scheme);
+        let Some(pb::http_route::Action::Redirect(b)) = &r[1].action else { panic!() };
+        assert_eq!((b.port, b.status), (8443, 308));
+    },
+}
+
+case! {
+    directresponse_with_string_and_bytes_bodies,
+    "directResponse with string and bytes bodies",
+    cite: "Istio HTTPDirectResponse reference (body.string / body.bytes base64)",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -753,18 +834,20 @@ spec:
     directResponse: {status: 503, body: {string: "down"}}
   - directResponse: {status: 200, body: {bytes: "aGVsbG8="}}
 "#,
-            check: |c| {
-                let r = &reviews(c).routes;
-                let Some(pb::http_route::Action::DirectResponse(a)) = &r[0].action else { panic!() };
-                assert_eq!((a.status, a.body.as_slice()), (503, b"down".as_slice()));
-                let Some(pb::http_route::Action::DirectResponse(b)) = &r[1].action else { panic!() };
-                assert_eq!(b.body, b"hello");
-            },
-        },
-        Case {
-            name: "mirror defaults to 100%; mirrorPercentage; mirrors list",
-            cite: "Istio HTTPRoute.mirror / mirrorPercentage / mirrors reference",
-            yaml: r#"
+    check: |c| {
+        let r = &reviews(c).routes;
+        let Some(pb::http_route::Action::DirectResponse(a)) = &r[0].action else { panic!() };
+        assert_eq!((a.status, a.body.as_slice()), (503, b"down".as_slice()));
+        let Some(pb::http_route::Action::DirectResponse(b)) = &r[1].action else { panic!() };
+        assert_eq!(b.body, b"hello");
+    },
+}
+
+case! {
+    mirror_defaults_to_100_mirrorpercentage_mirrors_list,
+    "mirror defaults to 100%; mirrorPercentage; mirrors list",
+    cite: "Istio HTTPRoute.mirror / mirrorPercentage / mirrors reference",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -779,20 +862,22 @@ spec:
   - route: [{destination: {host: reviews}}]
     mirrors: [{destination: {host: ratings}, percentage: {value: 5}}, {destination: {host: reviews}}]
 "#,
-            check: |c| {
-                let r = &reviews(c).routes;
-                assert_eq!(r[0].mirrors[0].percentage, 100.0);
-                assert_eq!(r[0].mirrors[0].cluster, "outbound|9080||ratings.default.svc.cluster.local");
-                assert_eq!(r[1].mirrors[0].percentage, 12.5);
-                assert_eq!(r[2].mirrors.len(), 2);
-                assert_eq!(r[2].mirrors[0].percentage, 5.0);
-                assert_eq!(r[2].mirrors[1].percentage, 100.0);
-            },
-        },
-        Case {
-            name: "corsPolicy: allowOrigins, legacy allowOrigin, maxAge, credentials, unmatchedPreflights",
-            cite: "Istio CorsPolicy reference",
-            yaml: r#"
+    check: |c| {
+        let r = &reviews(c).routes;
+        assert_eq!(r[0].mirrors[0].percentage, 100.0);
+        assert_eq!(r[0].mirrors[0].cluster, "outbound|9080||ratings.default.svc.cluster.local");
+        assert_eq!(r[1].mirrors[0].percentage, 12.5);
+        assert_eq!(r[2].mirrors.len(), 2);
+        assert_eq!(r[2].mirrors[0].percentage, 5.0);
+        assert_eq!(r[2].mirrors[1].percentage, 100.0);
+    },
+}
+
+case! {
+    corspolicy_alloworigins_legacy_alloworigin_maxage_credentials_unmatchedpreflights,
+    "corsPolicy: allowOrigins, legacy allowOrigin, maxAge, credentials, unmatchedPreflights",
+    cite: "Istio CorsPolicy reference",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -810,20 +895,22 @@ spec:
       allowCredentials: false
       unmatchedPreflights: IGNORE
 "#,
-            check: |c| {
-                let p = reviews(c).routes[0].cors.clone().unwrap();
-                assert_eq!(p.allow_origins.len(), 3);
-                assert_eq!(p.allow_origins[2], exact("https://legacy.example").unwrap());
-                assert_eq!(p.allow_methods, ["GET", "POST"]);
-                assert_eq!(p.max_age_seconds, 86400);
-                assert_eq!(p.allow_credentials, pb::OptionalBool::False as i32);
-                assert!(!p.unmatched_preflights_forward);
-            },
-        },
-        Case {
-            name: "DestinationRule subsets → clusters with selector + subset labels",
-            cite: "istiod model.BuildSubsetKey (outbound|port|subset|host); DR subset labels",
-            yaml: r#"
+    check: |c| {
+        let p = reviews(c).routes[0].cors.clone().unwrap();
+        assert_eq!(p.allow_origins.len(), 3);
+        assert_eq!(p.allow_origins[2], exact("https://legacy.example").unwrap());
+        assert_eq!(p.allow_methods, ["GET", "POST"]);
+        assert_eq!(p.max_age_seconds, 86400);
+        assert_eq!(p.allow_credentials, pb::OptionalBool::False as i32);
+        assert!(!p.unmatched_preflights_forward);
+    },
+}
+
+case! {
+    destinationrule_subsets_clusters_with_selector_subset_labels,
+    "DestinationRule subsets → clusters with selector + subset labels",
+    cite: "istiod model.BuildSubsetKey (outbound|port|subset|host); DR subset labels",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: reviews}
@@ -834,23 +921,25 @@ spec:
   - {name: v1, labels: {version: v1}}
   - {name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {simple: RANDOM}}}
 "#,
-            check: |c| {
-                let cl = |n: &str| c.policy.clusters.iter().find(|x| x.name == n).unwrap_or_else(|| panic!("{n}"));
-                let v1 = cl("outbound|9080|v1|reviews.default.svc.cluster.local");
-                assert_eq!(v1.labels.get("app").map(String::as_str), Some("reviews"));
-                assert_eq!(v1.labels.get("version").map(String::as_str), Some("v1"));
-                assert_eq!(v1.load_balancer, "LEAST_REQUEST");
-                assert_eq!(cl("outbound|9080|v2|reviews.default.svc.cluster.local").load_balancer, "RANDOM");
-                assert_eq!(cl("outbound|9080||reviews.default.svc.cluster.local").subset, "");
-                assert_eq!(reviews(c).ports[0].cluster, "outbound|9080||reviews.default.svc.cluster.local");
-                // multi has two ports → two default clusters.
-                assert!(c.policy.clusters.iter().any(|x| x.name == "outbound|8080||multi.default.svc.cluster.local"));
-            },
-        },
-        Case {
-            name: "a subset no DestinationRule defines is unavailable (503) with a warning",
-            cite: "Envoy answers 503 for a route to a missing cluster (istiod builds no cluster)",
-            yaml: r#"
+    check: |c| {
+        let cl = |n: &str| c.policy.clusters.iter().find(|x| x.name == n).unwrap_or_else(|| panic!("{n}"));
+        let v1 = cl("outbound|9080|v1|reviews.default.svc.cluster.local");
+        assert_eq!(v1.labels.get("app").map(String::as_str), Some("reviews"));
+        assert_eq!(v1.labels.get("version").map(String::as_str), Some("v1"));
+        assert_eq!(v1.load_balancer, "LEAST_REQUEST");
+        assert_eq!(cl("outbound|9080|v2|reviews.default.svc.cluster.local").load_balancer, "RANDOM");
+        assert_eq!(cl("outbound|9080||reviews.default.svc.cluster.local").subset, "");
+        assert_eq!(reviews(c).ports[0].cluster, "outbound|9080||reviews.default.svc.cluster.local");
+        // multi has two ports → two default clusters.
+        assert!(c.policy.clusters.iter().any(|x| x.name == "outbound|8080||multi.default.svc.cluster.local"));
+    },
+}
+
+case! {
+    a_subset_no_destinationrule_defines_is_unavailable_503_with_a_warning,
+    "a subset no DestinationRule defines is unavailable (503) with a warning",
+    cite: "Envoy answers 503 for a route to a missing cluster (istiod builds no cluster)",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -858,17 +947,19 @@ spec:
   hosts: [reviews]
   http: [{route: [{destination: {host: reviews, subset: v9}}]}]
 "#,
-            check: |c| {
-                let d = &forward(&reviews(c).routes[0]).destinations[0];
-                assert!(d.unavailable);
-                assert_eq!(d.cluster, "outbound|9080|v9|reviews.default.svc.cluster.local");
-                assert!(notices(c).contains("warning:") && notices(c).contains("subset \"v9\""));
-            },
-        },
-        Case {
-            name: "destination port: explicit, the only port, else the arrival port (per-port routes)",
-            cite: "istiod listener_waypoint.go getWaypointDestinationCluster",
-            yaml: r#"
+    check: |c| {
+        let d = &forward(&reviews(c).routes[0]).destinations[0];
+        assert!(d.unavailable);
+        assert_eq!(d.cluster, "outbound|9080|v9|reviews.default.svc.cluster.local");
+        assert!(notices(c).contains("warning:") && notices(c).contains("subset \"v9\""));
+    },
+}
+
+case! {
+    destination_port_explicit_the_only_port_else_the_arrival_port_per_port_routes,
+    "destination port: explicit, the only port, else the arrival port (per-port routes)",
+    cite: "istiod listener_waypoint.go getWaypointDestinationCluster",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: multi}
@@ -879,22 +970,24 @@ spec:
     route: [{destination: {host: multi, port: {number: 8080}}}]
   - route: [{destination: {host: multi}}]
 "#,
-            check: |c| {
-                let r = &svc(c, "multi.default.svc.cluster.local").routes;
-                assert_eq!(r.len(), 3);
-                assert_eq!(forward(&r[0]).destinations[0].port, 8080);
-                assert_eq!(r[1].matches[0].port, 80);
-                assert_eq!(forward(&r[1]).destinations[0].cluster, "outbound|80||multi.default.svc.cluster.local");
-                assert_eq!(r[2].matches[0].port, 8080);
-                assert_eq!(forward(&r[2]).destinations[0].port, 8080);
-                let p = &svc(c, "multi.default.svc.cluster.local").ports[1];
-                assert_eq!((p.number, p.target_port, p.protocol.as_str()), (8080, 9090, "HTTP"));
-            },
-        },
-        Case {
-            name: "HTTPRoute to a Service: CRD defaults (PathPrefix /, weight 1), source HTTP_ROUTE",
-            cite: "Gateway API HTTPRoute CRD defaults; GAMMA parentRefs group \"\" kind Service",
-            yaml: r#"
+    check: |c| {
+        let r = &svc(c, "multi.default.svc.cluster.local").routes;
+        assert_eq!(r.len(), 3);
+        assert_eq!(forward(&r[0]).destinations[0].port, 8080);
+        assert_eq!(r[1].matches[0].port, 80);
+        assert_eq!(forward(&r[1]).destinations[0].cluster, "outbound|80||multi.default.svc.cluster.local");
+        assert_eq!(r[2].matches[0].port, 8080);
+        assert_eq!(forward(&r[2]).destinations[0].port, 8080);
+        let p = &svc(c, "multi.default.svc.cluster.local").ports[1];
+        assert_eq!((p.number, p.target_port, p.protocol.as_str()), (8080, 9090, "HTTP"));
+    },
+}
+
+case! {
+    httproute_to_a_service_crd_defaults_pathprefix_weight_1_source_http_route,
+    "HTTPRoute to a Service: CRD defaults (PathPrefix /, weight 1), source HTTP_ROUTE",
+    cite: "Gateway API HTTPRoute CRD defaults; GAMMA parentRefs group \"\" kind Service",
+    yaml: r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: reviews}
@@ -903,21 +996,23 @@ spec:
   rules:
   - backendRefs: [{name: reviews, port: 9080}, {name: ratings, port: 9080}, {name: ratings, port: 9080, weight: 2}]
 "#,
-            check: |c| {
-                let s = reviews(c);
-                assert_eq!(s.route_source, pb::RouteSource::HttpRoute as i32);
-                let r = &s.routes[0];
-                assert_eq!(r.matches[0].uri, prefix("/"));
-                assert_eq!(r.matches[0].port, 9080);
-                let w: Vec<_> = forward(r).destinations.iter().map(|d| d.weight).collect();
-                assert_eq!(w, [25, 25, 50]);
-                assert_eq!(r.origin.as_ref().unwrap().kind, "HTTPRoute");
-            },
-        },
-        Case {
-            name: "HTTPRoute precedence: exact > longest prefix > method > headers > query > age > name",
-            cite: "Gateway API HTTPRouteRule docs (precedence); istiod sortHTTPRoutes",
-            yaml: r#"
+    check: |c| {
+        let s = reviews(c);
+        assert_eq!(s.route_source, pb::RouteSource::HttpRoute as i32);
+        let r = &s.routes[0];
+        assert_eq!(r.matches[0].uri, prefix("/"));
+        assert_eq!(r.matches[0].port, 9080);
+        let w: Vec<_> = forward(r).destinations.iter().map(|d| d.weight).collect();
+        assert_eq!(w, [25, 25, 50]);
+        assert_eq!(r.origin.as_ref().unwrap().kind, "HTTPRoute");
+    },
+}
+
+case! {
+    httproute_precedence_exact_longest_prefix_method_headers_query_age_name,
+    "HTTPRoute precedence: exact > longest prefix > method > headers > query > age > name",
+    cite: "Gateway API HTTPRouteRule docs (precedence); istiod sortHTTPRoutes",
+    yaml: r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: b-route, creationTimestamp: "2024-01-01T00:00:00Z"}
@@ -950,15 +1045,17 @@ spec:
     matches: [{path: {type: PathPrefix, value: /a}}]
     backendRefs: [{name: reviews, port: 9080}]
 "#,
-            check: |c| {
-                let names: Vec<_> = reviews(c).routes.iter().map(|r| r.origin.as_ref().unwrap().element_name.clone()).collect();
-                assert_eq!(names, ["exact", "method", "headers", "query", "short-prefix", "newer-short-prefix"]);
-            },
-        },
-        Case {
-            name: "PathPrefix is element-wise: exact /foo or prefix /foo/",
-            cite: "Gateway API PathPrefix ('/foo' matches '/foo/bar', not '/foobar'); Envoy path_separated_prefix",
-            yaml: r#"
+    check: |c| {
+        let names: Vec<_> = reviews(c).routes.iter().map(|r| r.origin.as_ref().unwrap().element_name.clone()).collect();
+        assert_eq!(names, ["exact", "method", "headers", "query", "short-prefix", "newer-short-prefix"]);
+    },
+}
+
+case! {
+    pathprefix_is_element_wise_exact_foo_or_prefix_foo,
+    "PathPrefix is element-wise: exact /foo or prefix /foo/",
+    cite: "Gateway API PathPrefix ('/foo' matches '/foo/bar', not '/foobar'); Envoy path_separated_prefix",
+    yaml: r#"
 apiVersion: gateway.networking.k8s.io/v1beta1
 kind: HTTPRoute
 metadata: {name: r}
@@ -968,17 +1065,19 @@ spec:
   - matches: [{path: {value: /foo/}}]
     backendRefs: [{name: reviews, port: 9080}]
 "#,
-            check: |c| {
-                let m = &reviews(c).routes[0].matches;
-                assert_eq!(m.len(), 2);
-                assert_eq!(m[0].uri, exact("/foo"));
-                assert_eq!(m[1].uri, prefix("/foo/"));
-            },
-        },
-        Case {
-            name: "HTTPRoute filters: headers, URLRewrite prefix/full path, mirror, redirect 302",
-            cite: "Gateway API HTTPRouteFilter reference (RequestRedirect statusCode default 302)",
-            yaml: r#"
+    check: |c| {
+        let m = &reviews(c).routes[0].matches;
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].uri, exact("/foo"));
+        assert_eq!(m[1].uri, prefix("/foo/"));
+    },
+}
+
+case! {
+    httproute_filters_headers_urlrewrite_prefix_full_path_mirror_redirect_302,
+    "HTTPRoute filters: headers, URLRewrite prefix/full path, mirror, redirect 302",
+    cite: "Gateway API HTTPRouteFilter reference (RequestRedirect statusCode default 302)",
+    yaml: r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r}
@@ -1006,30 +1105,32 @@ spec:
       urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: /other}}
     backendRefs: [{name: reviews, port: 9080}]
 "#,
-            check: |c| {
-                let r = &reviews(c).routes;
-                // Exact /full (longer) before Exact /old, then /api as exact /api + prefix /api/.
-                let Some(pb::http_route::Action::Redirect(rd)) = &r[1].action else { panic!("{:?}", r[1]) };
-                assert_eq!((rd.status, rd.scheme.as_str(), rd.authority.as_str(), rd.uri.as_str()), (302, "https", "new.example", "/new"));
-                assert!(rd.port_from_scheme);
-                let w = r[0].rewrite.as_ref().unwrap();
-                assert!(w.has_full_path);
-                assert_eq!(w.full_path, "/other");
-                assert_eq!(r[2].matches[0].uri, exact("/api"));
-                assert_eq!(r[2].rewrite.as_ref().unwrap().uri, "/v2");
-                assert_eq!(r[3].matches[0].uri, prefix("/api/"));
-                assert_eq!(r[3].rewrite.as_ref().unwrap().uri, "/v2/");
-                assert_eq!(r[3].rewrite.as_ref().unwrap().authority, "internal");
-                assert_eq!(r[2].request_headers.as_ref().unwrap().set[0].name, "x-a");
-                assert_eq!(r[2].request_headers.as_ref().unwrap().remove, ["x-b"]);
-                assert_eq!(r[2].response_headers.as_ref().unwrap().add[0].name, "x-c");
-                assert_eq!(r[2].mirrors[0].percentage, 10.0);
-            },
-        },
-        Case {
-            name: "HTTPRoute timeouts: backendRequest replaces the timeout, or is the per-try timeout with retry",
-            cite: "istiod pilot/pkg/config/kube/gateway/conversion.go convertHTTPRoute (timeouts, retry)",
-            yaml: r#"
+    check: |c| {
+        let r = &reviews(c).routes;
+        // Exact /full (longer) before Exact /old, then /api as exact /api + prefix /api/.
+        let Some(pb::http_route::Action::Redirect(rd)) = &r[1].action else { panic!("{:?}", r[1]) };
+        assert_eq!((rd.status, rd.scheme.as_str(), rd.authority.as_str(), rd.uri.as_str()), (302, "https", "new.example", "/new"));
+        assert!(rd.port_from_scheme);
+        let w = r[0].rewrite.as_ref().unwrap();
+        assert!(w.has_full_path);
+        assert_eq!(w.full_path, "/other");
+        assert_eq!(r[2].matches[0].uri, exact("/api"));
+        assert_eq!(r[2].rewrite.as_ref().unwrap().uri, "/v2");
+        assert_eq!(r[3].matches[0].uri, prefix("/api/"));
+        assert_eq!(r[3].rewrite.as_ref().unwrap().uri, "/v2/");
+        assert_eq!(r[3].rewrite.as_ref().unwrap().authority, "internal");
+        assert_eq!(r[2].request_headers.as_ref().unwrap().set[0].name, "x-a");
+        assert_eq!(r[2].request_headers.as_ref().unwrap().remove, ["x-b"]);
+        assert_eq!(r[2].response_headers.as_ref().unwrap().add[0].name, "x-c");
+        assert_eq!(r[2].mirrors[0].percentage, 10.0);
+    },
+}
+
+case! {
+    httproute_timeouts_backendrequest_replaces_the_timeout_or_is_the_per_try_timeout_with_retry,
+    "HTTPRoute timeouts: backendRequest replaces the timeout, or is the per-try timeout with retry",
+    cite: "istiod pilot/pkg/config/kube/gateway/conversion.go convertHTTPRoute (timeouts, retry)",
+    yaml: r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r}
@@ -1047,22 +1148,24 @@ spec:
     timeouts: {request: 10s}
     backendRefs: [{name: reviews, port: 9080}]
 "#,
-            check: |c| {
-                let r = &reviews(c).routes;
-                assert_eq!(r[0].timeout_ms, 2000);
-                assert!(r[0].retries.is_none());
-                assert_eq!(r[1].timeout_ms, 10_000);
-                let rt = r[1].retries.as_ref().unwrap();
-                assert_eq!((rt.attempts, rt.per_try_timeout_ms), (3, 2000));
-                assert_eq!(rt.retry_on, ["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"]);
-                assert_eq!(rt.retriable_status_codes, [503, 504]);
-                assert_eq!(r[2].timeout_ms, 10_000);
-            },
-        },
-        Case {
-            name: "HTTPRoute CORS filter",
-            cite: "istiod conversion.go createCorsFilter (exact origins, credentials only when true)",
-            yaml: r#"
+    check: |c| {
+        let r = &reviews(c).routes;
+        assert_eq!(r[0].timeout_ms, 2000);
+        assert!(r[0].retries.is_none());
+        assert_eq!(r[1].timeout_ms, 10_000);
+        let rt = r[1].retries.as_ref().unwrap();
+        assert_eq!((rt.attempts, rt.per_try_timeout_ms), (3, 2000));
+        assert_eq!(rt.retry_on, ["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"]);
+        assert_eq!(rt.retriable_status_codes, [503, 504]);
+        assert_eq!(r[2].timeout_ms, 10_000);
+    },
+}
+
+case! {
+    httproute_cors_filter,
+    "HTTPRoute CORS filter",
+    cite: "istiod conversion.go createCorsFilter (exact origins, credentials only when true)",
+    yaml: r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r}
@@ -1074,17 +1177,19 @@ spec:
       cors: {allowOrigins: ["https://a.example"], allowMethods: [GET], allowCredentials: true, maxAge: 60}
     backendRefs: [{name: reviews, port: 9080}]
 "#,
-            check: |c| {
-                let p = reviews(c).routes[0].cors.clone().unwrap();
-                assert_eq!(p.allow_origins, [exact("https://a.example").unwrap()]);
-                assert_eq!(p.allow_credentials, pb::OptionalBool::True as i32);
-                assert_eq!(p.max_age_seconds, 60);
-            },
-        },
-        Case {
-            name: "HTTPRoute attached to a ServiceEntry routes each of its hosts",
-            cite: "istiod conversion.go allowedParentReferences (Gateway, Service, ServiceEntry)",
-            yaml: r#"
+    check: |c| {
+        let p = reviews(c).routes[0].cors.clone().unwrap();
+        assert_eq!(p.allow_origins, [exact("https://a.example").unwrap()]);
+        assert_eq!(p.allow_credentials, pb::OptionalBool::True as i32);
+        assert_eq!(p.max_age_seconds, 60);
+    },
+}
+
+case! {
+    httproute_attached_to_a_serviceentry_routes_each_of_its_hosts,
+    "HTTPRoute attached to a ServiceEntry routes each of its hosts",
+    cite: "istiod conversion.go allowedParentReferences (Gateway, Service, ServiceEntry)",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: ext}
@@ -1100,16 +1205,18 @@ spec:
   rules:
   - backendRefs: [{group: networking.istio.io, kind: Hostname, name: api.example.com, port: 80}]
 "#,
-            check: |c| {
-                let s = svc(c, "api.example.com");
-                assert_eq!(s.route_source, pb::RouteSource::HttpRoute as i32);
-                assert_eq!(forward(&s.routes[0]).destinations[0].cluster, "outbound|80||api.example.com");
-            },
-        },
-        Case {
-            name: "HTTPRoute to an ingress Gateway is skipped with a notice",
-            cite: "GAMMA: only Service parentRefs configure mesh (waypoint) traffic",
-            yaml: r#"
+    check: |c| {
+        let s = svc(c, "api.example.com");
+        assert_eq!(s.route_source, pb::RouteSource::HttpRoute as i32);
+        assert_eq!(forward(&s.routes[0]).destinations[0].cluster, "outbound|80||api.example.com");
+    },
+}
+
+case! {
+    httproute_to_an_ingress_gateway_is_skipped_with_a_notice,
+    "HTTPRoute to an ingress Gateway is skipped with a notice",
+    cite: "GAMMA: only Service parentRefs configure mesh (waypoint) traffic",
+    yaml: r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r}
@@ -1117,15 +1224,17 @@ spec:
   parentRefs: [{name: ingress}]
   rules: [{backendRefs: [{name: reviews, port: 9080}]}]
 "#,
-            check: |c| {
-                assert_eq!(reviews(c).route_source, pb::RouteSource::Default as i32);
-                assert!(notices(c).contains("spec.parentRefs[0]: skipped: parentRef is Gateway default/ingress (ingress)"));
-            },
-        },
-        Case {
-            name: "VirtualService and HTTPRoute for one service: the HTTPRoute wins",
-            cite: "Istio docs: Gateway API is the recommended ambient API; mixing both for a host is unsupported",
-            yaml: r#"
+    check: |c| {
+        assert_eq!(reviews(c).route_source, pb::RouteSource::Default as i32);
+        assert!(notices(c).contains("spec.parentRefs[0]: skipped: parentRef is Gateway default/ingress (ingress)"));
+    },
+}
+
+case! {
+    virtualservice_and_httproute_for_one_service_the_httproute_wins,
+    "VirtualService and HTTPRoute for one service: the HTTPRoute wins",
+    cite: "Istio docs: Gateway API is the recommended ambient API; mixing both for a host is unsupported",
+    yaml: r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r}
@@ -1140,15 +1249,17 @@ spec:
   hosts: [reviews]
   http: [{route: [{destination: {host: reviews}}]}]
 "#,
-            check: |c| {
-                assert_eq!(reviews(c).route_source, pb::RouteSource::HttpRoute as i32);
-                assert!(notices(c).contains("the service also has HTTPRoutes (Gateway API), which take precedence"));
-            },
-        },
-        Case {
-            name: "HTTPRoute rule without usable backends answers 500",
-            cite: "Gateway API HTTPRouteRule.backendRefs: no valid backend → 500",
-            yaml: r#"
+    check: |c| {
+        assert_eq!(reviews(c).route_source, pb::RouteSource::HttpRoute as i32);
+        assert!(notices(c).contains("the service also has HTTPRoutes (Gateway API), which take precedence"));
+    },
+}
+
+case! {
+    httproute_rule_without_usable_backends_answers_500,
+    "HTTPRoute rule without usable backends answers 500",
+    cite: "Gateway API HTTPRouteRule.backendRefs: no valid backend → 500",
+    yaml: r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r}
@@ -1157,15 +1268,17 @@ spec:
   rules:
   - backendRefs: [{name: reviews, port: 9080, weight: 0}]
 "#,
-            check: |c| {
-                let Some(pb::http_route::Action::DirectResponse(d)) = &reviews(c).routes[0].action else { panic!() };
-                assert_eq!(d.status, 500);
-            },
-        },
-        Case {
-            name: "AuthorizationPolicy targetRefs: waypoint Gateway binds every served service",
-            cite: "istio.io ambient/usage/l7-features: 'Attach to the entire waypoint proxy'",
-            yaml: r#"
+    check: |c| {
+        let Some(pb::http_route::Action::DirectResponse(d)) = &reviews(c).routes[0].action else { panic!() };
+        assert_eq!(d.status, 500);
+    },
+}
+
+case! {
+    authorizationpolicy_targetrefs_waypoint_gateway_binds_every_served_service,
+    "AuthorizationPolicy targetRefs: waypoint Gateway binds every served service",
+    cite: "istio.io ambient/usage/l7-features: 'Attach to the entire waypoint proxy'",
+    yaml: r#"
 apiVersion: v1
 kind: Namespace
 metadata: {name: default, labels: {istio.io/use-waypoint: waypoint}}
@@ -1188,18 +1301,20 @@ metadata: {name: other-gw}
 spec:
   targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: not-me}]
 "#,
-            check: |c| {
-                assert_eq!(c.policy.authorization_policies.len(), 1);
-                for s in &c.policy.services {
-                    assert_eq!(s.authorization_policies, [0]);
-                }
-                assert!(notices(c).contains("skipped target: Gateway default/not-me is not this waypoint (default/waypoint)"));
-            },
-        },
-        Case {
-            name: "AuthorizationPolicy targetRef(s) Service binds that service; legacy singular targetRef",
-            cite: "istio.io ambient/usage/l7-features: 'Attach to a specific service'; API targetRef (deprecated)",
-            yaml: r#"
+    check: |c| {
+        assert_eq!(c.policy.authorization_policies.len(), 1);
+        for s in &c.policy.services {
+            assert_eq!(s.authorization_policies, [0]);
+        }
+        assert!(notices(c).contains("skipped target: Gateway default/not-me is not this waypoint (default/waypoint)"));
+    },
+}
+
+case! {
+    authorizationpolicy_targetref_s_service_binds_that_service_legacy_singular_targetref,
+    "AuthorizationPolicy targetRef(s) Service binds that service; legacy singular targetRef",
+    cite: "istio.io ambient/usage/l7-features: 'Attach to a specific service'; API targetRef (deprecated)",
+    yaml: r#"
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: a}
@@ -1216,22 +1331,24 @@ spec:
   rules:
   - from: [{source: {principals: ["spiffe://cluster.local/ns/default/sa/x"], notNamespaces: [evil]}}]
 "#,
-            check: |c| {
-                let p = &c.policy.authorization_policies;
-                assert_eq!(p.len(), 2);
-                assert_eq!(p[0].action, pb::AuthorizationAction::Deny as i32);
-                assert_eq!(p[0].rules[0].to[0].ports, [8080, 9090]);
-                assert!(p[1].dry_run);
-                assert_eq!(p[1].rules[0].from[0].principals, ["cluster.local/ns/default/sa/x"]);
-                assert_eq!(reviews(c).authorization_policies, [0]);
-                assert_eq!(svc(c, "ratings.default.svc.cluster.local").authorization_policies, [1]);
-                assert!(svc(c, "multi.default.svc.cluster.local").authorization_policies.is_empty());
-            },
-        },
-        Case {
-            name: "selector and namespace-wide policies are not enforced by waypoints (CUSTOM there is no error)",
-            cite: "istio.io ambient/usage/l7-features: waypoints enforce policies attached with targetRefs",
-            yaml: r#"
+    check: |c| {
+        let p = &c.policy.authorization_policies;
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].action, pb::AuthorizationAction::Deny as i32);
+        assert_eq!(p[0].rules[0].to[0].ports, [8080, 9090]);
+        assert!(p[1].dry_run);
+        assert_eq!(p[1].rules[0].from[0].principals, ["cluster.local/ns/default/sa/x"]);
+        assert_eq!(reviews(c).authorization_policies, [0]);
+        assert_eq!(svc(c, "ratings.default.svc.cluster.local").authorization_policies, [1]);
+        assert!(svc(c, "multi.default.svc.cluster.local").authorization_policies.is_empty());
+    },
+}
+
+case! {
+    selector_and_namespace_wide_policies_are_not_enforced_by_waypoints_custom_there_is_no_error,
+    "selector and namespace-wide policies are not enforced by waypoints (CUSTOM there is no error)",
+    cite: "istio.io ambient/usage/l7-features: waypoints enforce policies attached with targetRefs",
+    yaml: r#"
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: sel}
@@ -1246,17 +1363,19 @@ kind: AuthorizationPolicy
 metadata: {name: ns-wide}
 spec: {}
 "#,
-            check: |c| {
-                assert!(c.policy.authorization_policies.is_empty());
-                let n = notices(c);
-                assert!(n.contains("(AuthorizationPolicy default/sel): skipped: selector-based policies are enforced by ztunnel or sidecars, not by waypoints"));
-                assert!(n.contains("(AuthorizationPolicy default/ns-wide): skipped: namespace-wide policies without targetRefs are not enforced by waypoints"));
-            },
-        },
-        Case {
-            name: "GatewayClass istio-waypoint targets apply only from the root namespace",
-            cite: "Istio AuthorizationPolicy.targetRefs: GatewayClass in the root namespace",
-            yaml: r#"
+    check: |c| {
+        assert!(c.policy.authorization_policies.is_empty());
+        let n = notices(c);
+        assert!(n.contains("(AuthorizationPolicy default/sel): skipped: selector-based policies are enforced by ztunnel or sidecars, not by waypoints"));
+        assert!(n.contains("(AuthorizationPolicy default/ns-wide): skipped: namespace-wide policies without targetRefs are not enforced by waypoints"));
+    },
+}
+
+case! {
+    gatewayclass_istio_waypoint_targets_apply_only_from_the_root_namespace,
+    "GatewayClass istio-waypoint targets apply only from the root namespace",
+    cite: "Istio AuthorizationPolicy.targetRefs: GatewayClass in the root namespace",
+    yaml: r#"
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: mesh-wide, namespace: istio-system}
@@ -1270,33 +1389,37 @@ metadata: {name: not-root, namespace: default}
 spec:
   targetRefs: [{kind: GatewayClass, group: gateway.networking.k8s.io, name: istio-waypoint}]
 "#,
-            check: |c| {
-                assert_eq!(c.policy.authorization_policies.len(), 1);
-                assert_eq!(c.policy.authorization_policies[0].origin.as_ref().unwrap().name, "mesh-wide");
-                assert_eq!(c.policy.authorization_policies[0].rules.len(), 1);
-                assert!(notices(c).contains("GatewayClass targets only apply from the root namespace"));
-            },
-        },
-        Case {
-            name: "ALLOW without rules matches nothing; rules: [{}] matches everything",
-            cite: "Istio AuthorizationPolicy reference (allow-nothing / allow-all examples)",
-            yaml: r#"
+    check: |c| {
+        assert_eq!(c.policy.authorization_policies.len(), 1);
+        assert_eq!(c.policy.authorization_policies[0].origin.as_ref().unwrap().name, "mesh-wide");
+        assert_eq!(c.policy.authorization_policies[0].rules.len(), 1);
+        assert!(notices(c).contains("GatewayClass targets only apply from the root namespace"));
+    },
+}
+
+case! {
+    allow_without_rules_matches_nothing_rules_matches_everything,
+    "ALLOW without rules matches nothing; rules: [{}] matches everything",
+    cite: "Istio AuthorizationPolicy reference (allow-nothing / allow-all examples)",
+    yaml: r#"
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: allow-nothing}
 spec:
   targetRefs: [{kind: Service, group: "", name: reviews}]
 "#,
-            check: |c| {
-                let p = &c.policy.authorization_policies[0];
-                assert_eq!(p.action, pb::AuthorizationAction::Allow as i32);
-                assert!(p.rules.is_empty());
-            },
-        },
-        Case {
-            name: "ServiceEntry targetRef binds its hosts",
-            cite: "Istio AuthorizationPolicy.targetRefs: ServiceEntry (networking.istio.io)",
-            yaml: r#"
+    check: |c| {
+        let p = &c.policy.authorization_policies[0];
+        assert_eq!(p.action, pb::AuthorizationAction::Allow as i32);
+        assert!(p.rules.is_empty());
+    },
+}
+
+case! {
+    serviceentry_targetref_binds_its_hosts,
+    "ServiceEntry targetRef binds its hosts",
+    cite: "Istio AuthorizationPolicy.targetRefs: ServiceEntry (networking.istio.io)",
+    yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: ext}
@@ -1311,16 +1434,18 @@ spec:
   targetRefs: [{kind: ServiceEntry, group: networking.istio.io, name: ext}]
   rules: [{when: [{key: "request.headers[x-token]", values: ["ok"]}, {key: source.ip, notValues: ["10.0.0.0/8"]}]}]
 "#,
-            check: |c| {
-                assert_eq!(svc(c, "a.example.com").authorization_policies, [0]);
-                assert_eq!(svc(c, "b.example.com").authorization_policies, [0]);
-                assert_eq!(c.policy.authorization_policies[0].rules[0].when.len(), 2);
-            },
-        },
-        Case {
-            name: "unknown kinds are skipped with a notice; no apiVersion is accepted with a notice",
-            cite: "istio.io waypoint page shows a Gateway without apiVersion",
-            yaml: r#"
+    check: |c| {
+        assert_eq!(svc(c, "a.example.com").authorization_policies, [0]);
+        assert_eq!(svc(c, "b.example.com").authorization_policies, [0]);
+        assert_eq!(c.policy.authorization_policies[0].rules[0].when.len(), 2);
+    },
+}
+
+case! {
+    unknown_kinds_are_skipped_with_a_notice_no_apiversion_is_accepted_with_a_notice,
+    "unknown kinds are skipped with a notice; no apiVersion is accepted with a notice",
+    cite: "istio.io waypoint page shows a Gateway without apiVersion",
+    yaml: r#"
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: d}
@@ -1335,34 +1460,15 @@ kind: EnvoyFilter
 metadata: {name: ef}
 spec: {}
 "#,
-            check: |c| {
-                let n = notices(c);
-                assert!(n.contains("(Deployment default/d): skipped: kind Deployment (apps/v1) is not Istio traffic or security configuration"));
-                assert!(n.contains("(Service default/bare): no apiVersion: read as v1"));
-                // istio/istio pilot/pkg/networking/core/envoyfilter: EnvoyFilter patches the generated Envoy
-                // config; it is applied by `layover envoy` (layover-envoyfilter), not compiled.
-                assert!(n.contains("skipped: EnvoyFilter patches Envoy configuration, not policy"));
-                assert_eq!(svc(c, "bare.default.svc.cluster.local").ports[0].protocol, "UNSUPPORTED");
-            },
-        },
-    ]
-}
-
-#[test]
-fn resolution_cases() {
-    let cases = cases();
-    assert!(cases.len() >= 40, "only {} cases", cases.len());
-    let mut failed = Vec::new();
-    for case in &cases {
-        let r = std::panic::catch_unwind(|| {
-            let c = compile(case.yaml);
-            (case.check)(&c);
-        });
-        if r.is_err() {
-            failed.push(format!("{} [{}]", case.name, case.cite));
-        }
-    }
-    assert!(failed.is_empty(), "failed cases:\n{}", failed.join("\n"));
+    check: |c| {
+        let n = notices(c);
+        assert!(n.contains("(Deployment default/d): skipped: kind Deployment (apps/v1) is not Istio traffic or security configuration"));
+        assert!(n.contains("(Service default/bare): no apiVersion: read as v1"));
+        // istio/istio pilot/pkg/networking/core/envoyfilter: EnvoyFilter patches the generated Envoy
+        // config; it is applied by `layover envoy` (layover-envoyfilter), not compiled.
+        assert!(n.contains("skipped: EnvoyFilter patches Envoy configuration, not policy"));
+        assert_eq!(svc(c, "bare.default.svc.cluster.local").ports[0].protocol, "UNSUPPORTED");
+    },
 }
 
 #[test]

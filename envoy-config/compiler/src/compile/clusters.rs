@@ -1,0 +1,193 @@
+//! DestinationRule subsets and the clusters (with endpoints) of every service port.
+
+use super::{Endpoint, Registry};
+use crate::model::TrafficPolicy;
+use crate::object::{Object, ObjectKind};
+use crate::resolve::{cluster_name, sort_by_creation, Ctx, SubsetDef};
+use crate::util::{fqdn, host_matches};
+use layover_proto::v1 as pb;
+use std::collections::BTreeMap;
+
+/// DestinationRules, oldest first, → per-host load balancer and subsets (several rules for
+/// one host are merged as istiod `mergeDestinationRule` does).
+pub(super) fn collect_destination_rules(ctx: &mut Ctx) {
+    let bundle = ctx.bundle;
+    let mut drs: Vec<&Object> = bundle
+        .objects
+        .iter()
+        .filter(|o| matches!(o.kind, ObjectKind::DestinationRule(_)))
+        .collect();
+    sort_by_creation(&mut drs);
+    for o in drs {
+        let ObjectKind::DestinationRule(d) = &o.kind else {
+            continue;
+        };
+        let host = fqdn(&d.spec.host, &o.at.namespace);
+        let targets: Vec<String> = if ctx.by_host.contains_key(&host) {
+            vec![host.clone()]
+        } else if host.starts_with('*') {
+            ctx.services
+                .iter()
+                .filter(|s| host_matches(&host, &s.hostname))
+                .map(|s| s.hostname.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if targets.is_empty() {
+            ctx.warn(
+                &o.at,
+                "spec.host",
+                format!("host {host} matches no Service or ServiceEntry in the input; subsets are not compiled"),
+            );
+            continue;
+        }
+        let lb_of = |tp: &Option<TrafficPolicy>| -> String {
+            tp.as_ref()
+                .and_then(|t| t.load_balancer.as_ref())
+                .map(|lb| {
+                    if let Some(s) = &lb.simple {
+                        s.clone()
+                    } else if lb.consistent_hash.is_some() {
+                        "CONSISTENT_HASH".to_string()
+                    } else {
+                        String::new()
+                    }
+                })
+                .unwrap_or_default()
+        };
+        let dr_lb = lb_of(&d.spec.traffic_policy);
+        for t in targets {
+            let merging = ctx.drs.contains_key(&t);
+            let entry = ctx.drs.entry(t.clone()).or_default();
+            if !merging {
+                entry.lb = dr_lb.clone();
+            }
+            let mut dup = Vec::new();
+            for (i, s) in d.spec.subsets.iter().enumerate() {
+                if entry.subsets.iter().any(|(n, _)| n == &s.name) {
+                    dup.push((i, s.name.clone()));
+                    continue;
+                }
+                let lb = {
+                    let l = lb_of(&s.traffic_policy);
+                    if l.is_empty() {
+                        dr_lb.clone()
+                    } else {
+                        l
+                    }
+                };
+                entry.subsets.push((
+                    s.name.clone(),
+                    SubsetDef {
+                        labels: s.labels.clone(),
+                        lb,
+                    },
+                ));
+            }
+            if merging {
+                ctx.info(
+                    &o.at,
+                    "",
+                    format!("several DestinationRules for {t}: subsets are merged and the oldest rule's traffic policy is kept (istiod mergeDestinationRule)"),
+                );
+            }
+            for (i, n) in dup {
+                ctx.warn(
+                    &o.at,
+                    format!("spec.subsets[{i}]"),
+                    format!("subset {n:?} of {t} is already defined by an older DestinationRule; ignored"),
+                );
+            }
+        }
+    }
+}
+
+fn subset_of(sel: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// One cluster per service port and subset, with the endpoints (inline ServiceEntry
+/// endpoints, selected WorkloadEntries) behind it.
+pub(super) fn build_clusters(ctx: &mut Ctx) -> (Vec<pb::Cluster>, Registry) {
+    let bundle = ctx.bundle;
+    let mut clusters = Vec::new();
+    let mut registry = Registry::default();
+    let wes: Vec<&Object> = bundle
+        .objects
+        .iter()
+        .filter(|o| matches!(o.kind, ObjectKind::WorkloadEntry(_)))
+        .collect();
+    for svc in &ctx.services {
+        let dr = ctx.drs.get(&svc.hostname).cloned().unwrap_or_default();
+        let mut variants: Vec<(String, BTreeMap<String, String>, String)> =
+            vec![(String::new(), BTreeMap::new(), dr.lb.clone())];
+        for (n, s) in &dr.subsets {
+            variants.push((n.clone(), s.labels.clone(), s.lb.clone()));
+        }
+        for p in &svc.ports {
+            for (subset, sub_labels, lb) in &variants {
+                let name = cluster_name(p.number, subset, &svc.hostname);
+                let mut labels = svc.selector.clone().unwrap_or_default();
+                labels.extend(sub_labels.clone());
+                let mut eps = Vec::new();
+                // Inline ServiceEntry endpoints.
+                for (e, at) in &svc.inline_endpoints {
+                    if !subset_of(sub_labels, &e.labels) {
+                        continue;
+                    }
+                    let port = e.ports.get(&p.name).copied().unwrap_or(p.target_port);
+                    eps.push(Endpoint {
+                        address: e.address.clone().unwrap_or_else(|| svc.hostname.clone()),
+                        port,
+                        labels: e.labels.clone(),
+                        service_account: e.service_account.clone().unwrap_or_default(),
+                        namespace: svc.namespace.clone(),
+                        origin: at.object(),
+                    });
+                }
+                // WorkloadEntries selected by the Service selector / ServiceEntry
+                // workloadSelector (same namespace, as Kubernetes and istiod select).
+                if let Some(sel) = &svc.selector {
+                    for o in &wes {
+                        let ObjectKind::WorkloadEntry(w) = &o.kind else {
+                            continue;
+                        };
+                        if o.at.namespace != svc.namespace
+                            || !subset_of(sel, &w.spec.labels)
+                            || !subset_of(sub_labels, &w.spec.labels)
+                        {
+                            continue;
+                        }
+                        let port = w
+                            .spec
+                            .ports
+                            .get(&p.name)
+                            .or_else(|| p.target_name.as_ref().and_then(|t| w.spec.ports.get(t)))
+                            .copied()
+                            .unwrap_or(p.target_port);
+                        eps.push(Endpoint {
+                            address: w.spec.address.clone().unwrap_or_default(),
+                            port,
+                            labels: w.spec.labels.clone(),
+                            service_account: w.spec.service_account.clone().unwrap_or_default(),
+                            namespace: o.at.namespace.clone(),
+                            origin: o.at.object(),
+                        });
+                    }
+                }
+                registry.clusters.insert(name.clone(), eps);
+                clusters.push(pb::Cluster {
+                    name,
+                    service: svc.hostname.clone(),
+                    port: p.number,
+                    subset: subset.clone(),
+                    labels: labels.into_iter().collect(),
+                    load_balancer: lb.clone(),
+                });
+            }
+        }
+    }
+    clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    (clusters, registry)
+}
