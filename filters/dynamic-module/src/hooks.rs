@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use layover_adapter::{
-    hbone_connection, load_policy, peer_addresses, principal_from_uri_san, Connection, Entropy,
-    HboneState, InternalError, LocalReply, StreamFilter, StreamHost, Verdict, INTERNAL_ERROR_BODY,
-    INTERNAL_ERROR_STATUS,
+    connection, load_policy, ConnectionHost, Entropy, InternalError, LocalReply, StreamFilter,
+    StreamHost, Verdict, INTERNAL_ERROR_BODY, INTERNAL_ERROR_STATUS,
 };
-use layover_contract::{filter_state, metadata, ClusterSelection, FilterConfig, CLUSTER_HEADER};
+use layover_contract::{metadata, ClusterSelection, FilterConfig, CLUSTER_HEADER};
 use layover_core::CompiledPolicy;
 
 use crate::sys::{
@@ -158,56 +157,6 @@ fn next_entropy() -> u64 {
     })
 }
 
-/// What the connection tells us: peer identity and addresses. Unreadable HBONE state is an
-/// internal error (the request fails closed).
-fn connection(envoy: HttpFilter<'_>) -> Result<Connection, InternalError> {
-    let sni = || {
-        envoy
-            .attribute(Attribute::RequestedServerName)
-            .filter(|s| !s.is_empty())
-    };
-    // Inside an HBONE tunnel (internal listener `main_internal`) the TLS peer is gone: the
-    // HBONE listener left the identity and destination in filter state.
-    let connect_authority = envoy.filter_state_string(filter_state::CONNECT_AUTHORITY);
-    if connect_authority.is_some() {
-        let principal = envoy.filter_state_string(filter_state::PEER_PRINCIPAL);
-        let forwarded = envoy.filter_state_string(filter_state::FORWARDED_FOR);
-        let peer = envoy.filter_state_string(filter_state::HBONE_PEER_ADDRESS);
-        let state = HboneState {
-            peer_principal: principal.as_deref(),
-            connect_authority: connect_authority.as_deref(),
-            forwarded: forwarded.as_deref(),
-            peer_address: peer.as_deref(),
-        };
-        if let Some(conn) = hbone_connection(&state, sni())? {
-            return Ok(conn);
-        }
-    }
-    let principal = envoy
-        .attribute(Attribute::UriSanPeerCertificate)
-        .as_deref()
-        .and_then(principal_from_uri_san)
-        .map(str::to_string);
-    // `source_ip` (ipBlocks) is the socket peer, never `source.address`: with
-    // `use_remote_address: false` (Istio waypoints) the latter follows x-forwarded-for.
-    // `remote_ip` (remoteIpBlocks) is that XFF-derived `source.address`, as Envoy's RBAC
-    // `remote_ip` sees it — the same pair the wasm build reads.
-    let (source_ip, remote_ip) = peer_addresses(
-        envoy.direct_remote_address().as_deref(),
-        envoy.attribute(Attribute::SourceAddress).as_deref(),
-    );
-    Ok(Connection {
-        principal,
-        source_ip,
-        remote_ip,
-        destination_service: None,
-        destination_ip: None,
-        // Outside a tunnel the adapter takes the port from the Host header.
-        destination_port: 0,
-        sni: sni(),
-    })
-}
-
 /// `request_headers`: decide and apply.
 pub fn request_headers(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
     guard(
@@ -242,7 +191,8 @@ fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
     let headers = host.envoy.headers(HeaderKind::Request);
     #[cfg(feature = "test-panic")]
     test_panic(&headers);
-    let conn = connection(envoy);
+    // Unreadable HBONE state is an internal error (the request fails closed).
+    let conn = connection(&host);
     host.cached_request = Some(headers);
     let verdict =
         state
@@ -412,6 +362,26 @@ fn required(what: &str, name: &str, ok: bool) -> Result<(), InternalError> {
         Ok(())
     } else {
         Err(InternalError(format!("host call {what} `{name}` failed")))
+    }
+}
+
+impl ConnectionHost for Host<'_> {
+    fn filter_state(&self, key: &str) -> Option<String> {
+        self.envoy.filter_state_string(key)
+    }
+    fn peer_uri_san(&self) -> Option<String> {
+        self.envoy.attribute(Attribute::UriSanPeerCertificate)
+    }
+    fn direct_remote_address(&self) -> Option<String> {
+        // The socket peer from Envoy itself, never `source.address`: with
+        // `use_remote_address: false` (Istio waypoints) the latter follows x-forwarded-for.
+        self.envoy.direct_remote_address()
+    }
+    fn source_address(&self) -> Option<String> {
+        self.envoy.attribute(Attribute::SourceAddress)
+    }
+    fn sni(&self) -> Option<String> {
+        self.envoy.attribute(Attribute::RequestedServerName)
     }
 }
 
