@@ -1,6 +1,8 @@
-//! What each Envoy event does, in safe code: [`crate::sys`] converts Envoy's pointers and calls
-//! these. Every function here catches panics ([`guard`]): a panic is logged, the request fails
+//! What each Envoy event does, in safe code: [`crate::exports`] converts Envoy's pointers and
+//! calls these, and these call Envoy through [`crate::host`]. Every function here catches panics ([`guard`]): a panic is logged, the request fails
 //! closed with a 500, and Envoy keeps running.
+
+#![forbid(unsafe_code)]
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -8,15 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use layover_adapter::{
-    connection, load_policy, ConnectionHost, Entropy, InternalError, LocalReply, StreamFilter,
-    StreamHost, Verdict, INTERNAL_ERROR_BODY, INTERNAL_ERROR_STATUS,
+    connection, load_policy, Entropy, InternalError, LocalReply, StreamFilter, StreamHost, Verdict,
+    INTERNAL_ERROR_BODY, INTERNAL_ERROR_STATUS,
 };
 use layover_contract::{metadata, ClusterSelection, FilterConfig, CLUSTER_HEADER};
 use layover_core::CompiledPolicy;
 
-use crate::sys::{
-    self, body_status, headers_status, trailers_status, Attribute, HeaderKind, HttpFilter, Level,
-    Scheduler, SpecifierContext,
+use crate::host::{
+    self, body_status, headers_status, trailers_status, HeaderKind, HttpFilter, Level, Scheduler,
+    SpecifierContext,
 };
 use crate::timer::Timer;
 
@@ -59,7 +61,7 @@ pub(crate) fn guard<T>(hook: &str, f: impl FnOnce() -> T, on_panic: impl FnOnce(
                 .map(|s| (*s).to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".into());
-            sys::log(
+            host::log(
                 Level::Error,
                 &format!("layover: panic in {hook} caught at the FFI boundary: {what}"),
             );
@@ -93,7 +95,7 @@ pub fn config_new(name: &[u8], config: &[u8]) -> Option<Box<Config>> {
             .and_then(|c| Ok((c.cluster_selection, load_policy(&c.policy)?)))
         {
             Ok((selection, policy)) => {
-                sys::log(
+                host::log(
                     Level::Info,
                     &format!(
                         "layover: policy loaded for filter `{}` (cluster selection: {selection:?})",
@@ -107,7 +109,7 @@ pub fn config_new(name: &[u8], config: &[u8]) -> Option<Box<Config>> {
             }
             Err(message) => {
                 // Never run half a policy: Envoy rejects the whole configuration.
-                sys::log(Level::Critical, &format!("layover: {message}"));
+                host::log(Level::Critical, &format!("layover: {message}"));
                 None
             }
         },
@@ -173,7 +175,7 @@ fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
     let Ok(mut state) = filter.state.try_borrow_mut() else {
         // Envoy never re-enters request_headers; if it did, stopping without a reply would hang
         // the request and continuing would forward it undecided: deny.
-        sys::log(
+        host::log(
             Level::Error,
             "layover: request_headers re-entered, request denied",
         );
@@ -192,7 +194,7 @@ fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
     #[cfg(feature = "test-panic")]
     test_panic(&headers);
     // Unreadable HBONE state is an internal error (the request fails closed).
-    let conn = connection(&host);
+    let conn = connection(&envoy);
     host.cached_request = Some(headers);
     let verdict =
         state
@@ -218,7 +220,7 @@ fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
                 Ok(scheduler) => state.delay = Some(scheduler),
                 Err(message) => {
                     drop(state);
-                    sys::log(Level::Error, &format!("layover: fault delay: {message}"));
+                    host::log(Level::Error, &format!("layover: fault delay: {message}"));
                     fail_closed(filter, envoy);
                 }
             }
@@ -247,7 +249,7 @@ pub fn scheduled(filter: &Filter, envoy: HttpFilter<'_>, event: u64) {
     guard(
         "scheduled",
         || {
-            if event != sys::DELAY_EVENT {
+            if event != host::DELAY_EVENT {
                 return;
             }
             let resume = {
@@ -348,7 +350,7 @@ struct Host<'hook> {
 impl Host<'_> {
     fn report(&self, what: &str, name: &str, ok: bool) {
         if !ok {
-            sys::log(
+            host::log(
                 Level::Warn,
                 &format!("layover: host call {what} `{name}` failed"),
             );
@@ -362,26 +364,6 @@ fn required(what: &str, name: &str, ok: bool) -> Result<(), InternalError> {
         Ok(())
     } else {
         Err(InternalError(format!("host call {what} `{name}` failed")))
-    }
-}
-
-impl ConnectionHost for Host<'_> {
-    fn filter_state(&self, key: &str) -> Option<String> {
-        self.envoy.filter_state_string(key)
-    }
-    fn peer_uri_san(&self) -> Option<String> {
-        self.envoy.attribute(Attribute::UriSanPeerCertificate)
-    }
-    fn direct_remote_address(&self) -> Option<String> {
-        // The socket peer from Envoy itself, never `source.address`: with
-        // `use_remote_address: false` (Istio waypoints) the latter follows x-forwarded-for.
-        self.envoy.direct_remote_address()
-    }
-    fn source_address(&self) -> Option<String> {
-        self.envoy.attribute(Attribute::SourceAddress)
-    }
-    fn sni(&self) -> Option<String> {
-        self.envoy.attribute(Attribute::RequestedServerName)
     }
 }
 
@@ -439,8 +421,8 @@ impl StreamHost for Host<'_> {
     }
     fn mirror(&mut self, cluster: &str, headers: &[(String, String)]) {
         if let Err(result) = self.envoy.http_callout(cluster, headers, MIRROR_TIMEOUT_MS) {
-            if sys::log_enabled(Level::Debug) {
-                sys::log(
+            if host::log_enabled(Level::Debug) {
+                host::log(
                     Level::Debug,
                     &format!("layover: mirror to {cluster} not sent (callout result {result})"),
                 );
@@ -448,7 +430,7 @@ impl StreamHost for Host<'_> {
         }
     }
     fn warn(&self, message: &str) {
-        sys::log(Level::Warn, message);
+        host::log(Level::Warn, message);
     }
 }
 
@@ -474,7 +456,7 @@ pub fn specifier_config_new(name: &[u8], _config: &[u8]) -> Option<Box<Specifier
         "cluster_specifier_config_new",
         || {
             let name = String::from_utf8_lossy(name).into_owned();
-            sys::log(
+            host::log(
                 Level::Info,
                 &format!("layover: cluster specifier `{name}` configured"),
             );
@@ -506,8 +488,8 @@ pub fn specifier_select(config: &SpecifierConfig, context: SpecifierContext<'_>)
                 true
             }
             _ => {
-                if sys::log_enabled(Level::Debug) {
-                    sys::log(
+                if host::log_enabled(Level::Debug) {
+                    host::log(
                         Level::Debug,
                         &format!(
                             "layover: cluster specifier `{}`: no decision yet",
@@ -521,3 +503,6 @@ pub fn specifier_select(config: &SpecifierConfig, context: SpecifierContext<'_>)
         || false,
     )
 }
+
+#[cfg(test)]
+mod tests;
