@@ -371,8 +371,5 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_cluster_specifier_select(
     }
 }
 
-/// An in-process stand-in for Envoy's callbacks, linked into unit tests instead of [`ffi`]:
-/// one fake stream per test thread, schedulers that record commits from any thread.
-
 #[cfg(test)]
 mod tests;
