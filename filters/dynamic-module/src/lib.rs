@@ -89,9 +89,10 @@
 //! `connection.requested_server_name` the SNI. The source IP is the socket peer from
 //! `http_get_downstream_direct_remote_address`, not the `source.address` attribute, which follows
 //! a client-supplied `x-forwarded-for` on a `use_remote_address: false` connection manager (Istio's
-//! waypoint setting) and would let a client forge `ipBlocks` matches. The destination port comes
-//! from the `:authority`, as in the wasm build; the remote (XFF) IP and destination service are
-//! left unset, as in the wasm build.
+//! waypoint setting) and would let a client forge `ipBlocks` matches; that attribute is the
+//! remote IP (`remoteIpBlocks`). Inside an HBONE tunnel the HBONE listener's filter state says
+//! all of it instead. The view itself is `layover_adapter::connection`, the same code as the wasm
+//! build's; this crate only implements its host calls (`layover_adapter::ConnectionHost`).
 //!
 //! # Module lifetime
 //! The timer thread and thread-local state live as long as the process, so the generated filter
