@@ -10,6 +10,8 @@
 //! stream revokes (under the slot's lock) before it deletes its scheduler. A revoked entry stays
 //! in the heap until its deadline and then fires as a no-op; it holds only a small `Arc`.
 
+#![forbid(unsafe_code)]
+
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
