@@ -9,8 +9,6 @@
 
 #![forbid(unsafe_code)]
 
-use std::net::IpAddr;
-
 // Per-request entropy and SPIFFE parsing are the engine's; re-exported for the shims.
 pub use layover_core::{namespace_of_principal, Entropy};
 use layover_core::{
@@ -18,7 +16,10 @@ use layover_core::{
     SourceView,
 };
 
-use layover_contract::{filter_state, CLUSTER_HEADER, INTERNAL_HEADER_PREFIX};
+use layover_contract::{CLUSTER_HEADER, INTERNAL_HEADER_PREFIX};
+
+mod connection;
+pub use connection::{connection, Connection, ConnectionHost};
 
 /// Body of a fault-injected abort, as Envoy's fault filter sends it.
 pub const FAULT_ABORT_BODY: &[u8] = b"fault filter abort";
@@ -103,26 +104,6 @@ pub trait StreamHost {
     fn mirror(&mut self, cluster: &str, headers: &[(String, String)]);
     /// Log a warning.
     fn warn(&self, message: &str);
-}
-
-/// What the adapter knows about the connection (not in the headers).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Connection {
-    /// Peer SPIFFE id without `spiffe://`.
-    pub principal: Option<String>,
-    /// Direct peer address.
-    pub source_ip: Option<IpAddr>,
-    /// Original client address, when a trusted hop told us.
-    pub remote_ip: Option<IpAddr>,
-    /// The service the client dialled (from the HBONE CONNECT authority), if known.
-    pub destination_service: Option<String>,
-    /// Destination address (service VIP).
-    pub destination_ip: Option<IpAddr>,
-    /// Destination port; 0 when the connection does not say (outside an HBONE tunnel), and the
-    /// adapter then takes the port of the request's authority.
-    pub destination_port: u16,
-    /// TLS SNI.
-    pub sni: Option<String>,
 }
 
 /// Decodes and compiles the policy from a filter configuration: proto3 JSON when it starts
@@ -541,143 +522,6 @@ fn mirror_headers(
     out.push((":path".into(), path.to_string()));
     out.push((":authority".into(), format!("{authority}-shadow")));
     out
-}
-
-/// The connection's `(source_ip, remote_ip)` from what the host reports: `direct` is the
-/// directly connected peer when the host knows it ([`filter_state::DIRECT_REMOTE_ADDRESS`]), `remote` the
-/// stream's remote address (Envoy's `source.address`, derived from `x-forwarded-for` unless
-/// `use_remote_address` is set). Without a direct address the remote one is all there is.
-pub fn peer_addresses(
-    direct: Option<&str>,
-    remote: Option<&str>,
-) -> (Option<IpAddr>, Option<IpAddr>) {
-    let direct = direct.and_then(parse_socket_address).map(|(ip, _)| ip);
-    let remote = remote.and_then(parse_socket_address).map(|(ip, _)| ip);
-    match direct {
-        Some(ip) => (Some(ip), remote.filter(|r| *r != ip)),
-        None => (remote, None),
-    }
-}
-
-/// What the HBONE listener handed over in filter state (the values under the HBONE keys of [`filter_state`]),
-/// as the host returned them. Envoy's formatter writes `-` for a missing value; that counts as
-/// absent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HboneState<'a> {
-    /// [`filter_state::PEER_PRINCIPAL`].
-    pub peer_principal: Option<&'a str>,
-    /// [`filter_state::CONNECT_AUTHORITY`].
-    pub connect_authority: Option<&'a str>,
-    /// [`filter_state::FORWARDED_FOR`].
-    pub forwarded: Option<&'a str>,
-    /// [`filter_state::HBONE_PEER_ADDRESS`].
-    pub peer_address: Option<&'a str>,
-}
-
-fn present(value: Option<&str>) -> Option<&str> {
-    value.map(str::trim).filter(|v| !v.is_empty() && *v != "-")
-}
-
-/// The [`Connection`] of a request that arrived inside an HBONE tunnel, or `Ok(None)` when the
-/// request did not come through `connect_terminate` (no CONNECT authority in filter state); the
-/// caller then reads the connection as on the plain listener.
-///
-/// - `principal`: the HBONE peer's SPIFFE id without `spiffe://`;
-/// - destination: a CONNECT authority `ip:port` (service VIP or pod) gives `destination_ip` and
-///   `destination_port`; `host:port` gives `destination_service` and `destination_port`;
-/// - `remote_ip` and `source_ip`: the client named by `forwarded: for=…` (ztunnel, a verified
-///   mesh peer, reports the connection's real source), else the HBONE peer's own address
-///   (then `remote_ip` is unset).
-///
-/// Fails closed: state that is present but unreadable (an authority that is neither `ip:port`
-/// nor `host:port`, a peer identity that is not a SPIFFE URI) is an [`InternalError`]. Reading
-/// it as absent would pick the service by the `Host` header, or treat an authenticated peer as
-/// a plaintext one, instead of what the tunnel said.
-pub fn hbone_connection(
-    state: &HboneState<'_>,
-    sni: Option<String>,
-) -> Result<Option<Connection>, InternalError> {
-    let Some(authority) = present(state.connect_authority) else {
-        return Ok(None);
-    };
-    let principal = match present(state.peer_principal) {
-        None => None,
-        Some(san) => Some(
-            principal_from_uri_san(san)
-                .ok_or_else(|| {
-                    InternalError(format!(
-                        "HBONE peer identity {san:?} ({}) is not a SPIFFE URI",
-                        filter_state::PEER_PRINCIPAL
-                    ))
-                })?
-                .to_string(),
-        ),
-    };
-    let bad_authority = || {
-        InternalError(format!(
-            "HBONE CONNECT authority {authority:?} ({}) is neither ip:port nor host:port",
-            filter_state::CONNECT_AUTHORITY
-        ))
-    };
-    let (destination_service, destination_ip, destination_port) =
-        match parse_socket_address(authority) {
-            Some((ip, port)) => (None, Some(ip), port),
-            None => match authority.rsplit_once(':') {
-                Some((host, port)) if !host.is_empty() && !host.contains([':', '[', ']']) => {
-                    let port = port.parse::<u16>().map_err(|_| bad_authority())?;
-                    (Some(host.to_ascii_lowercase()), None, port)
-                }
-                _ => return Err(bad_authority()),
-            },
-        };
-    let client = present(state.forwarded).and_then(forwarded_for);
-    let peer = present(state.peer_address)
-        .and_then(parse_socket_address)
-        .map(|(ip, _)| ip);
-    Ok(Some(Connection {
-        principal,
-        source_ip: client.or(peer),
-        remote_ip: client,
-        destination_service,
-        destination_ip,
-        destination_port,
-        sni,
-    }))
-}
-
-/// The client address of the first element of a `forwarded` header (RFC 7239): its `for=`
-/// parameter, quoted or not, `ip`, `ip:port`, `[v6]` or `[v6]:port`. Obfuscated identifiers
-/// (`unknown`, `_hidden`) give `None`.
-pub fn forwarded_for(header: &str) -> Option<IpAddr> {
-    let first = header.split(',').next()?;
-    let value = first.split(';').find_map(|param| {
-        let (key, value) = param.split_once('=')?;
-        key.trim()
-            .eq_ignore_ascii_case("for")
-            .then(|| value.trim().trim_matches('"'))
-    })?;
-    if let Ok(ip) = value.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    if let Some((ip, _)) = parse_socket_address(value) {
-        return Some(ip);
-    }
-    value
-        .strip_prefix('[')
-        .and_then(|v| v.strip_suffix(']'))
-        .and_then(|v| v.parse::<IpAddr>().ok())
-}
-
-/// Strips `spiffe://` from a URI SAN.
-pub fn principal_from_uri_san(san: &str) -> Option<&str> {
-    san.strip_prefix("spiffe://").filter(|p| !p.is_empty())
-}
-
-/// Parses an Envoy address property (`10.0.0.1:8080`, `[::1]:80`) into IP and port.
-pub fn parse_socket_address(text: &str) -> Option<(IpAddr, u16)> {
-    text.parse::<std::net::SocketAddr>()
-        .ok()
-        .map(|s| (s.ip(), s.port()))
 }
 
 #[cfg(any(test, feature = "recording-host"))]

@@ -1,8 +1,9 @@
-//! A [`StreamHost`] that records every call, for tests of the adapter and of what is built on
-//! it (property tests, fuzz targets): one fake host instead of one per test crate. Compiled for
-//! the crate's own tests and with the `recording-host` feature; never in the filters.
+//! A [`StreamHost`] and [`ConnectionHost`] that records every call, for tests of the adapter and
+//! of what is built on it (property tests, fuzz targets): one fake host instead of one per test
+//! crate. Compiled for the crate's own tests and with the `recording-host` feature; never in the
+//! filters.
 
-use crate::{InternalError, LocalReply, StreamHost};
+use crate::{ConnectionHost, InternalError, LocalReply, StreamHost};
 
 /// Records every host call; request headers start from the given list.
 #[derive(Default)]
@@ -21,6 +22,20 @@ pub struct RecordingHost {
     pub fail_mutation: Option<&'static str>,
     /// Warnings logged.
     pub warnings: std::cell::RefCell<Vec<String>>,
+    /// String filter-state objects the connection carries: (key, value).
+    pub filter_state: Vec<(String, String)>,
+    /// The peer certificate's URI SAN.
+    pub peer_uri_san: Option<String>,
+    /// The directly connected peer's `ip:port`.
+    pub direct_remote_address: Option<String>,
+    /// The stream's remote address (`source.address`).
+    pub source_address: Option<String>,
+    /// The TLS SNI.
+    pub sni: Option<String>,
+    /// Every connection property read, in order (`sni`, `peer_uri_san`,
+    /// `direct_remote_address`, `source_address`, or the filter-state key), so tests can check
+    /// that each is read at most once and only when needed.
+    pub connection_reads: std::cell::RefCell<Vec<String>>,
 }
 
 impl RecordingHost {
@@ -60,6 +75,35 @@ impl RecordingHost {
             }
             _ => Ok(()),
         }
+    }
+}
+
+impl RecordingHost {
+    fn read(&self, what: &str, value: &Option<String>) -> Option<String> {
+        self.connection_reads.borrow_mut().push(what.to_string());
+        value.clone()
+    }
+}
+
+impl ConnectionHost for RecordingHost {
+    fn filter_state(&self, key: &str) -> Option<String> {
+        self.connection_reads.borrow_mut().push(key.to_string());
+        self.filter_state
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+    fn peer_uri_san(&self) -> Option<String> {
+        self.read("peer_uri_san", &self.peer_uri_san)
+    }
+    fn direct_remote_address(&self) -> Option<String> {
+        self.read("direct_remote_address", &self.direct_remote_address)
+    }
+    fn source_address(&self) -> Option<String> {
+        self.read("source_address", &self.source_address)
+    }
+    fn sni(&self) -> Option<String> {
+        self.read("sni", &self.sni)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::*;
 
+use crate::connection::peer_addresses;
 use crate::recording::RecordingHost as FakeHost;
 
 const SERVICES: &str = r#"
@@ -471,43 +472,6 @@ fn policy_loads_from_json_and_binary_and_rejects_garbage() {
 }
 
 #[test]
-fn principal_and_address_helpers() {
-    assert_eq!(
-        principal_from_uri_san("spiffe://cluster.local/ns/a/sa/b"),
-        Some("cluster.local/ns/a/sa/b")
-    );
-    assert_eq!(principal_from_uri_san("https://x"), None);
-    assert_eq!(namespace_of_principal("cluster.local/ns/a/sa/b"), Some("a"));
-    assert_eq!(
-        parse_socket_address("[::1]:80"),
-        Some(("::1".parse().unwrap(), 80))
-    );
-    assert_eq!(
-        parse_socket_address("10.0.0.1:8080"),
-        Some(("10.0.0.1".parse().unwrap(), 8080))
-    );
-}
-
-#[test]
-fn peer_addresses_prefer_the_direct_peer() {
-    let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-    // The bootstrap handed over the direct peer: a forged x-forwarded-for (which Envoy turned
-    // into the stream's remote address, port 0) only becomes the remote (original client) IP.
-    assert_eq!(
-        peer_addresses(Some("127.0.0.1:40000"), Some("10.1.2.3:0")),
-        (ip("127.0.0.1"), ip("10.1.2.3"))
-    );
-    // No x-forwarded-for: both are the peer, and remote_ip stays unset (it defaults to it).
-    assert_eq!(
-        peer_addresses(Some("127.0.0.1:40000"), Some("127.0.0.1:40000")),
-        (ip("127.0.0.1"), None)
-    );
-    // No direct address from the host: the stream's remote address is the best there is.
-    assert_eq!(peer_addresses(None, Some("[::1]:5000")), (ip("::1"), None));
-    assert_eq!(peer_addresses(Some("garbage"), None), (None, None));
-}
-
-#[test]
 fn forged_xff_cannot_unlock_ip_blocks_when_the_direct_peer_is_known() {
     let p = policy(
         r#"
@@ -533,78 +497,6 @@ spec:
         (verdict, host.replies.first().map(|r| r.status))
     };
     assert_eq!(run(Some("127.0.0.1:40000")), (Verdict::Replied, Some(403)));
-}
-
-#[test]
-fn hbone_connection_reads_the_tunnel() {
-    let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-    // A service VIP as CONNECT authority, ztunnel's forwarded header, a verified peer.
-    let state = HboneState {
-        peer_principal: Some("spiffe://cluster.local/ns/default/sa/productpage"),
-        connect_authority: Some("10.96.0.10:9080"),
-        forwarded: Some("for=\"10.244.1.7:41234\";host=reviews.default.svc.cluster.local"),
-        peer_address: Some("10.244.1.2:52000"),
-    };
-    let conn = hbone_connection(&state, None).unwrap().unwrap();
-    assert_eq!(
-        conn.principal.as_deref(),
-        Some("cluster.local/ns/default/sa/productpage")
-    );
-    assert_eq!(conn.destination_ip, ip("10.96.0.10"));
-    assert_eq!(conn.destination_port, 9080);
-    assert_eq!(conn.destination_service, None);
-    assert_eq!(conn.remote_ip, ip("10.244.1.7"));
-    assert_eq!(conn.source_ip, ip("10.244.1.7"));
-
-    // A hostname authority; no forwarded header: the peer is the source.
-    let state = HboneState {
-        peer_principal: Some("-"),
-        connect_authority: Some("Reviews.default.svc.cluster.local:9080"),
-        forwarded: Some("-"),
-        peer_address: Some("[fd00::2]:52000"),
-    };
-    let conn = hbone_connection(&state, Some("sni".into()))
-        .unwrap()
-        .unwrap();
-    assert_eq!(conn.principal, None);
-    assert_eq!(
-        conn.destination_service.as_deref(),
-        Some("reviews.default.svc.cluster.local")
-    );
-    assert_eq!(conn.destination_ip, None);
-    assert_eq!(conn.destination_port, 9080);
-    assert_eq!(conn.source_ip, ip("fd00::2"));
-    assert_eq!(conn.remote_ip, None);
-    assert_eq!(conn.sni.as_deref(), Some("sni"));
-
-    // Not in a tunnel.
-    assert_eq!(hbone_connection(&HboneState::default(), None), Ok(None));
-    let no_authority = HboneState {
-        peer_principal: Some("spiffe://cluster.local/ns/a/sa/b"),
-        connect_authority: Some("-"),
-        ..Default::default()
-    };
-    assert_eq!(hbone_connection(&no_authority, None), Ok(None));
-    // Fail closed: state that is there but unreadable is an internal error, never "absent"
-    // (which would pick the service by Host, or make an authenticated peer a plaintext one).
-    for (principal, authority) in [
-        ("spiffe://cluster.local/ns/a/sa/b", "nonsense"),
-        ("spiffe://cluster.local/ns/a/sa/b", "reviews:http"),
-        ("spiffe://cluster.local/ns/a/sa/b", ":9080"),
-        ("spiffe://cluster.local/ns/a/sa/b", "[::1]"),
-        ("cluster.local/ns/a/sa/b", "10.0.0.1:80"),
-        ("spiffe://", "10.0.0.1:80"),
-    ] {
-        let odd = HboneState {
-            peer_principal: Some(principal),
-            connect_authority: Some(authority),
-            ..Default::default()
-        };
-        assert!(
-            hbone_connection(&odd, None).is_err(),
-            "{principal:?} {authority:?} was accepted"
-        );
-    }
 }
 
 // Fail closed (README "Security"): every internal error denies with 500 and forwards nothing.
@@ -698,22 +590,6 @@ spec:
     assert_eq!(f.on_delay_elapsed(&mut host), Verdict::Replied);
     assert_eq!(host.replies.len(), 1);
     assert_eq!(host.replies[0].status, 500);
-}
-
-#[test]
-fn forwarded_for_forms() {
-    let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-    assert_eq!(forwarded_for("for=\"10.0.0.1:80\""), ip("10.0.0.1"));
-    assert_eq!(forwarded_for("for=10.0.0.1"), ip("10.0.0.1"));
-    assert_eq!(
-        forwarded_for("host=x; For=\"[2001:db8::1]:4711\""),
-        ip("2001:db8::1")
-    );
-    assert_eq!(forwarded_for("for=\"[2001:db8::1]\""), ip("2001:db8::1"));
-    assert_eq!(forwarded_for("for=10.0.0.1, for=10.0.0.2"), ip("10.0.0.1"));
-    assert_eq!(forwarded_for("for=unknown"), None);
-    assert_eq!(forwarded_for("host=x"), None);
-    assert_eq!(forwarded_for(""), None);
 }
 
 #[test]

@@ -1,6 +1,8 @@
-//! What each Envoy event does, in safe code: [`crate::sys`] converts Envoy's pointers and calls
-//! these. Every function here catches panics ([`guard`]): a panic is logged, the request fails
+//! What each Envoy event does, in safe code: [`crate::exports`] converts Envoy's pointers and
+//! calls these, and these call Envoy through [`crate::host`]. Every function here catches panics ([`guard`]): a panic is logged, the request fails
 //! closed with a 500, and Envoy keeps running.
+
+#![forbid(unsafe_code)]
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -8,16 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use layover_adapter::{
-    hbone_connection, load_policy, peer_addresses, principal_from_uri_san, Connection, Entropy,
-    HboneState, InternalError, LocalReply, StreamFilter, StreamHost, Verdict, INTERNAL_ERROR_BODY,
-    INTERNAL_ERROR_STATUS,
+    connection, load_policy, Entropy, InternalError, LocalReply, StreamFilter, StreamHost, Verdict,
+    INTERNAL_ERROR_BODY, INTERNAL_ERROR_STATUS,
 };
-use layover_contract::{filter_state, metadata, ClusterSelection, FilterConfig, CLUSTER_HEADER};
+use layover_contract::{metadata, ClusterSelection, FilterConfig, CLUSTER_HEADER};
 use layover_core::CompiledPolicy;
 
-use crate::sys::{
-    self, body_status, headers_status, trailers_status, Attribute, HeaderKind, HttpFilter, Level,
-    Scheduler, SpecifierContext,
+use crate::host::{
+    self, body_status, headers_status, trailers_status, HeaderKind, HttpFilter, Level, Scheduler,
+    SpecifierContext,
 };
 use crate::timer::Timer;
 
@@ -60,7 +61,7 @@ pub(crate) fn guard<T>(hook: &str, f: impl FnOnce() -> T, on_panic: impl FnOnce(
                 .map(|s| (*s).to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".into());
-            sys::log(
+            host::log(
                 Level::Error,
                 &format!("layover: panic in {hook} caught at the FFI boundary: {what}"),
             );
@@ -94,7 +95,7 @@ pub fn config_new(name: &[u8], config: &[u8]) -> Option<Box<Config>> {
             .and_then(|c| Ok((c.cluster_selection, load_policy(&c.policy)?)))
         {
             Ok((selection, policy)) => {
-                sys::log(
+                host::log(
                     Level::Info,
                     &format!(
                         "layover: policy loaded for filter `{}` (cluster selection: {selection:?})",
@@ -108,7 +109,7 @@ pub fn config_new(name: &[u8], config: &[u8]) -> Option<Box<Config>> {
             }
             Err(message) => {
                 // Never run half a policy: Envoy rejects the whole configuration.
-                sys::log(Level::Critical, &format!("layover: {message}"));
+                host::log(Level::Critical, &format!("layover: {message}"));
                 None
             }
         },
@@ -158,56 +159,6 @@ fn next_entropy() -> u64 {
     })
 }
 
-/// What the connection tells us: peer identity and addresses. Unreadable HBONE state is an
-/// internal error (the request fails closed).
-fn connection(envoy: HttpFilter<'_>) -> Result<Connection, InternalError> {
-    let sni = || {
-        envoy
-            .attribute(Attribute::RequestedServerName)
-            .filter(|s| !s.is_empty())
-    };
-    // Inside an HBONE tunnel (internal listener `main_internal`) the TLS peer is gone: the
-    // HBONE listener left the identity and destination in filter state.
-    let connect_authority = envoy.filter_state_string(filter_state::CONNECT_AUTHORITY);
-    if connect_authority.is_some() {
-        let principal = envoy.filter_state_string(filter_state::PEER_PRINCIPAL);
-        let forwarded = envoy.filter_state_string(filter_state::FORWARDED_FOR);
-        let peer = envoy.filter_state_string(filter_state::HBONE_PEER_ADDRESS);
-        let state = HboneState {
-            peer_principal: principal.as_deref(),
-            connect_authority: connect_authority.as_deref(),
-            forwarded: forwarded.as_deref(),
-            peer_address: peer.as_deref(),
-        };
-        if let Some(conn) = hbone_connection(&state, sni())? {
-            return Ok(conn);
-        }
-    }
-    let principal = envoy
-        .attribute(Attribute::UriSanPeerCertificate)
-        .as_deref()
-        .and_then(principal_from_uri_san)
-        .map(str::to_string);
-    // `source_ip` (ipBlocks) is the socket peer, never `source.address`: with
-    // `use_remote_address: false` (Istio waypoints) the latter follows x-forwarded-for.
-    // `remote_ip` (remoteIpBlocks) is that XFF-derived `source.address`, as Envoy's RBAC
-    // `remote_ip` sees it — the same pair the wasm build reads.
-    let (source_ip, remote_ip) = peer_addresses(
-        envoy.direct_remote_address().as_deref(),
-        envoy.attribute(Attribute::SourceAddress).as_deref(),
-    );
-    Ok(Connection {
-        principal,
-        source_ip,
-        remote_ip,
-        destination_service: None,
-        destination_ip: None,
-        // Outside a tunnel the adapter takes the port from the Host header.
-        destination_port: 0,
-        sni: sni(),
-    })
-}
-
 /// `request_headers`: decide and apply.
 pub fn request_headers(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
     guard(
@@ -224,7 +175,7 @@ fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
     let Ok(mut state) = filter.state.try_borrow_mut() else {
         // Envoy never re-enters request_headers; if it did, stopping without a reply would hang
         // the request and continuing would forward it undecided: deny.
-        sys::log(
+        host::log(
             Level::Error,
             "layover: request_headers re-entered, request denied",
         );
@@ -242,7 +193,8 @@ fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
     let headers = host.envoy.headers(HeaderKind::Request);
     #[cfg(feature = "test-panic")]
     test_panic(&headers);
-    let conn = connection(envoy);
+    // Unreadable HBONE state is an internal error (the request fails closed).
+    let conn = connection(&envoy);
     host.cached_request = Some(headers);
     let verdict =
         state
@@ -268,7 +220,7 @@ fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
                 Ok(scheduler) => state.delay = Some(scheduler),
                 Err(message) => {
                     drop(state);
-                    sys::log(Level::Error, &format!("layover: fault delay: {message}"));
+                    host::log(Level::Error, &format!("layover: fault delay: {message}"));
                     fail_closed(filter, envoy);
                 }
             }
@@ -297,7 +249,7 @@ pub fn scheduled(filter: &Filter, envoy: HttpFilter<'_>, event: u64) {
     guard(
         "scheduled",
         || {
-            if event != sys::DELAY_EVENT {
+            if event != host::DELAY_EVENT {
                 return;
             }
             let resume = {
@@ -398,7 +350,7 @@ struct Host<'hook> {
 impl Host<'_> {
     fn report(&self, what: &str, name: &str, ok: bool) {
         if !ok {
-            sys::log(
+            host::log(
                 Level::Warn,
                 &format!("layover: host call {what} `{name}` failed"),
             );
@@ -469,8 +421,8 @@ impl StreamHost for Host<'_> {
     }
     fn mirror(&mut self, cluster: &str, headers: &[(String, String)]) {
         if let Err(result) = self.envoy.http_callout(cluster, headers, MIRROR_TIMEOUT_MS) {
-            if sys::log_enabled(Level::Debug) {
-                sys::log(
+            if host::log_enabled(Level::Debug) {
+                host::log(
                     Level::Debug,
                     &format!("layover: mirror to {cluster} not sent (callout result {result})"),
                 );
@@ -478,7 +430,7 @@ impl StreamHost for Host<'_> {
         }
     }
     fn warn(&self, message: &str) {
-        sys::log(Level::Warn, message);
+        host::log(Level::Warn, message);
     }
 }
 
@@ -504,7 +456,7 @@ pub fn specifier_config_new(name: &[u8], _config: &[u8]) -> Option<Box<Specifier
         "cluster_specifier_config_new",
         || {
             let name = String::from_utf8_lossy(name).into_owned();
-            sys::log(
+            host::log(
                 Level::Info,
                 &format!("layover: cluster specifier `{name}` configured"),
             );
@@ -536,8 +488,8 @@ pub fn specifier_select(config: &SpecifierConfig, context: SpecifierContext<'_>)
                 true
             }
             _ => {
-                if sys::log_enabled(Level::Debug) {
-                    sys::log(
+                if host::log_enabled(Level::Debug) {
+                    host::log(
                         Level::Debug,
                         &format!(
                             "layover: cluster specifier `{}`: no decision yet",
@@ -551,3 +503,6 @@ pub fn specifier_select(config: &SpecifierConfig, context: SpecifierContext<'_>)
         || false,
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,11 +13,20 @@
 //! [`layover_adapter::StreamHost`] over the dynamic-module callbacks.
 //!
 //! # Layout
-//! - [`sys`]: hand-written bindings for exactly the ABI subset used, checked against the Envoy
-//!   1.40.0 binary; the only module with `unsafe`. Also exports the 21 event hooks Envoy requires
-//!   of an HTTP filter module and the 3 cluster-specifier hooks.
-//! - `hooks`: what each event does, in safe code, every hook behind `catch_unwind`.
-//! - [`timer`]: the one shared timer thread behind fault delays.
+//! Three layers, each importing only the one below it; no module imports one above it.
+//! - `exports`: the `#[no_mangle] extern "C"` entry points Envoy calls (the 21 event hooks Envoy
+//!   requires of an HTTP filter module and the 3 cluster-specifier hooks); they only turn Envoy's
+//!   pointers into handles and references and call `hooks`.
+//! - `hooks`: what each event does, in safe code, every hook behind `catch_unwind`; it calls Envoy
+//!   through `host`.
+//! - `host`: safe wrappers over the ABI in Rust types (strings, `Option`, `Result`), and the
+//!   `layover_adapter::ConnectionHost` calls.
+//! - `abi`: hand-written bindings for exactly the ABI subset used, checked against the Envoy
+//!   1.40.0 binary, with one safe method per callback on handles only `exports` can create.
+//! - `timer`: the one shared timer thread behind fault delays.
+//!
+//! `unsafe` is only in `abi` and `exports` (and the fake ABI the unit tests link instead of
+//! Envoy's, `abi::fake`); the crate denies it elsewhere and `host` and `hooks` forbid it.
 //!
 //! # Never crash the host
 //! The release profile unwinds (`panic = "unwind"`) and every hook catches panics: a caught panic
@@ -28,7 +37,7 @@
 //! # Fault delays
 //! Envoy gives dynamic-module HTTP filters no per-stream timer, only a scheduler that posts an
 //! event back to the stream's worker thread from any thread. A delayed request stops iteration,
-//! creates its scheduler and registers a deadline with the shared [`timer::Timer`] (a min-heap and
+//! creates its scheduler and registers a deadline with the shared `timer::Timer` (a min-heap and
 //! a condition variable: no thread per request, no polling). When due, the timer commits the
 //! event; `on_http_filter_scheduled` then applies what the decision says follows the delay (the
 //! abort reply, or `continue_decoding`). A stream destroyed during its delay revokes its timer
@@ -80,9 +89,10 @@
 //! `connection.requested_server_name` the SNI. The source IP is the socket peer from
 //! `http_get_downstream_direct_remote_address`, not the `source.address` attribute, which follows
 //! a client-supplied `x-forwarded-for` on a `use_remote_address: false` connection manager (Istio's
-//! waypoint setting) and would let a client forge `ipBlocks` matches. The destination port comes
-//! from the `:authority`, as in the wasm build; the remote (XFF) IP and destination service are
-//! left unset, as in the wasm build.
+//! waypoint setting) and would let a client forge `ipBlocks` matches; that attribute is the
+//! remote IP (`remoteIpBlocks`). Inside an HBONE tunnel the HBONE listener's filter state says
+//! all of it instead. The view itself is `layover_adapter::connection`, the same code as the wasm
+//! build's; this crate only implements its host calls (`layover_adapter::ConnectionHost`).
 //!
 //! # Module lifetime
 //! The timer thread and thread-local state live as long as the process, so the generated filter
@@ -91,7 +101,9 @@
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]
-pub mod sys;
-pub mod timer;
-
+mod abi;
+#[allow(unsafe_code)]
+mod exports;
 mod hooks;
+mod host;
+mod timer;

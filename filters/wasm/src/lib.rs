@@ -13,8 +13,8 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use layover_adapter::{
-    hbone_connection, internal_error_reply, load_policy, peer_addresses, principal_from_uri_san,
-    Connection, Entropy, HboneState, InternalError, LocalReply, StreamFilter, StreamHost, Verdict,
+    connection, internal_error_reply, load_policy, ConnectionHost, Entropy, InternalError,
+    LocalReply, StreamFilter, StreamHost, Verdict,
 };
 use layover_contract::filter_state;
 use layover_core::CompiledPolicy;
@@ -159,54 +159,6 @@ fn property_string(path: &[&str]) -> Option<String> {
         .and_then(|b| String::from_utf8(b).ok())
 }
 
-impl Http {
-    /// What the connection tells us: peer identity and addresses. Unreadable HBONE state is an
-    /// internal error (the request fails closed).
-    fn connection(&self) -> Result<Connection, InternalError> {
-        // Every property read is a host call that copies into VM memory: read each once.
-        let sni =
-            property_string(&["connection", "requested_server_name"]).filter(|s| !s.is_empty());
-        // Inside an HBONE tunnel (internal listener `main_internal`) the TLS peer is gone: the
-        // HBONE listener left the identity and destination in filter state.
-        let authority = property_string(&["filter_state", filter_state::CONNECT_AUTHORITY]);
-        if authority.is_some() {
-            let principal = property_string(&["filter_state", filter_state::PEER_PRINCIPAL]);
-            let forwarded = property_string(&["filter_state", filter_state::FORWARDED_FOR]);
-            let peer = property_string(&["filter_state", filter_state::HBONE_PEER_ADDRESS]);
-            let state = HboneState {
-                peer_principal: principal.as_deref(),
-                connect_authority: authority.as_deref(),
-                forwarded: forwarded.as_deref(),
-                peer_address: peer.as_deref(),
-            };
-            if let Some(conn) = hbone_connection(&state, sni.clone())? {
-                return Ok(conn);
-            }
-        }
-        let principal = property_string(&["connection", "uri_san_peer_certificate"])
-            .as_deref()
-            .and_then(principal_from_uri_san)
-            .map(str::to_string);
-        // The direct peer, when the bootstrap hands it over (see filter_state::DIRECT_REMOTE_ADDRESS):
-        // `source.address` is whatever x-forwarded-for said once the connection manager
-        // (use_remote_address: false) has replaced the stream's remote address.
-        let (source_ip, remote_ip) = peer_addresses(
-            property_string(&["filter_state", filter_state::DIRECT_REMOTE_ADDRESS]).as_deref(),
-            property_string(&["source", "address"]).as_deref(),
-        );
-        Ok(Connection {
-            principal,
-            source_ip,
-            remote_ip,
-            destination_service: None,
-            destination_ip: None,
-            // Outside a tunnel the adapter takes the port from the Host header.
-            destination_port: 0,
-            sni,
-        })
-    }
-}
-
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         #[cfg(feature = "test-panic")]
@@ -218,7 +170,8 @@ impl HttpContext for Http {
             host.send_local_reply(&internal_error_reply());
             return Action::Pause;
         };
-        let conn = self.connection();
+        // Unreadable HBONE state is an internal error (the request fails closed).
+        let conn = connection(&host);
         let entropy = self
             .shared
             .borrow_mut()
@@ -291,6 +244,30 @@ fn required(
     result: Result<(), proxy_wasm::types::Status>,
 ) -> Result<(), InternalError> {
     result.map_err(|status| InternalError(format!("host call {what} `{name}` failed: {status:?}")))
+}
+
+/// Each property read is one host call that copies into VM memory; `layover_adapter::connection`
+/// reads each at most once, and only when it needs it.
+impl ConnectionHost for WasmHost {
+    fn filter_state(&self, key: &str) -> Option<String> {
+        property_string(&["filter_state", key])
+    }
+    fn peer_uri_san(&self) -> Option<String> {
+        property_string(&["connection", "uri_san_peer_certificate"])
+    }
+    fn direct_remote_address(&self) -> Option<String> {
+        // proxy-wasm has no property for the direct peer: the bootstrap hands it over (see
+        // filter_state::DIRECT_REMOTE_ADDRESS), because `source.address` is whatever
+        // x-forwarded-for said once the connection manager (use_remote_address: false) has
+        // replaced the stream's remote address.
+        self.filter_state(filter_state::DIRECT_REMOTE_ADDRESS)
+    }
+    fn source_address(&self) -> Option<String> {
+        property_string(&["source", "address"])
+    }
+    fn sni(&self) -> Option<String> {
+        property_string(&["connection", "requested_server_name"])
+    }
 }
 
 impl StreamHost for WasmHost {

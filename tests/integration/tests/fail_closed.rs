@@ -10,8 +10,9 @@
 //!   tests/integration/tests/dynamic_module.rs `a_panic_in_the_filter_fails_that_request_and_envoy_keeps_serving`).
 //! - the internal errors that cannot be triggered from outside Envoy (failed host calls,
 //!   unreadable filter state) are unit-tested against fake hosts: filters/adapter/src/tests.rs
-//!   `internal_errors_deny_with_500`, filters/dynamic-module/src/sys/tests.rs
-//!   `failed_host_calls_and_bad_filter_state_fail_closed`.
+//!   `internal_errors_deny_with_500`, filters/adapter/src/connection/tests.rs
+//!   `connection_with_unreadable_hbone_state_fails_closed`,
+//!   filters/dynamic-module/src/exports/tests.rs `failed_host_calls_and_bad_filter_state_fail_closed`.
 //!
 //! Needs the `test-panic` wasm (`$LAYOVER_WASM_PANIC`, else
 //! `target/test-panic-wasm/wasm32-wasip1/wasm-release/layover_wasm.wasm`); `cargo xtask test`

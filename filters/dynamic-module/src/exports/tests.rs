@@ -1,13 +1,15 @@
-//! The hooks end to end over the fake host (`sys::fake`): the exported `extern "C"` entry points
+//! The hooks end to end over the fake host (`abi::fake`): the exported `extern "C"` entry points
 //! are called the way Envoy calls them, with the fake standing in for Envoy's callbacks.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::ffi::c_void;
 use std::time::{Duration, Instant};
 
-use crate::hooks::{fail_closed, guard, response_headers};
-use crate::sys::fake::{self, envoy_ptr, LAST_SCHEDULER, STREAM};
-use crate::sys::{self as s, body_status, headers_status, Buffer, Level};
+use crate::abi::fake::{self, envoy_ptr, LAST_SCHEDULER, STREAM};
+use crate::abi::{body_status, headers_status, Attribute, Buffer, Level, ABI_VERSION};
+use crate::exports as s;
+use crate::hooks::{fail_closed, guard, response_headers, Filter};
+use crate::host::{HttpFilter, SpecifierContext, DELAY_EVENT};
 
 const YAML: &str = r#"
 apiVersion: v1
@@ -54,6 +56,22 @@ fn buf(bytes: &[u8]) -> Buffer {
     fake::buffer(bytes)
 }
 
+/// The module filter behind a pointer `on_http_filter_new` returned.
+fn filter_ref<'a>(raw: *const c_void) -> &'a Filter {
+    // SAFETY: tests pass pointers from on_http_filter_new that are not destroyed yet.
+    unsafe { s::module_filter(raw) }.unwrap()
+}
+
+/// Runs `f` with an `HttpFilter` over the fake stream.
+fn with_envoy<T>(f: impl FnOnce(HttpFilter<'_>) -> T) -> T {
+    f(HttpFilter::new(fake::filter_ptr()))
+}
+
+/// Runs `f` with a `SpecifierContext` over the fake stream.
+fn with_specifier<T>(f: impl FnOnce(SpecifierContext<'_>) -> T) -> T {
+    f(SpecifierContext::new(fake::specifier_ptr()))
+}
+
 /// A configured module and one stream with the given request path.
 struct Stream {
     config: *const c_void,
@@ -92,7 +110,7 @@ impl Stream {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
             st.attributes = vec![
-                (s::Attribute::SourceAddress as u32, "10.9.9.9:1".into()),
+                (Attribute::SourceAddress as u32, "10.9.9.9:1".into()),
                 (fake::DIRECT_REMOTE, "10.1.2.3:4567".into()),
             ];
         });
@@ -143,7 +161,7 @@ fn wait_for_commit() -> Vec<u64> {
 fn program_init_returns_the_abi_version() {
     let v = s::envoy_dynamic_module_on_program_init();
     assert!(!v.is_null());
-    assert_eq!(s::ABI_VERSION, b"v0.2.0\0");
+    assert_eq!(ABI_VERSION, b"v0.2.0\0");
 }
 
 #[test]
@@ -212,11 +230,11 @@ fn a_delay_commits_through_the_timer_then_continues() {
         },
         body_status::STOP_AND_BUFFER
     );
-    assert_eq!(wait_for_commit(), [s::DELAY_EVENT]);
+    assert_eq!(wait_for_commit(), [DELAY_EVENT]);
     assert!(started.elapsed() >= Duration::from_millis(50));
     // SAFETY: the fake upholds the hook contract: pointers from config_new/filter_new, live.
     unsafe {
-        s::envoy_dynamic_module_on_http_filter_scheduled(envoy_ptr(), stream.filter, s::DELAY_EVENT)
+        s::envoy_dynamic_module_on_http_filter_scheduled(envoy_ptr(), stream.filter, DELAY_EVENT)
     };
     let (continued, deleted) = STREAM.with(|st| {
         let st = st.borrow();
@@ -252,11 +270,11 @@ fn a_stream_destroyed_during_its_delay_is_never_committed() {
 #[test]
 fn response_hook_reentered_during_our_own_reply_leaves_state_alone() {
     let stream = Stream::new("/r");
-    let filter = fake::filter_ref(stream.filter);
+    let filter = filter_ref(stream.filter);
     // Envoy re-enters the response hook from inside send_response while the request hook holds
     // the state: the re-entrant call must neither panic nor touch the state.
     let held = filter.state.borrow_mut();
-    let status = fake::with_envoy(|envoy| response_headers(filter, envoy));
+    let status = with_envoy(|envoy| response_headers(filter, envoy));
     assert_eq!(status, headers_status::CONTINUE);
     assert!(STREAM.with(|st| st.borrow().response.is_empty()));
     assert!(STREAM.with(|st| st.borrow().logs.iter().all(|(_, m)| !m.contains("panic"))));
@@ -274,8 +292,8 @@ fn a_panic_is_caught_logged_and_fails_closed() {
         .any(|(_, m)| m.contains("panic in test_hook") && m.contains("boom")));
 
     let stream = Stream::new("/r");
-    let filter = fake::filter_ref(stream.filter);
-    fake::with_envoy(|envoy| fail_closed(filter, envoy));
+    let filter = filter_ref(stream.filter);
+    with_envoy(|envoy| fail_closed(filter, envoy));
     let sent = STREAM.with(|st| st.borrow().sent.clone()).unwrap();
     assert_eq!(sent.0, 500);
     assert_eq!(sent.3, "layover_internal_error");
@@ -328,7 +346,7 @@ fn failed_host_calls_and_bad_filter_state_fail_closed() {
     drop(stream);
     // Re-entered request hook (state already borrowed): denied, not hung.
     let stream = Stream::new("/r");
-    let filter = fake::filter_ref(stream.filter);
+    let filter = filter_ref(stream.filter);
     let held = filter.state.borrow_mut();
     assert_eq!(stream.request_headers(), headers_status::STOP_ITERATION);
     assert_eq!(sent().unwrap().0, 500);
@@ -379,7 +397,7 @@ fn metadata_mode_writes_the_cluster_to_metadata_and_refreshes_only_the_cluster()
         st.metadata.clear();
         st.selected_cluster = None;
     });
-    let none = fake::with_specifier(|ctx| {
+    let none = with_specifier(|ctx| {
         crate::hooks::specifier_select(&crate::hooks::SpecifierConfig::for_tests(), ctx)
     });
     assert!(!none);
@@ -403,24 +421,4 @@ fn header_mode_still_clears_the_whole_route_cache() {
         assert!(st.route_cache_cleared >= 1);
         assert_eq!(st.route_cluster_cache_cleared, 0);
     });
-}
-
-#[test]
-fn filter_config_wrapper_is_recognised_and_checked() {
-    // The wrapper's parsing is `layover_contract::FilterConfig`'s (tested there); here: the
-    // module takes the mode from it and refuses a bad one.
-    let policy = policy_json();
-    let wrapped = format!("{{\"cluster_selection\":\"metadata\",\"policy\":{policy}}}");
-    assert!(crate::hooks::config_new(b"t", wrapped.as_bytes()).is_some());
-    for bad in [
-        format!("{{\"cluster_selection\":\"cookie\",\"policy\":{policy}}}"),
-        "{\"cluster_selection\":\"metadata\"}".to_string(),
-        format!("{{\"cluster_selection\":\"metadata\",\"policy\":{policy},\"extra\":1}}"),
-    ] {
-        STREAM.with(|st| *st.borrow_mut() = fake::Stream::default());
-        assert!(
-            crate::hooks::config_new(b"t", bad.as_bytes()).is_none(),
-            "{bad}"
-        );
-    }
 }
