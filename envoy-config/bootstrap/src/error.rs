@@ -4,6 +4,9 @@
 /// route some traffic differently from what the policy says.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EmitError {
+    /// The istiod-shaped waypoint was asked for without HBONE (its only listener).
+    #[error("the istiod-shaped waypoint needs HBONE (hbone options: certificates and port)")]
+    IstiodShapeNeedsHbone,
     /// `Policy.mesh.path_normalization` holds a value this build does not know.
     #[error("mesh.path_normalization: unknown value {0}")]
     UnknownPathNormalization(i32),

@@ -35,6 +35,7 @@ mod options;
 mod routes;
 
 mod filter;
+pub mod istiod;
 pub mod manifests;
 pub mod native;
 pub mod reload;

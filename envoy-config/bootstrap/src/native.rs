@@ -91,6 +91,9 @@ pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
 /// Name of the native route configuration.
 pub const ROUTE_CONFIG_NAME: &str = "layover-native";
 
+/// Name of the last route of each virtual host: the 404 for a request no route matched.
+pub const NO_ROUTE: &str = "no-route";
+
 /// Why the native configuration could not be generated.
 #[derive(Debug, thiserror::Error)]
 pub enum NativeError {
@@ -339,7 +342,7 @@ fn service_domains(policy: &Policy) -> BTreeMap<usize, Vec<String>> {
 }
 
 /// The routes of one service's virtual host for `port` (`None`: the authority had no port).
-fn service_routes(
+pub(crate) fn service_routes(
     svc: &Service,
     port: Option<u32>,
     default_retry: Option<&RetryPolicy>,
@@ -398,7 +401,7 @@ fn service_routes(
     // host so the service's AuthorizationPolicies run first (Istio's waypoint enforces them
     // on the whole service, matched route or not).
     out.push(json!({
-        "name": "no-route",
+        "name": NO_ROUTE,
         "match": { "prefix": "/" },
         "direct_response": { "status": 404 },
     }));
@@ -1045,7 +1048,10 @@ struct RbacGroup {
 
 /// The `typed_per_filter_config` of a service's virtual hosts: one `RBACPerRoute` per action the
 /// service's bound policies use.
-fn service_rbac(policy: &Policy, svc: &Service) -> Result<Map<String, Value>, NativeError> {
+pub(crate) fn service_rbac(
+    policy: &Policy,
+    svc: &Service,
+) -> Result<Map<String, Value>, NativeError> {
     let mut groups: BTreeMap<&str, RbacGroup> = BTreeMap::new();
     for &i in &svc.authorization_policies {
         let Some(p) = policy.authorization_policies.get(i as usize) else {

@@ -34,6 +34,14 @@ impl ClusterSelection {
         }
     }
 
+    /// The spelling on the wire (the filter configuration's `cluster_selection`).
+    pub const fn wire_name(self) -> &'static str {
+        match self {
+            ClusterSelection::Header => "header",
+            ClusterSelection::SpecifierPlugin => "metadata",
+        }
+    }
+
     /// Every value, in the order `--help` lists them.
     pub const ALL: [ClusterSelection; 2] =
         [ClusterSelection::Header, ClusterSelection::SpecifierPlugin];

@@ -46,13 +46,28 @@ pub mod filter_state {
 
     /// HBONE: the verified URI SAN of the HBONE peer (`spiffe://td/ns/…/sa/…`), recorded by
     /// `connect_terminate` from `%DOWNSTREAM_PEER_URI_SAN%` and shared with the internal
-    /// listener `main_internal`, where the TLS peer is gone. Istio's own waypoint calls the
-    /// same object `io.istio.peer_principal`.
-    pub const PEER_PRINCIPAL: &str = "layover.peer_principal";
+    /// listener `main_internal`, where the TLS peer is gone. istiod's name, so the filters read
+    /// the same key in Istio's own waypoint and in layover's (`pilot/pkg/xds/filters/filters.go:
+    /// 259-351 @ 1.30.3`, `connect_authority`; its RBAC matches principals against it,
+    /// `security/authz/model/principal.go:60-80`).
+    pub const PEER_PRINCIPAL: &str = "io.istio.peer_principal";
 
     /// HBONE: the CONNECT `:authority` (`vip:port`, `pod-ip:port` or `host:port`), the
-    /// destination ztunnel asked for. Istio: `io.istio.connect_authority`.
-    pub const CONNECT_AUTHORITY: &str = "layover.connect_authority";
+    /// destination ztunnel asked for. istiod's name (`filters.go:82 @ 1.30.3`).
+    pub const CONNECT_AUTHORITY: &str = "io.istio.connect_authority";
+
+    /// HBONE: the waypoint's own URI SAN (`%DOWNSTREAM_LOCAL_URI_SAN%`), recorded by istiod's
+    /// `connect_terminate` (`filters.go @ 1.30.3`); the filters do not read it.
+    pub const LOCAL_PRINCIPAL: &str = "io.istio.local_principal";
+
+    /// HBONE: the CONNECT `:authority` as the address the internal listener's `original_dst`
+    /// filter restores as the connection's destination (`filters.go:78 @ 1.30.3`); Envoy's own
+    /// factory for this name parses it (an `ip:port`; a hostname authority does not parse).
+    pub const ORIGINAL_DST_LOCAL_IP: &str = "envoy.filters.listener.original_dst.local_ip";
+
+    /// HBONE: the HBONE peer's address (`%DOWNSTREAM_REMOTE_ADDRESS%` at `connect_terminate`),
+    /// which `original_dst` restores as the internal connection's source (istiod's name).
+    pub const ORIGINAL_DST_REMOTE_IP: &str = "envoy.filters.listener.original_dst.remote_ip";
 
     /// HBONE: the CONNECT request's `forwarded` header as ztunnel sent it
     /// (`for="<client ip:port>"`), naming the original client.

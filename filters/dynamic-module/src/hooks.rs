@@ -98,8 +98,9 @@ pub fn config_new(name: &[u8], config: &[u8]) -> Option<Box<Config>> {
                 host::log(
                     Level::Info,
                     &format!(
-                        "layover: policy loaded for filter `{}` (cluster selection: {selection:?})",
-                        String::from_utf8_lossy(name)
+                        "layover: policy loaded for filter `{}` (cluster selection: {})",
+                        String::from_utf8_lossy(name),
+                        selection.wire_name(),
                     ),
                 );
                 Some(Box::new(Config {

@@ -7,6 +7,7 @@
 //! - [`waypoint`]: Istio YAML for real backends → compiled policy → Envoy running a layover
 //!   filter build (wasm or dynamic module).
 //!
+//! - [`mesh`]: a mesh CA and an HBONE request, standing in for ztunnel.
 //! - [`tls`]: an mTLS client whose client certificate is the caller's SPIFFE identity.
 //! - [`bench`]: request lists, percentiles and the "no policy" bootstrap of `cargo xtask bench`.
 //!
@@ -16,6 +17,7 @@ pub mod backend;
 pub mod bench;
 pub mod client;
 pub mod envoy;
+pub mod mesh;
 pub mod tls;
 pub mod waypoint;
 

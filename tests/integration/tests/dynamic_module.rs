@@ -495,7 +495,7 @@ async fn cluster_specifier_plugin_routes_to_the_decided_subset_and_ignores_clien
     assert!(started.elapsed() >= Duration::from_millis(300));
     // The module knew which mode it was configured for.
     assert!(
-        envoy.log().contains("cluster selection: Metadata"),
+        envoy.log().contains("cluster selection: metadata"),
         "{}",
         envoy.log_tail(30)
     );

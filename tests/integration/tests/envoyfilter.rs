@@ -47,6 +47,10 @@ metadata:
   name: user-patches
   namespace: default
 spec:
+  # Istio 1.27+ attaches EnvoyFilters to a waypoint only through targetRefs
+  # (pilot/pkg/model/policyattachment.go:139-148 @ 1.30.3).
+  targetRefs:
+  - {group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}
   configPatches:
   - applyTo: HTTP_FILTER
     match:

@@ -12,7 +12,8 @@ use std::time::Duration;
 use layover_bootstrap::{
     bootstrap, endpoints_from_registry, BootstrapOptions, Hbone, CONNECT_TERMINATE,
 };
-use layover_certs::{write_cert, Identity, MeshCa, MeshDir};
+use layover_certs::{Identity, MeshCa};
+use layover_integration::mesh::Certs;
 use layover_integration::waypoint::{app_yaml, compile_yaml, policy_json, FilterBuild};
 use layover_integration::{
     validate_config_with, Backend, ClientIdentity, Envoy, Launch, TlsClient, TlsError,
@@ -61,35 +62,8 @@ spec:
         principals: [\"cluster.local/ns/default/sa/productpage\"]
 ";
 
-/// A mesh CA with the waypoint's certificate written to a temp dir.
-struct Certs {
-    ca: MeshCa,
-    hbone: Hbone,
-    _dir: tempfile::TempDir,
-}
-
 fn certs() -> Certs {
-    let ca = MeshCa::new("cluster.local").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mesh = MeshDir::new(dir.path());
-    std::fs::write(mesh.root_cert(), ca.root_pem()).unwrap();
-    let waypoint = ca
-        .issue(&Identity::new("default", "waypoint").unwrap())
-        .unwrap();
-    write_cert(&mesh.waypoint(), &waypoint).unwrap();
-    let hbone = Hbone {
-        port: Launch::ANY_PORT,
-        cert_chain: mesh.waypoint().cert_chain,
-        private_key: mesh.waypoint().private_key,
-        trusted_ca: mesh.root_cert(),
-        trust_domain: "cluster.local".into(),
-        upstream_port: layover_contract::HBONE_PORT,
-    };
-    Certs {
-        ca,
-        hbone,
-        _dir: dir,
-    }
+    Certs::new().unwrap()
 }
 
 fn hbone_config(
@@ -224,38 +198,18 @@ async fn tunnelled_get(
     path: &str,
     forwarded: &str,
 ) -> (u16, String) {
-    use http_body_util::{BodyExt, Empty};
-    use layover_hbone::{ConnectHeaders, Credentials, HboneClient, PeerPolicy};
-
-    let cert = certs
-        .ca
-        .issue(&Identity::new("default", sa).unwrap())
-        .unwrap();
-    let creds = Credentials::from_issued(certs.ca.root_pem(), &cert, "cluster.local").unwrap();
-    let client = HboneClient::new(&creds, PeerPolicy::trust_domain("cluster.local")).unwrap();
-    let conn = client.connect(addr).await.unwrap();
-    let headers = ConnectHeaders {
-        forwarded_for: Some(forwarded.parse().unwrap()),
-        ..ConnectHeaders::default()
-    };
-    let stream = conn.connect(connect_authority, &headers).await.unwrap();
-    let (mut send, driver) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(driver);
-    let req = http::Request::builder()
-        .uri(path)
-        .header("host", host)
-        .body(Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(20), send.send_request(req))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    layover_integration::mesh::tunnelled_get(
+        certs,
+        addr,
+        sa,
+        connect_authority,
+        host,
+        path,
+        Some(forwarded),
+        &[],
+    )
+    .await
+    .unwrap()
 }
 
 async fn through_the_tunnel(build: FilterBuild) {

@@ -331,11 +331,11 @@ fn failed_host_calls_and_bad_filter_state_fail_closed() {
     STREAM.with(|st| {
         st.borrow_mut().filter_state = vec![
             (
-                "layover.connect_authority".into(),
+                layover_contract::filter_state::CONNECT_AUTHORITY.into(),
                 "not an authority".into(),
             ),
             (
-                "layover.peer_principal".into(),
+                layover_contract::filter_state::PEER_PRINCIPAL.into(),
                 "spiffe://cluster.local/ns/a/sa/b".into(),
             ),
         ]

@@ -1,0 +1,297 @@
+//! The waypoint istiod generates (`layover_bootstrap::istiod`, pinned Istio 1.30.3) under the
+//! real Envoy: natively (istiod's own RBAC and routes — the baseline), and with layover attached
+//! only the way a cluster attaches it, through the route A EnvoyFilter, for both builds.
+//!
+//! ztunnel is played by an HBONE client that sends what ztunnel sends: a CONNECT to the
+//! service VIP and port (`main_internal` picks its chain by that address, as istiod's
+//! `filter_chain_matcher` does), with the caller's SPIFFE certificate. Each test is one of the
+//! four ways the previous EnvoyFilter failed in Istio's waypoint (issue 13):
+//! 1. attachment — the EnvoyFilter attaches through `targetRefs` (and only so, from 1.27);
+//! 2. identity — principals come from istiod's `io.istio.peer_principal`;
+//! 3. clusters — destinations are reached through istiod's `inbound-vip|…` clusters and
+//!    `connect_originate` (HBONE to the pod);
+//! 4. routes — layover's routing takes effect for a service with a VirtualService.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use layover_bootstrap::istiod::{http_chain_name, istiod_waypoint_value, route_a_envoy_filter};
+use layover_bootstrap::{
+    direct_remote_address_filter, endpoints_from_registry, to_yaml, waypoint_target,
+    BootstrapOptions, CONNECT_TERMINATE, MAIN_INTERNAL,
+};
+use layover_contract::ClusterSelection;
+use layover_envoyfilter::IstioVersion;
+use layover_integration::mesh::{tunnelled_get, Certs};
+use layover_integration::waypoint::{
+    compile_yaml, policy_json, subsets_yaml, workload_yaml, FilterBuild,
+};
+use layover_integration::{validate_config_with, Backend, Echo, Envoy, Launch};
+use serde_json::Value;
+
+/// The service VIP ztunnel dials.
+const VIP: &str = "10.96.0.10:9080";
+
+/// reviews with a VIP, subsets v1 / v2, a VirtualService sending `end-user: jason` to v2 and
+/// everyone else to v1, and an ALLOW policy for productpage only.
+fn yaml(backends: &[&Backend]) -> String {
+    let mut y = "---
+apiVersion: v1
+kind: Service
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  clusterIP: 10.96.0.10
+  selector:
+    app: reviews
+  ports:
+  - name: http
+    port: 9080
+    targetPort: 9080
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  hosts: [reviews]
+  http:
+  - name: jason
+    match:
+    - headers:
+        end-user:
+          exact: jason
+    route:
+    - destination: {host: reviews, subset: v2}
+  - route:
+    - destination: {host: reviews, subset: v1}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: reviews-viewer
+  namespace: default
+spec:
+  targetRefs:
+  - {kind: Service, group: \"\", name: reviews}
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals: [cluster.local/ns/default/sa/productpage]
+"
+    .to_string();
+    for b in backends {
+        y.push_str(&workload_yaml(b, "reviews"));
+    }
+    y + &subsets_yaml("reviews", &["v1", "v2"])
+}
+
+/// The istiod-shaped waypoint for `build`: native, or with layover attached by the route A
+/// EnvoyFilter (the same object `layover manifests` writes), applied with istiod's rules.
+fn config(
+    build: FilterBuild,
+    backends: &[&Backend],
+    certs: &Certs,
+    istio: IstioVersion,
+    in_mesh: bool,
+    launch: Option<&Launch>,
+) -> String {
+    let compiled = compile_yaml(&yaml(backends)).unwrap();
+    let mut endpoints = endpoints_from_registry(&compiled);
+    for ep in &mut endpoints {
+        ep.hbone = in_mesh;
+    }
+    let mut opts = BootstrapOptions {
+        admin_port: Launch::ANY_PORT,
+        listener_port: Launch::ANY_PORT,
+        access_log_path: launch.map(|l| l.access_log.display().to_string()),
+        hbone: Some(certs.hbone.clone()),
+        ..BootstrapOptions::default()
+    };
+    if build != FilterBuild::Native {
+        let filter = build.http_filter(&policy_json(&compiled).unwrap()).unwrap();
+        let ef = route_a_envoy_filter(
+            &compiled.policy,
+            &[direct_remote_address_filter(), filter],
+            ClusterSelection::Header,
+            istio,
+            &waypoint_target(&compiled.policy),
+        )
+        .unwrap();
+        opts.envoy_filters = vec![layover_envoyfilter::EnvoyFilter::from_value(ef).unwrap()];
+    }
+    let v = istiod_waypoint_value(&compiled.policy, &endpoints, &opts, istio).unwrap();
+    to_yaml(&v)
+}
+
+fn chain<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["static_resources"]["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == MAIN_INTERNAL)
+        .unwrap()["filter_chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no chain {name}"))
+}
+
+fn http_filter_names(chain: &Value) -> Vec<String> {
+    chain["filters"][0]["typed_config"]["http_filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn validates(build: FilterBuild, istio: &str) {
+    let backend = Backend::start("reviews-v1", "v1").await.unwrap();
+    let certs = Certs::new().unwrap();
+    let istio: IstioVersion = istio.parse().unwrap();
+    let text = config(build, &[&backend], &certs, istio, true, None);
+    validate_config_with(&text, &build.envoy_options().unwrap())
+        .unwrap_or_else(|e| panic!("{} @ {istio}: {e}\n{text}", build.name()));
+    // The chain is named as istiod names it for that release, and (route A) its connection
+    // manager is layover's: no RBAC filter of istiod's is left to enforce the policy twice.
+    let v: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let name = http_chain_name(istio, 9080, "reviews.default.svc.cluster.local");
+    let filters = http_filter_names(chain(&v, &name));
+    match build {
+        FilterBuild::Native => assert_eq!(
+            filters,
+            [
+                "envoy.filters.http.rbac",
+                "envoy.filters.http.fault",
+                "envoy.filters.http.cors",
+                "envoy.filters.http.router"
+            ]
+        ),
+        _ => assert_eq!(
+            filters,
+            [
+                "layover.direct_remote_address",
+                "layover",
+                "envoy.filters.http.router"
+            ]
+        ),
+    }
+}
+
+/// Routing and authorization through the tunnel: the VirtualService's header route picks v2
+/// (failure 4), the default route v1; productpage is allowed and ratings denied by principal
+/// (failure 2); in-mesh endpoints are reached by HBONE through `connect_originate` (failure 3).
+async fn serves(build: FilterBuild) {
+    use layover_hbone::{Credentials, HboneServer, PeerPolicy};
+
+    let v1 = Backend::start("reviews-v1", "v1").await.unwrap();
+    let v2 = Backend::start("reviews-v2", "v2").await.unwrap();
+    let certs = Certs::new().unwrap();
+    // The destination's ztunnel: terminates the waypoint's HBONE and forwards to the pod.
+    let ztunnel_id = certs
+        .ca
+        .issue(&layover_certs::Identity::new("default", "ztunnel").unwrap())
+        .unwrap();
+    let creds =
+        Credentials::from_issued(certs.ca.root_pem(), &ztunnel_id, "cluster.local").unwrap();
+    let ztunnel = HboneServer::new(&creds, PeerPolicy::trust_domain("cluster.local"))
+        .unwrap()
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut certs = certs;
+    certs.hbone.upstream_port = ztunnel.local_addr().port();
+
+    let envoy = Envoy::start_with(&build.envoy_options().unwrap(), |launch| {
+        Ok::<_, std::convert::Infallible>(config(
+            build,
+            &[&v1, &v2],
+            &certs,
+            IstioVersion::PINNED,
+            true,
+            Some(launch),
+        ))
+    })
+    .await
+    .unwrap();
+    let addr = envoy.listener_addr_of(CONNECT_TERMINATE).unwrap();
+    let get = |sa: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        tunnelled_get(
+            &certs,
+            addr,
+            sa,
+            VIP,
+            "reviews:9080",
+            "/reviews/1",
+            None,
+            headers,
+        )
+    };
+
+    let (status, body) = get("productpage", &[]).await.unwrap();
+    assert_eq!(status, 200, "{}: {body}", build.name());
+    let echo: Echo = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo.name, "reviews-v1", "{}", build.name());
+
+    let (status, body) = get("productpage", &[("end-user", "jason")]).await.unwrap();
+    assert_eq!(status, 200, "{}: {body}", build.name());
+    let echo: Echo = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        echo.name,
+        "reviews-v2",
+        "{}: the VirtualService route",
+        build.name()
+    );
+
+    let (status, body) = get("ratings", &[]).await.unwrap();
+    assert_eq!(status, 403, "{}: {body}", build.name());
+    assert_eq!(body, "RBAC: access denied");
+
+    assert_eq!(
+        v1.request_count() + v2.request_count(),
+        2,
+        "{}",
+        build.name()
+    );
+    assert!(
+        ztunnel.records().len() >= 2,
+        "{}: every allowed request went out through connect_originate's HBONE",
+        build.name()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istiod_shape_validates_native() {
+    validates(FilterBuild::Native, "1.30.3").await;
+    validates(FilterBuild::Native, "1.26.8").await;
+    validates(FilterBuild::Native, "1.23.6").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_a_validates_wasm() {
+    validates(FilterBuild::Wasm, "1.30.3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_a_validates_dynamic_module() {
+    validates(FilterBuild::DynamicModule, "1.30.3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istiod_shape_serves_native() {
+    serves(FilterBuild::Native).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_a_serves_wasm() {
+    serves(FilterBuild::Wasm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_a_serves_dynamic_module() {
+    serves(FilterBuild::DynamicModule).await;
+}
