@@ -45,6 +45,21 @@ fn shared_string_state(key: &str, format: &str) -> Value {
     })
 }
 
+/// The `set_filter_state` HTTP filter recording the HBONE peer's address
+/// ([`HBONE_PEER_ADDRESS`]) at `connect_terminate`. Route A inserts it into istiod's
+/// `connect_terminate`, which records no address the filters can read.
+pub fn hbone_peer_address_filter() -> Value {
+    json!({
+        "name": HBONE_PEER_ADDRESS,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
+            "on_request_headers": [
+                shared_string_state(HBONE_PEER_ADDRESS, "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%"),
+            ],
+        },
+    })
+}
+
 /// Listener `connect_terminate`: HBONE (HTTP/2 CONNECT over mTLS) in, tunnel bytes out to
 /// `main_internal`.
 pub(crate) fn connect_terminate_json(hbone: &Hbone, opts: &BootstrapOptions) -> Value {

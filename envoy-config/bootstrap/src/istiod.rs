@@ -56,6 +56,19 @@ use crate::{
 /// Envoy's HTTP connection manager network filter.
 const HCM: &str = "envoy.filters.network.http_connection_manager";
 
+/// The CONNECT `:authority` as the address `main_internal`'s `original_dst` listener filter
+/// restores as the tunnelled connection's destination (`filters.go:78 @ 1.30.3`); Envoy's own
+/// factory for this name parses it (an `ip:port`: a hostname authority selects no chain).
+const ORIGINAL_DST_LOCAL_IP: &str = "envoy.filters.listener.original_dst.local_ip";
+
+/// The HBONE peer's address, which `original_dst` restores as the tunnelled connection's
+/// remote address — not its *direct* remote address, which stays the internal listener's
+/// (`envoy://internal_client_address/`, measured on Envoy 1.40).
+const ORIGINAL_DST_REMOTE_IP: &str = "envoy.filters.listener.original_dst.remote_ip";
+
+/// The waypoint's own URI SAN (`%DOWNSTREAM_LOCAL_URI_SAN%`); nothing here reads it.
+const LOCAL_PRINCIPAL: &str = "io.istio.local_principal";
+
 /// istiod's HTTP RBAC filter name (every RBAC filter of a chain has it).
 const RBAC: &str = "envoy.filters.http.rbac";
 
@@ -307,11 +320,11 @@ fn connect_authority_filter() -> Value {
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
             "on_request_headers": [
-                state(filter_state::ORIGINAL_DST_LOCAL_IP, "%REQ(:AUTHORITY)%", false),
+                state(ORIGINAL_DST_LOCAL_IP, "%REQ(:AUTHORITY)%", false),
                 state(filter_state::CONNECT_AUTHORITY, "%REQ(:AUTHORITY)%", true),
-                state(filter_state::ORIGINAL_DST_REMOTE_IP, "%DOWNSTREAM_REMOTE_ADDRESS%", false),
+                state(ORIGINAL_DST_REMOTE_IP, "%DOWNSTREAM_REMOTE_ADDRESS%", false),
                 state(filter_state::PEER_PRINCIPAL, "%DOWNSTREAM_PEER_URI_SAN%", true),
-                state(filter_state::LOCAL_PRINCIPAL, "%DOWNSTREAM_LOCAL_URI_SAN%", true),
+                state(LOCAL_PRINCIPAL, "%DOWNSTREAM_LOCAL_URI_SAN%", true),
             ],
         },
     })
@@ -464,7 +477,10 @@ pub fn istiod_waypoint_value(
 /// istiod's connection-manager settings ([`chain_hcm`]) around layover's filters and a route
 /// that follows layover's cluster choice. layover then enforces the chain's
 /// AuthorizationPolicies and routes once, in place of istiod's RBAC, fault, CORS filters and
-/// routes (a policy enforced twice costs twice; one half-replaced is a hole).
+/// routes (a policy enforced twice costs twice; one half-replaced is a hole). One more patch
+/// inserts [`crate::hbone_peer_address_filter`] before the router of `connect_terminate`: the
+/// HBONE peer's address is the client's (`ipBlocks`), and istiod records none the filters can
+/// read.
 pub fn route_a_envoy_filter(
     policy: &Policy,
     layover_filters: &[Value],
@@ -473,7 +489,17 @@ pub fn route_a_envoy_filter(
     target: &Target,
 ) -> Result<Value, EmitError> {
     let mode = path_normalization(policy)?;
-    let mut patches = Vec::new();
+    let mut patches = vec![json!({
+        "applyTo": "HTTP_FILTER",
+        "match": {
+            "context": "SIDECAR_INBOUND",
+            "listener": {
+                "name": CONNECT_TERMINATE,
+                "filterChain": { "filter": { "name": HCM, "subFilter": { "name": layover_envoyfilter::ROUTER } } },
+            },
+        },
+        "patch": { "operation": "INSERT_BEFORE", "value": crate::hbone_peer_address_filter() },
+    })];
     for (_, port, _, name) in chains(policy, istio) {
         let mut filters = layover_filters.to_vec();
         filters.push(router());

@@ -49,7 +49,7 @@ pub use error::EmitError;
 pub use filter::{
     dynamic_module_filter, dynamic_module_filter_with, endpoints_from_registry, wasm_filter,
 };
-pub use hbone::{CONNECT_ORIGINATE, CONNECT_TERMINATE, MAIN_INTERNAL};
+pub use hbone::{hbone_peer_address_filter, CONNECT_ORIGINATE, CONNECT_TERMINATE, MAIN_INTERNAL};
 pub use listeners::{hcm_normalization, HcmNormalization, LISTENER_NAME};
 pub use options::{
     BootstrapOptions, DownstreamTls, Endpoint, Format, Hbone, DEFAULT_CONNECT_TIMEOUT,

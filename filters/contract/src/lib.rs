@@ -56,25 +56,20 @@ pub mod filter_state {
     /// destination ztunnel asked for. istiod's name (`filters.go:82 @ 1.30.3`).
     pub const CONNECT_AUTHORITY: &str = "io.istio.connect_authority";
 
-    /// HBONE: the waypoint's own URI SAN (`%DOWNSTREAM_LOCAL_URI_SAN%`), recorded by istiod's
-    /// `connect_terminate` (`filters.go @ 1.30.3`); the filters do not read it.
-    pub const LOCAL_PRINCIPAL: &str = "io.istio.local_principal";
-
-    /// HBONE: the CONNECT `:authority` as the address the internal listener's `original_dst`
-    /// filter restores as the connection's destination (`filters.go:78 @ 1.30.3`); Envoy's own
-    /// factory for this name parses it (an `ip:port`; a hostname authority does not parse).
-    pub const ORIGINAL_DST_LOCAL_IP: &str = "envoy.filters.listener.original_dst.local_ip";
-
-    /// HBONE: the HBONE peer's address (`%DOWNSTREAM_REMOTE_ADDRESS%` at `connect_terminate`),
-    /// which `original_dst` restores as the internal connection's source (istiod's name).
-    pub const ORIGINAL_DST_REMOTE_IP: &str = "envoy.filters.listener.original_dst.remote_ip";
-
     /// HBONE: the CONNECT request's `forwarded` header as ztunnel sent it
     /// (`for="<client ip:port>"`), naming the original client.
     pub const FORWARDED_FOR: &str = "layover.forwarded_for";
 
-    /// HBONE: the address of the HBONE peer itself (ztunnel), the fallback client address when
-    /// no `forwarded` header came.
+    /// HBONE: the address of the HBONE peer itself (`%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%` at
+    /// `connect_terminate`: ztunnel, which connects from the client pod's address), the client
+    /// address when no `forwarded` header was recorded (Istio's waypoint records none).
+    ///
+    /// Not istiod's `envoy.filters.listener.original_dst.remote_ip`: Envoy's object for that
+    /// name is an address, which neither build can read as a string, and istiod writes it from
+    /// `%DOWNSTREAM_REMOTE_ADDRESS%`, which follows `x-forwarded-for` under
+    /// `use_remote_address: false`. Inside `main_internal` the direct remote address is the
+    /// internal listener's (`envoy://internal_client_address/`, measured on Envoy 1.40), so the
+    /// HBONE peer has to be recorded at `connect_terminate`: route A inserts this entry there.
     pub const HBONE_PEER_ADDRESS: &str = "layover.hbone_peer_address";
 }
 

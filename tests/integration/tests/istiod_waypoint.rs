@@ -80,6 +80,22 @@ spec:
   - from:
     - source:
         principals: [cluster.local/ns/default/sa/productpage]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: reviews-deny-ip
+  namespace: default
+spec:
+  targetRefs:
+  - {kind: Service, group: \"\", name: reviews}
+  action: DENY
+  rules:
+  # The client (the HBONE peer, 127.0.0.1) on /blocked; never 127.0.0.2 on /other.
+  - from: [{source: {ipBlocks: [127.0.0.1/32]}}]
+    to: [{operation: {paths: [/blocked]}}]
+  - from: [{source: {ipBlocks: [127.0.0.2/32]}}]
+    to: [{operation: {paths: [/other]}}]
 "
     .to_string();
     for b in backends {
@@ -162,9 +178,11 @@ async fn validates(build: FilterBuild, istio: &str) {
     let name = http_chain_name(istio, 9080, "reviews.default.svc.cluster.local");
     let filters = http_filter_names(chain(&v, &name));
     match build {
+        // DENY then ALLOW (builder.go:124-140 @ 1.30.3), then fault and CORS.
         FilterBuild::Native => assert_eq!(
             filters,
             [
+                "envoy.filters.http.rbac",
                 "envoy.filters.http.rbac",
                 "envoy.filters.http.fault",
                 "envoy.filters.http.cors",
@@ -231,6 +249,18 @@ async fn serves(build: FilterBuild) {
             headers,
         )
     };
+    let get_path = |path: &'static str| {
+        tunnelled_get(
+            &certs,
+            addr,
+            "productpage",
+            VIP,
+            "reviews:9080",
+            path,
+            None,
+            &[],
+        )
+    };
 
     let (status, body) = get("productpage", &[]).await.unwrap();
     assert_eq!(status, 200, "{}: {body}", build.name());
@@ -251,15 +281,30 @@ async fn serves(build: FilterBuild) {
     assert_eq!(status, 403, "{}: {body}", build.name());
     assert_eq!(body, "RBAC: access denied");
 
+    // ipBlocks: layover matches the client's address, the HBONE peer's (route A records it at
+    // connect_terminate). istiod's own RBAC matches `direct_remote_ip`
+    // (pilot/pkg/security/authz/model/generator.go:156 @ 1.30.3), which inside main_internal
+    // is the internal listener's address on Envoy 1.40 (original_dst restores the remote
+    // address, not the direct one): natively the DENY never fires.
+    let blocked = if build == FilterBuild::Native {
+        200
+    } else {
+        403
+    };
+    let (status, body) = get_path("/blocked").await.unwrap();
+    assert_eq!(status, blocked, "{}: {body}", build.name());
+    let (status, body) = get_path("/other").await.unwrap();
+    assert_eq!(status, 200, "{}: {body}", build.name());
+
     assert_eq!(
         v1.request_count() + v2.request_count(),
-        2,
+        if build == FilterBuild::Native { 4 } else { 3 },
         "{}",
         build.name()
     );
     assert!(
         ztunnel.records().len() >= 2,
-        "{}: every allowed request went out through connect_originate's HBONE",
+        "{}: each backend is reached through connect_originate's HBONE",
         build.name()
     );
 }
