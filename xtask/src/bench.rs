@@ -695,7 +695,7 @@ fn start_waypoint(
                 .arg(&bootstrap)
                 .args([
                     "--cluster",
-                    "outbound|9080|v1|bench-0.default.svc.cluster.local",
+                    "inbound-vip|9080|http/v1|bench-0.default.svc.cluster.local",
                 ]))?;
         }
         "native" => generate("none", &out)?,

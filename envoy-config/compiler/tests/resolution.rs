@@ -51,8 +51,52 @@ spec:
         assert_eq!(s.route_source, pb::RouteSource::VirtualService as i32);
         let d = &forward(&s.routes[0]).destinations[0];
         assert_eq!(d.host, R);
-        assert_eq!(d.cluster, format!("outbound|9080||{R}"));
+        assert_eq!(d.cluster, format!("inbound-vip|9080|http|{R}"));
         assert_eq!(d.weight, 100);
+    },
+}
+
+case! {
+    destinations_of_other_services_are_outbound_clusters,
+    "a served service's destinations: inbound-vip for services the waypoint serves, outbound for the others",
+    cite: "istiod getWaypointDestinationCluster (pilot/pkg/networking/core/listener_waypoint.go:1259-1294 @ 1.30.3): TrafficDirectionOutbound and the plain subset when the waypoint is not responsible for the service",
+    yaml: r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: default}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: front, namespace: default, labels: {istio.io/use-waypoint: waypoint}}
+spec:
+  clusterIP: 10.0.0.9
+  selector: {app: front}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: front, namespace: default}
+spec:
+  hosts: [front]
+  http:
+  - match: [{uri: {prefix: /self}}]
+    route: [{destination: {host: front}}]
+  - route: [{destination: {host: reviews}}]
+"#,
+    check: |c| {
+        let s = svc(c, "front.default.svc.cluster.local");
+        assert_eq!(s.ports[0].cluster, "inbound-vip|9080|http|front.default.svc.cluster.local");
+        assert_eq!(
+            forward(&s.routes[0]).destinations[0].cluster,
+            "inbound-vip|9080|http|front.default.svc.cluster.local"
+        );
+        assert_eq!(
+            forward(&s.routes[1]).destinations[0].cluster,
+            format!("outbound|9080||{R}")
+        );
     },
 }
 
@@ -269,10 +313,10 @@ spec:
     check: |c| {
         let s = svc(c, "api.example.com");
         assert_eq!(s.addresses, vec!["240.0.0.1"]);
-        assert_eq!(s.ports[0].cluster, "outbound|80||api.example.com");
+        assert_eq!(s.ports[0].cluster, "inbound-vip|80|http|api.example.com");
         assert_eq!(s.ports[0].protocol, "HTTP");
         assert_eq!(s.origin, "ServiceEntry default/ext");
-        let eps = &c.registry.clusters["outbound|80||api.example.com"];
+        let eps = &c.registry.clusters["inbound-vip|80|http|api.example.com"];
         assert_eq!(eps[0].address, "192.0.2.1");
         assert_eq!(eps[0].port, 80);
     },
@@ -865,7 +909,7 @@ spec:
     check: |c| {
         let r = &reviews(c).routes;
         assert_eq!(r[0].mirrors[0].percentage, 100.0);
-        assert_eq!(r[0].mirrors[0].cluster, "outbound|9080||ratings.default.svc.cluster.local");
+        assert_eq!(r[0].mirrors[0].cluster, "inbound-vip|9080|http|ratings.default.svc.cluster.local");
         assert_eq!(r[1].mirrors[0].percentage, 12.5);
         assert_eq!(r[2].mirrors.len(), 2);
         assert_eq!(r[2].mirrors[0].percentage, 5.0);
@@ -909,7 +953,7 @@ spec:
 case! {
     destinationrule_subsets_clusters_with_selector_subset_labels,
     "DestinationRule subsets → clusters with selector + subset labels",
-    cite: "istiod model.BuildSubsetKey (outbound|port|subset|host); DR subset labels",
+    cite: "istiod model.BuildSubsetKey with portToSubset (inbound-vip|port|http/subset|host for a served service: pilot/pkg/networking/core/listener_waypoint.go:1259-1319 @ 1.30.3); DR subset labels",
     yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -923,15 +967,15 @@ spec:
 "#,
     check: |c| {
         let cl = |n: &str| c.policy.clusters.iter().find(|x| x.name == n).unwrap_or_else(|| panic!("{n}"));
-        let v1 = cl("outbound|9080|v1|reviews.default.svc.cluster.local");
+        let v1 = cl("inbound-vip|9080|http/v1|reviews.default.svc.cluster.local");
         assert_eq!(v1.labels.get("app").map(String::as_str), Some("reviews"));
         assert_eq!(v1.labels.get("version").map(String::as_str), Some("v1"));
         assert_eq!(v1.load_balancer, "LEAST_REQUEST");
-        assert_eq!(cl("outbound|9080|v2|reviews.default.svc.cluster.local").load_balancer, "RANDOM");
-        assert_eq!(cl("outbound|9080||reviews.default.svc.cluster.local").subset, "");
-        assert_eq!(reviews(c).ports[0].cluster, "outbound|9080||reviews.default.svc.cluster.local");
+        assert_eq!(cl("inbound-vip|9080|http/v2|reviews.default.svc.cluster.local").load_balancer, "RANDOM");
+        assert_eq!(cl("inbound-vip|9080|http|reviews.default.svc.cluster.local").subset, "");
+        assert_eq!(reviews(c).ports[0].cluster, "inbound-vip|9080|http|reviews.default.svc.cluster.local");
         // multi has two ports → two default clusters.
-        assert!(c.policy.clusters.iter().any(|x| x.name == "outbound|8080||multi.default.svc.cluster.local"));
+        assert!(c.policy.clusters.iter().any(|x| x.name == "inbound-vip|8080|http|multi.default.svc.cluster.local"));
     },
 }
 
@@ -950,7 +994,7 @@ spec:
     check: |c| {
         let d = &forward(&reviews(c).routes[0]).destinations[0];
         assert!(d.unavailable);
-        assert_eq!(d.cluster, "outbound|9080|v9|reviews.default.svc.cluster.local");
+        assert_eq!(d.cluster, "inbound-vip|9080|http/v9|reviews.default.svc.cluster.local");
         assert!(notices(c).contains("warning:") && notices(c).contains("subset \"v9\""));
     },
 }
@@ -975,7 +1019,7 @@ spec:
         assert_eq!(r.len(), 3);
         assert_eq!(forward(&r[0]).destinations[0].port, 8080);
         assert_eq!(r[1].matches[0].port, 80);
-        assert_eq!(forward(&r[1]).destinations[0].cluster, "outbound|80||multi.default.svc.cluster.local");
+        assert_eq!(forward(&r[1]).destinations[0].cluster, "inbound-vip|80|http|multi.default.svc.cluster.local");
         assert_eq!(r[2].matches[0].port, 8080);
         assert_eq!(forward(&r[2]).destinations[0].port, 8080);
         let p = &svc(c, "multi.default.svc.cluster.local").ports[1];
@@ -1208,7 +1252,7 @@ spec:
     check: |c| {
         let s = svc(c, "api.example.com");
         assert_eq!(s.route_source, pb::RouteSource::HttpRoute as i32);
-        assert_eq!(forward(&s.routes[0]).destinations[0].cluster, "outbound|80||api.example.com");
+        assert_eq!(forward(&s.routes[0]).destinations[0].cluster, "inbound-vip|80|http|api.example.com");
     },
 }
 
@@ -1586,12 +1630,12 @@ fn bookinfo_testdata_compiles() {
     assert_eq!(ra.routes[1].timeout_ms, 10_000);
     assert_eq!(p.authorization_policies.len(), 3);
     // Endpoints for the Envoy generator.
-    let eps = &c.registry.clusters["outbound|9080|v2|reviews.bookinfo.svc.cluster.local"];
+    let eps = &c.registry.clusters["inbound-vip|9080|http/v2|reviews.bookinfo.svc.cluster.local"];
     assert_eq!(eps.len(), 1);
     assert_eq!((eps[0].address.as_str(), eps[0].port), ("127.0.0.1", 19085));
     assert_eq!(eps[0].service_account, "bookinfo-reviews");
     assert_eq!(
-        c.registry.clusters["outbound|9080||reviews.bookinfo.svc.cluster.local"].len(),
+        c.registry.clusters["inbound-vip|9080|http|reviews.bookinfo.svc.cluster.local"].len(),
         3
     );
     assert!(c.notices.is_empty(), "{}", notices(&c));

@@ -60,7 +60,7 @@ fn default_route_writes_cluster_and_mesh_default_retries() {
     assert_eq!(v, Verdict::Continue);
     assert_eq!(
         host.req(CLUSTER_HEADER),
-        ["outbound|9080||reviews.default.svc.cluster.local"]
+        ["inbound-vip|9080|http|reviews.default.svc.cluster.local"]
     );
     assert_eq!(host.req("x-envoy-max-retries"), ["2"]);
     assert!(host.replies.is_empty());
@@ -74,7 +74,7 @@ fn client_sent_internal_headers_are_removed_before_anything() {
     host.request.extend([
         (
             CLUSTER_HEADER.to_string(),
-            "outbound|9080|v2|evil".to_string(),
+            "inbound-vip|9080|http/v2|evil".to_string(),
         ),
         ("x-envoy-fault-delay-request".into(), "10000".into()),
         ("x-envoy-upstream-rq-timeout-ms".into(), "1".into()),
@@ -83,7 +83,7 @@ fn client_sent_internal_headers_are_removed_before_anything() {
     StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
     assert_eq!(
         host.req(CLUSTER_HEADER),
-        ["outbound|9080||reviews.default.svc.cluster.local"]
+        ["inbound-vip|9080|http|reviews.default.svc.cluster.local"]
     );
     assert!(host.req("x-envoy-fault-delay-request").is_empty());
     assert!(host.req("x-envoy-upstream-rq-timeout-ms").is_empty());
@@ -112,7 +112,7 @@ spec:
     StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
     assert_eq!(
         host.req(CLUSTER_HEADER),
-        ["outbound|9080|v1|reviews.default.svc.cluster.local"]
+        ["inbound-vip|9080|http/v1|reviews.default.svc.cluster.local"]
     );
 }
 
@@ -336,7 +336,7 @@ spec:
     // Mutations are in place before the pause, so resuming needs no further host calls.
     assert_eq!(
         host.req(CLUSTER_HEADER),
-        ["outbound|9080|v1|reviews.default.svc.cluster.local"]
+        ["inbound-vip|9080|http/v1|reviews.default.svc.cluster.local"]
     );
     assert_eq!(f.on_delay_elapsed(&mut host), Verdict::Continue);
     assert!(host.replies.is_empty());
@@ -397,7 +397,7 @@ spec:
     for _ in 0..4000 {
         let mut host = get("/");
         StreamFilter::default().on_request_headers(&p, Ok(&conn()), rng.next_u64(), &mut host);
-        if host.req(CLUSTER_HEADER)[0].contains("|v1|") {
+        if host.req(CLUSTER_HEADER)[0].contains("|http/v1|") {
             v1 += 1;
         }
     }
@@ -425,7 +425,7 @@ spec:
     assert_eq!(host.mirrors.len(), 1);
     assert_eq!(
         host.mirrors[0].0,
-        "outbound|9080|v2|reviews.default.svc.cluster.local"
+        "inbound-vip|9080|http/v2|reviews.default.svc.cluster.local"
     );
     assert!(host.mirrors[0]
         .1
@@ -444,7 +444,7 @@ fn service_found_by_authority_without_hbone() {
     StreamFilter::default().on_request_headers(&p, Ok(&c), 1, &mut host);
     assert_eq!(
         host.req(CLUSTER_HEADER),
-        ["outbound|9080||reviews.default.svc.cluster.local"]
+        ["inbound-vip|9080|http|reviews.default.svc.cluster.local"]
     );
 }
 
@@ -532,8 +532,10 @@ fn internal_errors_deny_with_500() {
     assert!(host.req(CLUSTER_HEADER).is_empty());
     // A client-sent internal signal cannot be removed.
     let mut host = get("/");
-    host.request
-        .push(("x-layover-cluster".into(), "outbound|9080|v2|x".into()));
+    host.request.push((
+        "x-layover-cluster".into(),
+        "inbound-vip|9080|http/v2|x".into(),
+    ));
     host.fail_mutation = Some("x-layover-cluster");
     let v = StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
     assert_eq!(v, Verdict::Replied);

@@ -166,7 +166,7 @@ async fn routes_to_the_decided_subset_and_ignores_client_cluster_header() {
         "/r",
         &[(
             "x-layover-cluster",
-            "outbound|9080|v3|reviews.default.svc.cluster.local",
+            "inbound-vip|9080|http/v3|reviews.default.svc.cluster.local",
         )],
     )
     .await;
@@ -175,7 +175,7 @@ async fn routes_to_the_decided_subset_and_ignores_client_cluster_header() {
     let echo: Echo = steer.json().unwrap();
     assert!(
         !echo.headers.contains_key("x-layover-cluster")
-            || echo.headers["x-layover-cluster"].contains("|v1|"),
+            || echo.headers["x-layover-cluster"].contains("|http/v1|"),
         "{:?}",
         echo.headers
     );
@@ -468,7 +468,7 @@ async fn cluster_specifier_plugin_routes_to_the_decided_subset_and_ignores_clien
         "/r",
         &[(
             "x-layover-cluster",
-            "outbound|9080|v3|reviews.default.svc.cluster.local",
+            "inbound-vip|9080|http/v3|reviews.default.svc.cluster.local",
         )],
     )
     .await;

@@ -292,7 +292,7 @@ async fn smuggling(build: FilterBuild) {
     // 1. [design] The whole internal namespace: routing, router and stream controls, tracing
     // and stats names, internal-request markers. The route pins v1 and has no timeout; the
     // backend stalls 300 ms, longer than the 50 ms the client asks for.
-    let v2 = "outbound|9080|v2|open.default.svc.cluster.local";
+    let v2 = "inbound-vip|9080|http/v2|open.default.svc.cluster.local";
     let sent: &[(&str, &str)] = &[
         ("x-layover-cluster", v2),
         ("x-layover-anything", "smuggled"),

@@ -931,7 +931,7 @@ both_builds! {
         let (n, o) = (host("noretry"), host("oneretry"));
 
         // The cluster header: v2 asked, v1 decided.
-        let v2 = "outbound|9080|v2|noretry.default.svc.cluster.local";
+        let v2 = "inbound-vip|9080|http/v2|noretry.default.svc.cluster.local";
         for _ in 0..3 {
             let e = echo(&wp.get_with(&n, "/", &[("x-layover-cluster", v2)]).await.unwrap());
             assert_eq!(e.subset, "v1");

@@ -164,8 +164,8 @@ fn route_features_translate_as_istiod_writes_them() {
             "weighted split",
             vs("  - route:\n    - {destination: {host: r, subset: v1}, weight: 75}\n    - {destination: {host: r, subset: v2}, weight: 25}\n"),
             json!({ "route": { "weighted_clusters": { "clusters": [
-                { "name": "outbound|9080|v1|r.default.svc.cluster.local", "weight": 75 },
-                { "name": "outbound|9080|v2|r.default.svc.cluster.local", "weight": 25 },
+                { "name": "inbound-vip|9080|http/v1|r.default.svc.cluster.local", "weight": 75 },
+                { "name": "inbound-vip|9080|http/v2|r.default.svc.cluster.local", "weight": 25 },
             ] } } }),
         ),
         // route/retry/retry.go ConvertPolicy.
@@ -224,7 +224,7 @@ fn route_features_translate_as_istiod_writes_them() {
             "mirror",
             vs("  - route: [{destination: {host: r, subset: v1}}]\n    mirror: {host: r, subset: v2}\n    mirrorPercentage: {value: 25}\n"),
             json!({ "route": { "request_mirror_policies": [{
-                "cluster": "outbound|9080|v2|r.default.svc.cluster.local",
+                "cluster": "inbound-vip|9080|http/v2|r.default.svc.cluster.local",
                 "runtime_fraction": { "default_value": { "numerator": 250000, "denominator": "MILLION" } },
             }] } }),
         ),

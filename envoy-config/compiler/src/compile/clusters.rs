@@ -3,7 +3,7 @@
 use super::{Endpoint, Registry};
 use crate::model::TrafficPolicy;
 use crate::object::{Object, ObjectKind};
-use crate::resolve::{cluster_name, sort_by_creation, Ctx, SubsetDef};
+use crate::resolve::{sort_by_creation, Ctx, SubsetDef};
 use crate::util::{fqdn, host_matches};
 use layover_proto::v1 as pb;
 use std::collections::BTreeMap;
@@ -127,7 +127,7 @@ pub(super) fn build_clusters(ctx: &mut Ctx) -> (Vec<pb::Cluster>, Registry) {
         }
         for p in &svc.ports {
             for (subset, sub_labels, lb) in &variants {
-                let name = cluster_name(p.number, subset, &svc.hostname);
+                let name = ctx.cluster_name(p.number, subset, &svc.hostname);
                 let mut labels = svc.selector.clone().unwrap_or_default();
                 labels.extend(sub_labels.clone());
                 let mut eps = Vec::new();

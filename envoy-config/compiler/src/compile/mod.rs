@@ -11,7 +11,7 @@ mod waypoint;
 
 use crate::diag::{Error, Errors, Location, Notice, Severity};
 use crate::object::Bundle;
-use crate::resolve::{cluster_name, istio_default_retry, Ctx};
+use crate::resolve::{istio_default_retry, Ctx};
 use layover_proto::v1 as pb;
 use std::collections::{BTreeMap, HashMap};
 
@@ -175,7 +175,7 @@ fn service_table(
                     name: p.name.clone(),
                     protocol: p.protocol.clone(),
                     target_port: p.target_port,
-                    cluster: cluster_name(p.number, "", &svc.hostname),
+                    cluster: ctx.cluster_name(p.number, "", &svc.hostname),
                 })
                 .collect(),
             routes: rts,

@@ -1,11 +1,11 @@
 //! Destination resolution for routes and mirrors (istiod `getWaypointDestinationCluster`).
 
-use super::{cluster_name, Ctx};
+use super::Ctx;
 use crate::diag::ObjRef;
 
 /// Resolved destination for a route or mirror.
 pub(crate) struct Dest {
-    /// Cluster name (`outbound|port|subset|host`).
+    /// Cluster name, as istiod's waypoint names it ([`Ctx::cluster_name`]).
     pub cluster: String,
     /// Destination service FQDN.
     pub host: String,
@@ -65,7 +65,7 @@ pub(crate) fn resolve_dest(
         }
     }
     Dest {
-        cluster: cluster_name(port, subset, host),
+        cluster: ctx.cluster_name(port, subset, host),
         host: host.to_string(),
         port,
         subset: subset.to_string(),

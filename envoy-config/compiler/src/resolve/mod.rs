@@ -133,6 +133,21 @@ impl<'a> Ctx<'a> {
     pub fn waypoint_ns(&self) -> Option<&str> {
         self.waypoint.as_ref().map(|(ns, _)| ns.as_str())
     }
+    /// The cluster a destination `host:port` / `subset` names, as istiod's waypoint names it:
+    /// `inbound-vip|…` when this waypoint serves `host`, `outbound|…` otherwise
+    /// (`getWaypointDestinationCluster`, `listener_waypoint.go:1259-1294 @ 1.30.3`).
+    pub fn cluster_name(&self, port: u32, subset: &str, host: &str) -> String {
+        let served = self
+            .by_host
+            .get(host)
+            .is_some_and(|&i| self.served.get(i).copied().unwrap_or(false));
+        if served {
+            inbound_vip_cluster_name(port, subset, host)
+        } else {
+            outbound_cluster_name(port, subset, host)
+        }
+    }
+
     /// Whether a DestinationRule defines `subset` for `host`.
     pub fn has_subset(&self, host: &str, subset: &str) -> bool {
         self.drs
@@ -141,9 +156,23 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Cluster name the way istiod builds it (`model.BuildSubsetKey`, outbound direction).
-pub fn cluster_name(port: u32, subset: &str, host: &str) -> String {
+/// Cluster name the way istiod builds it for a service the waypoint does not serve
+/// (`model.BuildSubsetKey`, outbound direction): `outbound|<port>|<subset>|<host>`.
+pub fn outbound_cluster_name(port: u32, subset: &str, host: &str) -> String {
     format!("outbound|{port}|{subset}|{host}")
+}
+
+/// Cluster name the way istiod's waypoint builds it for a service it serves
+/// (`model.BuildSubsetKey` with `TrafficDirectionInboundVIP` and `portToSubset`:
+/// `pilot/pkg/networking/core/listener_waypoint.go:1259-1319 @ 1.30.3`):
+/// `inbound-vip|<port>|http[/<subset>]|<host>`. Every port the compiler keeps is HTTP (istiod
+/// uses `tcp` for TCP ports).
+pub fn inbound_vip_cluster_name(port: u32, subset: &str, host: &str) -> String {
+    if subset.is_empty() {
+        format!("inbound-vip|{port}|http|{host}")
+    } else {
+        format!("inbound-vip|{port}|http/{subset}|{host}")
+    }
 }
 
 /// Orders objects as istiod's `sortConfigByCreationTime`: creation time, then name, then

@@ -43,8 +43,8 @@ spec:
   - route: [{destination: {host: reviews, subset: v1}}]
 "#;
 
-const V1: &str = "outbound|9080|v1|reviews.default.svc.cluster.local";
-const V2: &str = "outbound|9080|v2|reviews.default.svc.cluster.local";
+const V1: &str = "inbound-vip|9080|http/v1|reviews.default.svc.cluster.local";
+const V2: &str = "inbound-vip|9080|http/v2|reviews.default.svc.cluster.local";
 
 fn policy_json() -> String {
     let bundle = layover_compiler::load_str("t.yaml", YAML).unwrap();
