@@ -105,7 +105,8 @@ pub(crate) fn apply_envoy_filters(
     if filters.is_empty() {
         return Ok(());
     }
-    let ctx = layover_envoyfilter::ApplyContext::for_waypoint(&target.namespace, &target.gateway);
+    let ctx = layover_envoyfilter::ApplyContext::for_waypoint(&target.namespace, &target.gateway)
+        .with_istio(opts.istio);
     layover_envoyfilter::apply(out, &filters, &ctx)
         .map_err(|e| EmitError::EnvoyFilter(e.to_string()))?;
     Ok(())

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use crate::{
-    bootstrap_value, dynamic_module_filter_with, endpoints_from_registry, layover_envoy_filter,
-    waypoint_target, BootstrapOptions, DownstreamTls, EmitError, Hbone, MAIN_INTERNAL,
+    bootstrap_value, dynamic_module_filter_with, endpoints_from_registry, waypoint_target,
+    BootstrapOptions, DownstreamTls, EmitError, Hbone,
 };
 use layover_contract::{ClusterSelection, HBONE_PORT};
 use layover_envoyfilter::IstioVersion;
@@ -139,11 +139,16 @@ pub fn manifests(
     let filter = pod_filter(opts.build, &policy_json, opts.cluster_selection)?;
     let mut out = Vec::new();
 
-    // istiod's waypoint and the drop-in both end HBONE tunnels in `main_internal`, whose
-    // connection manager serves the application traffic.
-    let mut ef = layover_envoy_filter(&filter, opts.cluster_selection, &[MAIN_INTERNAL], &target);
-    layover_envoyfilter::emit::attach(&mut ef, &target, opts.istio);
-    let ef = checked_envoy_filter(ef)?;
+    // Route A: what makes layover the L7 of Istio's own waypoint, within istiod's patch rules
+    // for the release (crate::istiod::route_a_envoy_filter says why it replaces each chain's
+    // connection manager).
+    let ef = checked_envoy_filter(crate::istiod::route_a_envoy_filter(
+        &compiled.policy,
+        &[crate::direct_remote_address_filter(), filter.clone()],
+        opts.cluster_selection,
+        opts.istio,
+        &target,
+    )?)?;
     out.push(Manifest {
         file: "envoyfilter.yaml".into(),
         what: format!(

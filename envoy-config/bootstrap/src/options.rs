@@ -199,6 +199,9 @@ pub struct BootstrapOptions {
     /// EnvoyFilters applied to the bootstrap after the layover one (user patches from the
     /// `--config` inputs), with Istio's semantics and ordering (see `layover_envoyfilter`).
     pub envoy_filters: Vec<layover_envoyfilter::EnvoyFilter>,
+    /// The Istio release whose EnvoyFilter rules (attachment, operations) apply to
+    /// `envoy_filters`.
+    pub istio: layover_envoyfilter::IstioVersion,
 }
 
 impl Default for BootstrapOptions {
@@ -218,6 +221,7 @@ impl Default for BootstrapOptions {
             cluster_selection: ClusterSelection::Header,
             hbone: None,
             envoy_filters: Vec::new(),
+            istio: layover_envoyfilter::IstioVersion::PINNED,
         }
     }
 }

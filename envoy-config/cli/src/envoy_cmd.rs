@@ -12,6 +12,7 @@ use std::process::Command;
 
 use layover_bootstrap::{BootstrapOptions, DownstreamTls, Hbone};
 use layover_contract::ClusterSelection;
+use layover_envoyfilter::IstioVersion;
 
 /// Which build of the layover filter Envoy loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -102,6 +103,17 @@ pub struct EnvoyArgs {
     /// With --hbone: the HBONE listener's port.
     #[arg(long, requires = "hbone", default_value_t = layover_contract::HBONE_PORT)]
     pub hbone_port: u16,
+    /// Build the waypoint istiod generates (`--istio-version`; needs --hbone): its
+    /// connect_terminate / main_internal / connect_originate listeners, one chain per service
+    /// port selected by VIP, its clusters and filter state. The layover filter gets in through
+    /// the route A EnvoyFilter `layover manifests` emits; with `--filter none` it is istiod's
+    /// own configuration (RBAC and routes), the baseline.
+    #[arg(long, requires = "hbone")]
+    pub istiod: bool,
+    /// The Istio release whose istiod the waypoint follows: EnvoyFilter attachment and patch
+    /// rules (for EnvoyFilters in --config) and, with --istiod, the waypoint's shape.
+    #[arg(long, default_value_t = IstioVersion::PINNED)]
+    pub istio_version: IstioVersion,
     /// Serve the layover filter's policy over ECDS (`<out-dir>/layover.ecds.json`) and follow
     /// changes to --config: each change is compiled and, when valid, swapped into the running
     /// Envoy without draining; compile errors are printed and the running policy stays.
@@ -174,6 +186,37 @@ pub const DEFAULT_WASM: &str = "target/wasm32-wasip1/wasm-release/layover_wasm.w
 
 /// The default directory of the release dynamic module, relative to the repo root.
 pub const DEFAULT_DYNAMIC_MODULE_DIR: &str = "target/release";
+
+/// The istiod-shaped waypoint for `opts` (`--istiod`): layover's filter, when there is one, is
+/// attached by the route A EnvoyFilter, before the user's EnvoyFilters.
+fn istiod_bootstrap(
+    policy: &layover_proto::v1::Policy,
+    endpoints: &[layover_bootstrap::Endpoint],
+    mut opts: BootstrapOptions,
+) -> Result<String, String> {
+    use layover_bootstrap::istiod::{istiod_waypoint_value, route_a_envoy_filter};
+    if let Some(filter) = opts.layover_filter.take() {
+        let target = layover_bootstrap::waypoint_target(policy);
+        let ef = route_a_envoy_filter(
+            policy,
+            &[layover_bootstrap::direct_remote_address_filter(), filter],
+            opts.cluster_selection,
+            opts.istio,
+            &target,
+        )
+        .map_err(|e| format!("cannot generate the route A EnvoyFilter: {e}"))?;
+        let ef = layover_envoyfilter::EnvoyFilter::from_value(ef)
+            .map_err(|e| format!("the route A EnvoyFilter does not fit the API: {e}"))?;
+        opts.envoy_filters.insert(0, ef);
+    }
+    let v = istiod_waypoint_value(policy, endpoints, &opts, opts.istio)
+        .map_err(|e| format!("cannot generate the istiod-shaped waypoint: {e}"))?;
+    match opts.format {
+        layover_bootstrap::Format::Yaml => Ok(layover_bootstrap::to_yaml(&v)),
+        layover_bootstrap::Format::Json => serde_json::to_string_pretty(&v)
+            .map_err(|e| format!("cannot encode the bootstrap: {e}")),
+    }
+}
 
 /// Runs `layover envoy`.
 pub fn run(args: &EnvoyArgs) -> Result<(), String> {
@@ -283,9 +326,12 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
         cluster_selection,
         hbone,
         envoy_filters: envoy_filters.clone(),
+        istio: args.istio_version,
         ..BootstrapOptions::default()
     };
-    let bootstrap = if args.filter == FilterBuild::None {
+    let bootstrap = if args.istiod {
+        istiod_bootstrap(&compiled.policy, &endpoints, bootstrap_opts)?
+    } else if args.filter == FilterBuild::None {
         layover_bootstrap::native::native_bootstrap(&compiled.policy, &endpoints, &bootstrap_opts)
             .map_err(|e| format!("cannot generate the native Envoy bootstrap: {e}"))?
     } else {
@@ -305,7 +351,8 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
     write(&args.out_dir.join("policy.json"), &policy_json)?;
     write(&config_path, &bootstrap)?;
     let target = layover_bootstrap::waypoint_target(&compiled.policy);
-    let ctx = layover_envoyfilter::ApplyContext::for_waypoint(&target.namespace, &target.gateway);
+    let ctx = layover_envoyfilter::ApplyContext::for_waypoint(&target.namespace, &target.gateway)
+        .with_istio(args.istio_version);
     for ef in &envoy_filters {
         match ctx.skip_reason(ef) {
             None => eprintln!("applied {}", ef.object()),
