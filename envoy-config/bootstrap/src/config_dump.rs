@@ -13,9 +13,10 @@
 //! - an HTTP connection manager's `rds` becomes the inline `route_config` of that name from
 //!   the dump, and a filter's `config_discovery` (ECDS) the `typed_config` of that name;
 //! - TLS secrets from SDS (`tls_certificate_sds_secret_configs`,
-//!   `validation_context_sds_secret_config`, `combined_validation_context`) become files the
-//!   caller writes ([`SecretPlaceholder`]): the dump never holds key material (admin redacts
-//!   it), and an SDS server is not there offline;
+//!   `validation_context_sds_secret_config`, `combined_validation_context`), and inline
+//!   certificates whose key admin redacted (`"[redacted]"`, even a key file's path), become
+//!   files the caller writes ([`SecretPlaceholder`]): the dump never holds key material, and an
+//!   SDS server is not there offline;
 //! - `dynamic_resources` (ADS) is dropped: everything it served is now static. `admin`, `node`
 //!   and the rest of the bootstrap stay as they were.
 //!
@@ -25,6 +26,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
+
+/// The node fields Envoy describes itself with (`config/core/v3/base.proto` `Node`).
+const NODE_SELF_DESCRIPTION: &[&str] = &[
+    "user_agent_name",
+    "user_agent_version",
+    "user_agent_build_version",
+    "extensions",
+    "client_features",
+];
+
+/// What admin prints in place of key material.
+const REDACTED: &str = "[redacted]";
 
 /// Why a file is not a config dump this converter can read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,6 +127,13 @@ pub fn from_config_dump(dump: &Value, opts: &ConvertOptions) -> Result<Converted
             conv.notes.push(
                 "dynamic_resources (ADS) dropped: listeners, clusters, routes and endpoints come from the dump, static".into(),
             );
+        }
+        // Envoy fills these in itself at start (its build and extension list): the dump's
+        // would describe the proxy that printed it, not the one loading the bootstrap.
+        if let Some(Value::Object(node)) = obj.get_mut("node") {
+            for k in NODE_SELF_DESCRIPTION {
+                node.remove(*k);
+            }
         }
         if obj.remove("hds_config").is_some() {
             conv.notes
@@ -337,6 +357,7 @@ fn static_cluster(c: &mut Value, endpoints: &BTreeMap<String, Value>, conv: &mut
                 if n == 1 { "" } else { "s" }
             ));
             let mut cla = cla.clone();
+            unset_zero_locality_weights(&mut cla);
             if let Some(o) = cla.as_object_mut() {
                 o.insert("cluster_name".into(), json!(name));
             }
@@ -350,6 +371,27 @@ fn static_cluster(c: &mut Value, endpoints: &BTreeMap<String, Value>, conv: &mut
         }
     };
     obj.insert("load_assignment".into(), cla);
+}
+
+/// Admin dumps an EDS locality without a weight as `load_balancing_weight: 0` (measured on
+/// Envoy 1.40), which a bootstrap may not hold (the field's minimum is 1): unset means no
+/// locality weight, as the running proxy had it.
+fn unset_zero_locality_weights(cla: &mut Value) {
+    let Some(Value::Array(localities)) = cla.get_mut("endpoints") else {
+        return;
+    };
+    for l in localities {
+        let zero = match l.get("load_balancing_weight") {
+            Some(Value::Number(n)) => n.as_u64() == Some(0),
+            Some(Value::Object(o)) => o.get("value").is_none_or(|v| v.as_u64() == Some(0)),
+            _ => false,
+        };
+        if zero {
+            if let Some(o) = l.as_object_mut() {
+                o.remove("load_balancing_weight");
+            }
+        }
+    }
 }
 
 /// Replaces references to xDS-served objects inside listeners and clusters.
@@ -438,6 +480,7 @@ impl Fixer<'_> {
 
     /// SDS secrets of a `common_tls_context` → placeholder files.
     fn tls(&mut self, obj: &mut Map<String, Value>, at: &str) {
+        self.redacted_keys(obj, at);
         if let Some(Value::Array(sds)) = obj.remove("tls_certificate_sds_secret_configs") {
             let mut certs = match obj.remove("tls_certificates") {
                 Some(Value::Array(c)) => c,
@@ -477,6 +520,35 @@ impl Fixer<'_> {
         }
     }
 
+    /// Admin redacts every private key of a dump, files included (`filename: "[redacted]"`,
+    /// measured on Envoy 1.40): such a certificate is replaced whole by a placeholder (a key
+    /// alone would not match its certificate).
+    fn redacted_keys(&mut self, obj: &mut Map<String, Value>, at: &str) {
+        let Some(Value::Array(certs)) = obj.get_mut("tls_certificates") else {
+            return;
+        };
+        let secret: String = at
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let mut replaced = None;
+        for c in certs.iter_mut() {
+            let redacted = c.get("private_key").is_some_and(|k| {
+                k.as_object()
+                    .is_some_and(|o| o.values().any(|v| v == REDACTED))
+            });
+            if redacted {
+                let (chain, key) = replaced
+                    .get_or_insert_with(|| self.certificate(&secret, at))
+                    .clone();
+                *c = json!({
+                    "certificate_chain": { "filename": chain },
+                    "private_key": { "filename": key },
+                });
+            }
+        }
+    }
+
     fn file(&self, secret: &str, suffix: &str) -> String {
         let safe: String = secret
             .chars()
@@ -504,7 +576,7 @@ impl Fixer<'_> {
             );
         if !known {
             self.conv.notes.push(format!(
-                "{at}: SDS certificate {secret} → placeholder files {chain}, {key} (a throwaway certificate: the dump has no key material)"
+                "{at}: certificate {secret} (SDS, or a key redacted by admin) → placeholder files {chain}, {key} (a throwaway certificate: the dump has no key material)"
             ));
             self.conv.placeholders.push(SecretPlaceholder::Certificate {
                 secret: secret.into(),
@@ -532,6 +604,54 @@ impl Fixer<'_> {
         }
         path
     }
+}
+
+/// PEM text for the placeholder files: one throwaway certificate and key for every
+/// certificate placeholder, and the CA that issued it for every trust bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaceholderPem {
+    /// Certificate chain (PEM).
+    pub cert_chain: String,
+    /// Its private key (PEM).
+    pub private_key: String,
+    /// The issuing CA (PEM).
+    pub ca: String,
+}
+
+/// Writes the placeholder files of `placeholders` (creating their directories); the key file
+/// is readable by its owner only.
+pub fn write_placeholders(
+    placeholders: &[SecretPlaceholder],
+    pem: &PlaceholderPem,
+) -> std::io::Result<()> {
+    let write = |path: &Path, text: &str, secret: bool| -> std::io::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, text)?;
+        #[cfg(unix)]
+        if secret {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        #[cfg(not(unix))]
+        let _ = secret;
+        Ok(())
+    };
+    for p in placeholders {
+        match p {
+            SecretPlaceholder::Certificate {
+                cert_chain,
+                private_key,
+                ..
+            } => {
+                write(cert_chain, &pem.cert_chain, false)?;
+                write(private_key, &pem.private_key, true)?;
+            }
+            SecretPlaceholder::TrustedCa { path, .. } => write(path, &pem.ca, false)?,
+        }
+    }
+    Ok(())
 }
 
 fn path_text(p: &Path) -> String {
@@ -613,7 +733,7 @@ mod tests {
             {"@type": format!("{T}EndpointsConfigDump"), "dynamic_endpoint_configs": [
                 {"endpoint_config": {"@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
                     "cluster_name": "inbound-vip|9080|http|r.default.svc.cluster.local",
-                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "10.1.0.1", "port_value": 9080}}}}]}]}}]},
+                    "endpoints": [{"load_balancing_weight": 0, "lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "10.1.0.1", "port_value": 9080}}}}]}]}}]},
             {"@type": format!("{T}SecretsConfigDump"), "dynamic_active_secrets": [{"name": "default"}, {"name": "ROOTCA"}]},
         ]})
     }
@@ -670,6 +790,12 @@ mod tests {
             "10.1.0.1"
         );
         assert!(eds["load_assignment"].get("@type").is_none());
+        assert!(
+            eds["load_assignment"]["endpoints"][0]
+                .get("load_balancing_weight")
+                .is_none(),
+            "a zero locality weight is unset"
+        );
         assert_eq!(
             clusters[2]["load_assignment"],
             json!({"cluster_name": "empty"})
