@@ -10,8 +10,9 @@
 //! istiod's ADS delivers the same resources to a waypoint in a cluster — listeners under
 //! `dynamic_listeners`, the `inbound-vip|…` clusters as EDS with their endpoints in
 //! `dynamic_endpoint_configs`, the node's metadata naming the Gateway. The second shape is
-//! committed as `testdata/config-dumps/istiod-waypoint.json` for the CLI test
-//! (`LAYOVER_UPDATE_FIXTURES=1` rewrites it).
+//! committed as `testdata/config-dumps/istiod-waypoint.json`, with the route A EnvoyFilter as
+//! `istiod-waypoint-route-a.yaml`, for the CLI test (`LAYOVER_UPDATE_FIXTURES=1` rewrites
+//! both).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -342,6 +343,7 @@ fn write_fixture(ads: &Value, f: &Fixture) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/config-dumps");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("istiod-waypoint.json"), text + "\n").unwrap();
+    std::fs::copy(route_a_file(f), root.join("istiod-waypoint-route-a.yaml")).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
