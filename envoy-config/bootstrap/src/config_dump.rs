@@ -14,8 +14,8 @@
 //!   the dump, and a filter's `config_discovery` (ECDS) the `typed_config` of that name;
 //! - TLS secrets from SDS (`tls_certificate_sds_secret_configs`,
 //!   `validation_context_sds_secret_config`, `combined_validation_context`), and inline
-//!   certificates whose key admin redacted (`"[redacted]"`, even a key file's path), become
-//!   files the caller writes ([`SecretPlaceholder`]): the dump never holds key material, and an
+//!   certificates whose key admin redacted (`"[redacted]"`, even a key file's path), and trust
+//!   bundle files this machine does not have, become files the caller writes ([`SecretPlaceholder`]): the dump never holds key material, and an
 //!   SDS server is not there offline;
 //! - `dynamic_resources` (ADS) is dropped: everything it served is now static. `admin`, `node`
 //!   and the rest of the bootstrap stay as they were.
@@ -518,19 +518,38 @@ impl Fixer<'_> {
             }
             obj.insert("validation_context".into(), vc);
         }
+        self.missing_trusted_ca(obj, at);
     }
 
     /// Admin redacts every private key of a dump, files included (`filename: "[redacted]"`,
     /// measured on Envoy 1.40): such a certificate is replaced whole by a placeholder (a key
     /// alone would not match its certificate).
+    /// A trust bundle file the dump names but this machine does not have (a cluster path such
+    /// as `/var/run/secrets/…`) cannot load: a placeholder CA stands in for it.
+    fn missing_trusted_ca(&mut self, obj: &mut Map<String, Value>, at: &str) {
+        let Some(file) = obj
+            .get_mut("validation_context")
+            .and_then(|vc| vc.pointer_mut("/trusted_ca/filename"))
+        else {
+            return;
+        };
+        let Some(name) = file.as_str().map(str::to_string) else {
+            return;
+        };
+        // Our own placeholders (written after conversion) and files that are here stay.
+        if Path::new(&name).starts_with(&self.opts.secrets_dir) || Path::new(&name).exists() {
+            return;
+        }
+        let secret = format!("{}_{}", sanitize(at), sanitize(&name));
+        let path = self.trusted_ca(&secret, &format!("{at} (file {name} is not here)"));
+        *file = json!(path);
+    }
+
     fn redacted_keys(&mut self, obj: &mut Map<String, Value>, at: &str) {
         let Some(Value::Array(certs)) = obj.get_mut("tls_certificates") else {
             return;
         };
-        let secret: String = at
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
+        let secret = sanitize(at);
         let mut replaced = None;
         for c in certs.iter_mut() {
             let redacted = c.get("private_key").is_some_and(|k| {
@@ -652,6 +671,13 @@ pub fn write_placeholders(
         }
     }
     Ok(())
+}
+
+/// `text` with every character but ASCII letters and digits as `_` (a file name part).
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 fn path_text(p: &Path) -> String {
@@ -836,6 +862,29 @@ mod tests {
             json!({"match_typed_subject_alt_names": [{"san_type": "URI"}], "trusted_ca": {"filename": "/s/ROOTCA-ca.crt"}})
         );
         assert_eq!(c.placeholders.len(), 2);
+    }
+
+    #[test]
+    fn a_trust_bundle_file_that_is_not_here_gets_a_placeholder() {
+        let mut d = dump();
+        d["configs"][2]["dynamic_listeners"][0]["active_state"]["listener"]["filter_chains"][0]
+            ["transport_socket"]["typed_config"]["common_tls_context"] = json!({
+            "validation_context": {"trusted_ca": {"filename": "/var/run/secrets/istio/root-cert.pem"}},
+        });
+        let opts = ConvertOptions {
+            secrets_dir: "/s".into(),
+        };
+        let c = from_config_dump(&d, &opts).unwrap();
+        let tls = &c.bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]
+            ["transport_socket"]["typed_config"]["common_tls_context"];
+        assert_eq!(
+            tls["validation_context"]["trusted_ca"]["filename"],
+            "/s/listener_connect_terminate__var_run_secrets_istio_root_cert_pem-ca.crt"
+        );
+        assert!(matches!(
+            c.placeholders.as_slice(),
+            [SecretPlaceholder::TrustedCa { .. }]
+        ));
     }
 
     #[test]

@@ -285,7 +285,7 @@ async fn route_a_applies_to_the_real_dump_and_validates() {
     std::fs::write(&file, serde_json::to_vec_pretty(&f.dump).unwrap()).unwrap();
     let (patched, report) = check(
         &file,
-        &[route_a.clone()],
+        std::slice::from_ref(&route_a),
         Some((&target.namespace, &target.gateway)),
     );
     assert_route_a_applied(&report);
@@ -402,7 +402,7 @@ spec:
 ",
     )
     .unwrap();
-    let errors = load_paths(&[path.clone()]).unwrap_err();
+    let errors = load_paths(std::slice::from_ref(&path)).unwrap_err();
     let msg = errors[0].to_string();
     assert!(msg.contains(&path.display().to_string()), "{msg}");
     assert!(msg.contains("EnvoyFilter default/bad"), "{msg}");
