@@ -74,6 +74,14 @@ fn route_a_applies_everywhere_and_the_bootstrap_is_written() {
     // The HBONE keys admin redacted became throwaway files beside the bootstrap.
     let secrets = dir.join("waypoint.yaml.secrets");
     assert!(secrets.join("listener_connect_terminate.key").is_file());
+    // With an Envoy at hand (`LAYOVER_ENVOY`), the written bootstrap loads.
+    if let Some(envoy) = std::env::var_os("LAYOVER_ENVOY") {
+        let v = Command::new(envoy)
+            .args(["--mode", "validate", "-c", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(v.status.success(), "{}", text(&v.stderr));
+    }
 }
 
 #[test]
