@@ -1134,13 +1134,14 @@ impl Run<'_> {
 /// Where a list operation on a filter list under `loc` acted: the matched filter, or the one
 /// the patch adds.
 fn list_loc(loc: &str, kind: &str, cp: &ConfigPatch, target: Option<&str>) -> String {
+    let added = str_at(&cp.value, "/name");
     match (cp.operation, target) {
+        // Without a filter match INSERT_BEFORE inserts first and INSERT_AFTER appends
+        // (listener_patch.go, see `list_op`).
+        (Operation::InsertBefore, None) => format!("{loc} / {kind} {added} (inserted first)"),
+        (Operation::InsertAfter, None) => format!("{loc} / {kind} {added} (added)"),
         (Operation::Add | Operation::InsertFirst, _) | (_, None) => {
-            format!(
-                "{loc} / {kind} {} ({})",
-                str_at(&cp.value, "/name"),
-                verb(cp.operation)
-            )
+            format!("{loc} / {kind} {added} ({})", verb(cp.operation))
         }
         (_, Some(t)) => format!("{loc} / {kind} {t} ({})", verb(cp.operation)),
     }
