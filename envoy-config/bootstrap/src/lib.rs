@@ -34,6 +34,7 @@ mod listeners;
 mod options;
 mod routes;
 
+pub mod config_dump;
 mod filter;
 pub mod istiod;
 pub mod manifests;

@@ -12,10 +12,15 @@
 //! - `layover manifests --config <paths…> [--filter dynamic-module|wasm] [--wasm-url URL]
 //!   [--drop-in --module-image IMAGE]`: EnvoyFilter / WasmPlugin / drop-in waypoint manifests
 //!   (see `manifests_cmd.rs`).
+//! - `layover check-waypoint --config-dump <file> --envoyfilter <paths…> --out <file> [--waypoint
+//!   ns/name] [--istio-version V] [--json] [--strict]`: a waypoint's config dump as a static
+//!   bootstrap, with the EnvoyFilters applied and a report of where each patch applied (see
+//!   `check_cmd.rs`).
 //! - `layover hbone curl|serve`: an HBONE client and server standing in for ztunnel (see
 //!   `hbone_cmd.rs`).
 
 mod certs;
+mod check_cmd;
 mod envoy_cmd;
 mod eval;
 mod hbone_cmd;
@@ -47,6 +52,9 @@ enum Cmd {
     Manifests(manifests_cmd::ManifestsArgs),
     /// Generate a local mesh CA and SPIFFE certificates (for `layover envoy --mtls`).
     Certs(certs::CertsArgs),
+    /// Check EnvoyFilters offline against a real waypoint's config dump: writes the dump as a
+    /// static bootstrap with the EnvoyFilters applied, and reports where each patch applied.
+    CheckWaypoint(check_cmd::CheckArgs),
     /// HBONE (HTTP/2 CONNECT over mTLS) as ztunnel speaks it: `curl` through a waypoint, `serve`.
     Hbone(hbone_cmd::HboneArgs),
     /// Compile Istio YAML (files or directories) into a layover policy, or with `--target
@@ -111,6 +119,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
                 eprintln!("error: {msg}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::CheckWaypoint(args) => match check_cmd::run(&args) {
+            Ok(code) => code,
+            Err(msg) => {
+                eprintln!("{msg}");
                 ExitCode::FAILURE
             }
         },

@@ -25,9 +25,11 @@
 //!   layover's waypoint is patched the same way, so `ANY` and `SIDECAR_INBOUND` apply, and
 //!   `SIDECAR_OUTBOUND` / `GATEWAY` patches select nothing.
 //!
-//! Stricter than istiod: a patch whose match selects nothing is an error (istiod skips it
-//! silently), and so is a patch value that does not merge (wrong type). Either way nothing is
-//! applied: the work happens on a copy that replaces the bootstrap only on success.
+//! [`apply()`] is stricter than istiod: a patch whose match selects nothing is an error (istiod
+//! skips it silently), and so is a patch value that does not merge (wrong type). Either way
+//! nothing is applied: the work happens on a copy that replaces the bootstrap only on success.
+//! [`apply_with_report`] runs the same passes but, as istiod does, goes on past a patch that
+//! matches nothing, and reports where every patch applied (`layover check-waypoint`).
 
 use serde_json::Value;
 
@@ -202,7 +204,8 @@ struct P<'a> {
 
 struct Run<'a> {
     patches: Vec<P<'a>>,
-    hits: Vec<bool>,
+    /// Per patch, where it applied (empty: it matched nothing).
+    hits: Vec<Vec<String>>,
     context: PatchContext,
     error: Option<InvalidEnvoyFilter>,
 }
@@ -214,11 +217,156 @@ pub fn apply(
     filters: &[EnvoyFilter],
     ctx: &ApplyContext,
 ) -> Result<Applied, InvalidEnvoyFilter> {
-    let mut report = Applied::default();
+    let out = run(bootstrap, filters, ctx)?;
+    if let Some(i) = out.run.hits.iter().position(Vec::is_empty) {
+        let p = &out.run.patches[i];
+        return Err(p.ef.error(
+            format!("spec.configPatches[{}].match", p.cp.index),
+            Reason::MatchesNothing(describe(p.cp)),
+        ));
+    }
+    *bootstrap = out.work;
+    Ok(Applied {
+        applied: out.selected.iter().map(|ef| ef.object()).collect(),
+        skipped: out.skipped,
+    })
+}
+
+/// Applies `filters` to a copy of `bootstrap` as [`apply()`] does — the same selection,
+/// ordering and patch passes — but, like istiod, keeps going when a patch matches nothing, and
+/// reports where each patch applied ([`Report`]). Still an error: an EnvoyFilter the Istio
+/// release would reject, or a patch value that does not merge into the object it matched.
+pub fn apply_with_report(
+    bootstrap: &Value,
+    filters: &[EnvoyFilter],
+    ctx: &ApplyContext,
+) -> Result<(Value, Report), InvalidEnvoyFilter> {
+    let out = run(bootstrap, filters, ctx)?;
+    let mut applied: Vec<FilterReport> = Vec::new();
+    for (p, hits) in out.run.patches.iter().zip(&out.run.hits) {
+        let patch = PatchReport {
+            index: p.cp.index,
+            apply_to: p.cp.apply_to.as_str().into(),
+            operation: p.cp.operation.as_str().into(),
+            applied_at: hits.clone(),
+            matched_nothing: hits.is_empty().then(|| describe(p.cp)),
+        };
+        let object = p.ef.object();
+        match applied.last_mut() {
+            Some(last) if last.object == object => last.patches.push(patch),
+            _ => applied.push(FilterReport {
+                object,
+                namespace: p.ef.namespace.clone(),
+                name: p.ef.name.clone(),
+                patches: vec![patch],
+            }),
+        }
+    }
+    // A selected filter without patches is still reported, as applied.
+    for ef in &out.selected {
+        if ef.patches.is_empty() {
+            applied.push(FilterReport {
+                object: ef.object(),
+                namespace: ef.namespace.clone(),
+                name: ef.name.clone(),
+                patches: Vec::new(),
+            });
+        }
+    }
+    let report = Report {
+        istio: ctx.istio.to_string(),
+        waypoint: ctx.waypoint.as_ref().map(|(ns, n)| format!("{ns}/{n}")),
+        applied,
+        skipped: out
+            .skipped
+            .into_iter()
+            .map(|(object, reason)| SkippedFilter { object, reason })
+            .collect(),
+    };
+    Ok((out.work, report))
+}
+
+/// Where one patch applied ([`apply_with_report`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PatchReport {
+    /// Index in `spec.configPatches`.
+    pub index: usize,
+    /// `applyTo`.
+    pub apply_to: String,
+    /// `patch.operation`.
+    pub operation: String,
+    /// Each place the patch changed, e.g. `listener main_internal / chain C / filter F
+    /// (replaced)`, `cluster C`; empty when the match selected nothing.
+    pub applied_at: Vec<String>,
+    /// When `applied_at` is empty: what the match looked for (and, where known, why it cannot
+    /// select anything on a waypoint). istiod skips such a patch silently.
+    pub matched_nothing: Option<String>,
+}
+
+/// The patches of one EnvoyFilter that attaches to the waypoint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FilterReport {
+    /// `file: document N (EnvoyFilter ns/name)` or `EnvoyFilter ns/name`.
+    pub object: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// Its patches, in order.
+    pub patches: Vec<PatchReport>,
+}
+
+/// An EnvoyFilter istiod would not attach to the waypoint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedFilter {
+    /// `file: document N (EnvoyFilter ns/name)` or `EnvoyFilter ns/name`.
+    pub object: String,
+    /// Why istiod does not attach it.
+    pub reason: String,
+}
+
+/// What [`apply_with_report`] did, per EnvoyFilter and per patch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    /// The Istio release whose rules applied.
+    pub istio: String,
+    /// The waypoint Gateway (`ns/name`), when known.
+    pub waypoint: Option<String>,
+    /// EnvoyFilters that attach, in istiod's application order.
+    pub applied: Vec<FilterReport>,
+    /// EnvoyFilters that do not attach, with the reason.
+    pub skipped: Vec<SkippedFilter>,
+}
+
+impl Report {
+    /// The patches that matched nothing, with their EnvoyFilter.
+    pub fn unmatched(&self) -> impl Iterator<Item = (&FilterReport, &PatchReport)> {
+        self.applied
+            .iter()
+            .flat_map(|f| f.patches.iter().map(move |p| (f, p)))
+            .filter(|(_, p)| p.applied_at.is_empty())
+    }
+}
+
+/// One pass of the patch engine over a copy of the bootstrap, shared by [`apply()`] and
+/// [`apply_with_report`].
+struct Outcome<'a> {
+    work: Value,
+    run: Run<'a>,
+    selected: Vec<&'a EnvoyFilter>,
+    skipped: Vec<(String, String)>,
+}
+
+fn run<'a>(
+    bootstrap: &Value,
+    filters: &'a [EnvoyFilter],
+    ctx: &ApplyContext,
+) -> Result<Outcome<'a>, InvalidEnvoyFilter> {
+    let mut skipped = Vec::new();
     let mut selected: Vec<&EnvoyFilter> = Vec::new();
     for ef in filters {
         match ctx.skip_reason(ef) {
-            Some(why) => report.skipped.push((ef.object(), why)),
+            Some(why) => skipped.push((ef.object(), why)),
             None => selected.push(ef),
         }
     }
@@ -241,7 +389,7 @@ pub fn apply(
         .flat_map(|ef| ef.patches.iter().map(move |cp| P { ef, cp }))
         .collect();
     let mut run = Run {
-        hits: vec![false; patches.len()],
+        hits: vec![Vec::new(); patches.len()],
         patches,
         context: ctx.context,
         error: None,
@@ -252,16 +400,12 @@ pub fn apply(
     if let Some(e) = run.error.take() {
         return Err(e);
     }
-    if let Some(i) = run.hits.iter().position(|h| !h) {
-        let p = &run.patches[i];
-        return Err(p.ef.error(
-            format!("spec.configPatches[{}].match", p.cp.index),
-            Reason::MatchesNothing(describe(p.cp)),
-        ));
-    }
-    *bootstrap = work;
-    report.applied = selected.iter().map(|ef| ef.object()).collect();
-    Ok(report)
+    Ok(Outcome {
+        work,
+        run,
+        selected,
+        skipped,
+    })
 }
 
 fn describe(cp: &ConfigPatch) -> String {
@@ -522,6 +666,14 @@ impl Run<'_> {
         cp.context == PatchContext::Any || cp.context == self.context
     }
 
+    /// Records that patch `i` applied at `loc` (once per place).
+    fn hit(&mut self, i: usize, loc: impl Into<String>) {
+        let loc = loc.into();
+        if !self.hits[i].contains(&loc) {
+            self.hits[i].push(loc);
+        }
+    }
+
     fn indices(&self, apply_to: ApplyTo) -> Vec<usize> {
         (0..self.patches.len())
             .filter(|i| self.patches[*i].cp.apply_to == apply_to)
@@ -564,6 +716,7 @@ impl Run<'_> {
         patches: &[usize],
         allow_replace: bool,
         object: &mut Value,
+        loc: &str,
         matches: impl Fn(&Self, &Value, &ConfigPatch) -> bool,
     ) -> bool {
         for &i in patches {
@@ -573,15 +726,15 @@ impl Run<'_> {
             }
             match cp.operation {
                 Operation::Remove => {
-                    self.hits[i] = true;
+                    self.hit(i, loc);
                     return false;
                 }
                 Operation::Replace if allow_replace => {
-                    self.hits[i] = true;
+                    self.hit(i, loc);
                     *object = cp.value.clone();
                 }
                 op if op.is_merge() => {
-                    self.hits[i] = true;
+                    self.hit(i, loc);
                     self.merge_into(i, object);
                 }
                 _ => {}
@@ -597,8 +750,9 @@ impl Run<'_> {
         let mut kept = Vec::with_capacity(listeners.len());
         let listener_patches = self.indices(ApplyTo::Listener);
         for mut l in std::mem::take(listeners) {
+            let loc = format!("listener {}", str_at(&l, "/name"));
             let kept_listener =
-                self.patch_object(&listener_patches, false, &mut l, |run, l, cp| {
+                self.patch_object(&listener_patches, false, &mut l, &loc, |run, l, cp| {
                     run.ctx_ok(cp) && listener_match(l, cp)
                 });
             if !kept_listener {
@@ -606,13 +760,18 @@ impl Run<'_> {
             }
             let port = port_of(&l);
             let snapshot = l.clone();
+            let loc = format!("listener {}", str_at(&l, "/name"));
             if let Some(Value::Array(chains)) = l.get_mut("filter_chains") {
-                for fc in chains.iter_mut() {
-                    self.filter_chain(&snapshot, port, fc);
+                for (n, fc) in chains.iter_mut().enumerate() {
+                    let chain = match str_at(fc, "/name") {
+                        "" => format!("{loc} / chain #{n}"),
+                        name => format!("{loc} / chain {name}"),
+                    };
+                    self.filter_chain(&snapshot, port, fc, &chain);
                 }
             }
             if let Some(fc) = l.get_mut("default_filter_chain") {
-                self.filter_chain(&snapshot, port, fc);
+                self.filter_chain(&snapshot, port, fc, &format!("{loc} / default chain"));
             }
             kept.push(l);
         }
@@ -622,14 +781,17 @@ impl Run<'_> {
             // sidecar-outbound and gateway proxies only.
             if cp.operation == Operation::Add && cp.context != PatchContext::Any && self.ctx_ok(cp)
             {
-                self.hits[i] = true;
+                self.hit(
+                    i,
+                    format!("listener {} (added)", str_at(&cp.value, "/name")),
+                );
                 kept.push(cp.value.clone());
             }
         }
         *listeners = kept;
     }
 
-    fn filter_chain(&mut self, listener: &Value, port: u32, fc: &mut Value) {
+    fn filter_chain(&mut self, listener: &Value, port: u32, fc: &mut Value, loc: &str) {
         let nf = self.indices(ApplyTo::NetworkFilter);
         let fc_snapshot = fc.clone();
         let Some(Value::Array(filters)) = fc.get_mut("filters") else {
@@ -643,9 +805,11 @@ impl Run<'_> {
             {
                 continue;
             }
-            let has = network_filter_name(cp).is_some();
-            if list_op(filters, cp, has, |f| network_filter_match(f, cp)) {
-                self.hits[i] = true;
+            let target = network_filter_name(cp);
+            if list_op(filters, cp, target.is_some(), |f| {
+                network_filter_match(f, cp)
+            }) {
+                self.hit(i, list_loc(loc, "filter", cp, target));
             }
         }
         for f in filters.iter_mut() {
@@ -659,13 +823,14 @@ impl Run<'_> {
                 {
                     continue;
                 }
-                self.merge_filter(i, f);
+                self.merge_filter(i, f, &format!("{loc} / filter"));
             }
             if str_at(f, "/name") == HTTP_CONNECTION_MANAGER {
+                let hcm_loc = format!("{loc} / filter {HTTP_CONNECTION_MANAGER}");
                 if let Some(hcm) = f.get_mut("typed_config") {
-                    self.http_filters(listener, &fc_snapshot, hcm);
+                    self.http_filters(listener, &fc_snapshot, hcm, &hcm_loc);
                     if let Some(rc) = hcm.get_mut("route_config") {
-                        self.route_configuration(port, rc);
+                        self.route_configuration(port, rc, &hcm_loc);
                     }
                 }
             }
@@ -675,12 +840,12 @@ impl Run<'_> {
     /// Filter-level MERGE (istio/istio listener_patch.go `mergeHTTPFilter` /
     /// `patchNetworkFilter`): only `name` and `typed_config` are merged; a filter without a
     /// `typed_config` is left alone, as istiod does.
-    fn merge_filter(&mut self, i: usize, f: &mut Value) {
+    fn merge_filter(&mut self, i: usize, f: &mut Value, loc: &str) {
         let cp = self.patches[i].cp;
         if f.get("typed_config").is_none() {
             return;
         }
-        self.hits[i] = true;
+        self.hit(i, format!("{loc} {}", str_at(f, "/name")));
         if let Some(name) = cp.value.get("name").and_then(Value::as_str) {
             if !name.is_empty() {
                 if let Some(obj) = f.as_object_mut() {
@@ -701,7 +866,7 @@ impl Run<'_> {
         }
     }
 
-    fn http_filters(&mut self, listener: &Value, fc: &Value, hcm: &mut Value) {
+    fn http_filters(&mut self, listener: &Value, fc: &Value, hcm: &mut Value, loc: &str) {
         let hf = self.indices(ApplyTo::HttpFilter);
         if hf.is_empty() {
             return;
@@ -727,22 +892,22 @@ impl Run<'_> {
             if !applies(self, cp) {
                 continue;
             }
-            let has = http_filter_name(cp).is_some();
-            if list_op(filters, cp, has, |f| http_filter_match(f, cp)) {
-                self.hits[i] = true;
+            let target = http_filter_name(cp);
+            if list_op(filters, cp, target.is_some(), |f| http_filter_match(f, cp)) {
+                self.hit(i, list_loc(loc, "http filter", cp, target));
             }
         }
         for f in filters.iter_mut() {
             for &i in &hf {
                 let cp = self.patches[i].cp;
                 if cp.operation.is_merge() && applies(self, cp) && http_filter_match(f, cp) {
-                    self.merge_filter(i, f);
+                    self.merge_filter(i, f, &format!("{loc} / http filter"));
                 }
             }
         }
     }
 
-    fn route_configuration(&mut self, port: u32, rc: &mut Value) {
+    fn route_configuration(&mut self, port: u32, rc: &mut Value, loc: &str) {
         if self.patches.iter().all(|p| {
             !matches!(
                 p.cp.apply_to,
@@ -755,11 +920,15 @@ impl Run<'_> {
             let cp = self.patches[i].cp;
             if cp.operation.is_merge() && self.ctx_ok(cp) && route_configuration_match(rc, port, cp)
             {
-                self.hits[i] = true;
+                self.hit(
+                    i,
+                    format!("{loc} / route configuration {}", str_at(rc, "/name")),
+                );
                 self.merge_into(i, rc);
             }
         }
         let rc_snapshot = rc.clone();
+        let loc = format!("{loc} / route configuration {}", str_at(rc, "/name"));
         let vh_patches = self.indices(ApplyTo::VirtualHost);
         let Some(obj) = rc.as_object_mut() else {
             return;
@@ -772,15 +941,18 @@ impl Run<'_> {
         };
         let mut kept = Vec::with_capacity(vhosts.len());
         for mut vh in std::mem::take(vhosts) {
-            let kept_vhost = self.patch_object(&vh_patches, true, &mut vh, |run, vh, cp| {
-                run.ctx_ok(cp)
-                    && route_configuration_match(&rc_snapshot, port, cp)
-                    && virtual_host_match(vh, cp)
-            });
+            let vh_loc = format!("{loc} / virtual host {}", str_at(&vh, "/name"));
+            let kept_vhost =
+                self.patch_object(&vh_patches, true, &mut vh, &vh_loc, |run, vh, cp| {
+                    run.ctx_ok(cp)
+                        && route_configuration_match(&rc_snapshot, port, cp)
+                        && virtual_host_match(vh, cp)
+                });
             if !kept_vhost {
                 continue;
             }
-            self.http_routes(&rc_snapshot, port, &mut vh);
+            let vh_loc = format!("{loc} / virtual host {}", str_at(&vh, "/name"));
+            self.http_routes(&rc_snapshot, port, &mut vh, &vh_loc);
             kept.push(vh);
         }
         for &i in &vh_patches {
@@ -789,14 +961,20 @@ impl Run<'_> {
                 && self.ctx_ok(cp)
                 && route_configuration_match(&rc_snapshot, port, cp)
             {
-                self.hits[i] = true;
+                self.hit(
+                    i,
+                    format!(
+                        "{loc} / virtual host {} (added)",
+                        str_at(&cp.value, "/name")
+                    ),
+                );
                 kept.push(cp.value.clone());
             }
         }
         *vhosts = kept;
     }
 
-    fn http_routes(&mut self, rc: &Value, port: u32, vh: &mut Value) {
+    fn http_routes(&mut self, rc: &Value, port: u32, vh: &mut Value, loc: &str) {
         let rp = self.indices(ApplyTo::HttpRoute);
         let vh_snapshot = vh.clone();
         let Some(obj) = vh.as_object_mut() else {
@@ -814,8 +992,12 @@ impl Run<'_> {
                 && virtual_host_match(&vh_snapshot, cp)
         };
         let mut kept = Vec::with_capacity(routes.len());
-        for mut r in std::mem::take(routes) {
-            if self.patch_object(&rp, false, &mut r, |run, r, cp| {
+        for (n, mut r) in std::mem::take(routes).into_iter().enumerate() {
+            let r_loc = match str_at(&r, "/name") {
+                "" => format!("{loc} / route #{n}"),
+                name => format!("{loc} / route {name}"),
+            };
+            if self.patch_object(&rp, false, &mut r, &r_loc, |run, r, cp| {
                 applies(run, cp) && route_match(r, cp)
             }) {
                 kept.push(r);
@@ -855,7 +1037,10 @@ impl Run<'_> {
                 _ => false,
             };
             if done {
-                self.hits[i] = true;
+                self.hit(
+                    i,
+                    format!("{loc} / route {} (inserted)", str_at(&cp.value, "/name")),
+                );
             }
         }
         *routes = kept;
@@ -885,7 +1070,7 @@ impl Run<'_> {
             for &i in &cps {
                 let cp = self.patches[i].cp;
                 if cp.operation == Operation::Remove && self.ctx_ok(cp) && cluster_match(&c, cp) {
-                    self.hits[i] = true;
+                    self.hit(i, format!("cluster {}", str_at(&c, "/name")));
                     removed = true;
                 }
             }
@@ -897,7 +1082,7 @@ impl Run<'_> {
                 if !cp.operation.is_merge() || !self.ctx_ok(cp) || !cluster_match(&c, cp) {
                     continue;
                 }
-                self.hits[i] = true;
+                self.hit(i, format!("cluster {}", str_at(&c, "/name")));
                 self.merge_cluster(i, &mut c);
             }
             kept.push(c);
@@ -905,7 +1090,7 @@ impl Run<'_> {
         for &i in &cps {
             let cp = self.patches[i].cp;
             if cp.operation == Operation::Add && self.ctx_ok(cp) {
-                self.hits[i] = true;
+                self.hit(i, format!("cluster {} (added)", str_at(&cp.value, "/name")));
                 kept.push(cp.value.clone());
             }
         }
@@ -943,6 +1128,34 @@ impl Run<'_> {
         if let Err(e) = merge(c, &value, "", replace) {
             self.fail(i, e);
         }
+    }
+}
+
+/// Where a list operation on a filter list under `loc` acted: the matched filter, or the one
+/// the patch adds.
+fn list_loc(loc: &str, kind: &str, cp: &ConfigPatch, target: Option<&str>) -> String {
+    let added = str_at(&cp.value, "/name");
+    match (cp.operation, target) {
+        // Without a filter match INSERT_BEFORE inserts first and INSERT_AFTER appends
+        // (listener_patch.go, see `list_op`).
+        (Operation::InsertBefore, None) => format!("{loc} / {kind} {added} (inserted first)"),
+        (Operation::InsertAfter, None) => format!("{loc} / {kind} {added} (added)"),
+        (Operation::Add | Operation::InsertFirst, _) | (_, None) => {
+            format!("{loc} / {kind} {added} ({})", verb(cp.operation))
+        }
+        (_, Some(t)) => format!("{loc} / {kind} {t} ({})", verb(cp.operation)),
+    }
+}
+
+fn verb(op: Operation) -> &'static str {
+    match op {
+        Operation::Add => "added",
+        Operation::InsertFirst => "inserted first",
+        Operation::InsertBefore => "inserted before",
+        Operation::InsertAfter => "inserted after",
+        Operation::Replace => "replaced",
+        Operation::Remove => "removed",
+        Operation::Merge | Operation::MergeAndReplaceList => "merged",
     }
 }
 

@@ -6,7 +6,8 @@
 //! - [`EnvoyFilter`]: the validated form (`TryFrom<wire::EnvoyFilterDoc>`), with an
 //!   [`InvalidEnvoyFilter`] error naming the object and the field (`spec.configPatches[2].patch.operation`).
 //! - [`apply()`]: Istio's patch semantics (istio/istio `pilot/pkg/networking/core/envoyfilter/`)
-//!   applied to a static Envoy bootstrap, all or nothing.
+//!   applied to a static Envoy bootstrap, all or nothing; [`apply_with_report()`] the same
+//!   passes, reporting per patch where it applied and which matched nothing.
 //! - [`emit`]: the EnvoyFilter / WasmPlugin objects layover emits, checked against [`wire`].
 //! - [`load_paths`] / [`load_str`]: the EnvoyFilter documents of the same YAML inputs the
 //!   compiler reads.
@@ -20,7 +21,10 @@ mod merge;
 mod version;
 pub mod wire;
 
-pub use apply::{apply, Applied, ApplyContext, WAYPOINT_GATEWAY_CLASS};
+pub use apply::{
+    apply, apply_with_report, Applied, ApplyContext, FilterReport, PatchReport, Report,
+    SkippedFilter, WAYPOINT_GATEWAY_CLASS,
+};
 pub use load::{load_paths, load_str};
 pub use version::{Attachment, IstioVersion};
 
