@@ -387,7 +387,7 @@ impl FilterBuild {
 enum Transport {
     /// The plain listener; `Host` selects the service.
     Plain {
-        client: HttpClient,
+        client: Box<HttpClient>,
         addr: SocketAddr,
     },
     /// HBONE to the service VIP the `Host` names.
@@ -553,7 +553,7 @@ impl Waypoint {
                 .await?;
                 let sender = Sender {
                     transport: Transport::Plain {
-                        client: client.clone(),
+                        client: Box::new(client.clone()),
                         addr: envoy.listener_addr(),
                     },
                 };
