@@ -151,21 +151,41 @@ impl HttpClient {
 /// headers). Stopping at the end of the response matters: after a local error reply Envoy
 /// waits for the client to close (delayed close, 1 s by default).
 pub async fn raw_http1(addr: SocketAddr, request: &[u8]) -> Result<String, HarnessError> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
+    let connect = async {
+        tokio::net::TcpStream::connect(addr)
             .await
-            .map_err(|e| HarnessError::Http(format!("connecting to {addr}: {e}")))?;
+            .map_err(|e| HarnessError::Http(format!("connecting to {addr}: {e}")))
+    };
+    let stream = tokio::time::timeout(TEST_TIMEOUT, connect)
+        .await
+        .map_err(|_| {
+            HarnessError::Http(format!("{addr}: no connection within {TEST_TIMEOUT:?}"))
+        })??;
+    raw_http1_over(stream, &addr.to_string(), request).await
+}
+
+/// [`raw_http1`] on an open byte stream (a TCP connection, an HBONE tunnel); `peer` names it
+/// in errors.
+pub async fn raw_http1_over<S>(
+    mut stream: S,
+    peer: &str,
+    request: &[u8],
+) -> Result<String, HarnessError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let exchange = async {
         stream
             .write_all(request)
             .await
-            .map_err(|e| HarnessError::Http(format!("writing to {addr}: {e}")))?;
+            .map_err(|e| HarnessError::Http(format!("writing to {peer}: {e}")))?;
         let mut out = Vec::new();
         let mut buf = [0u8; 8192];
         loop {
             let n = stream
                 .read(&mut buf)
                 .await
-                .map_err(|e| HarnessError::Http(format!("reading from {addr}: {e}")))?;
+                .map_err(|e| HarnessError::Http(format!("reading from {peer}: {e}")))?;
             if n == 0 {
                 break;
             }
@@ -180,7 +200,7 @@ pub async fn raw_http1(addr: SocketAddr, request: &[u8]) -> Result<String, Harne
         .await
         .map_err(|_| {
             HarnessError::Http(format!(
-                "{addr}: no complete response within {TEST_TIMEOUT:?}"
+                "{peer}: no complete response within {TEST_TIMEOUT:?}"
             ))
         })?
 }
@@ -226,7 +246,12 @@ impl RawResponse {
 /// of the answer: for requests only a raw client can write (`//admin`, `%2F`, `#frag`, repeated
 /// `Host`, lower-case methods).
 pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> Result<RawResponse, HarnessError> {
-    let text = raw_http1(addr, request).await?;
+    parse_raw(&addr.to_string(), &raw_http1(addr, request).await?)
+}
+
+/// Parses what [`raw_http1`] / [`raw_http1_over`] read from `peer` into a [`RawResponse`].
+pub fn parse_raw(peer: &str, text: &str) -> Result<RawResponse, HarnessError> {
+    let addr = peer;
     let (head, body) = text
         .split_once("\r\n\r\n")
         .ok_or_else(|| HarnessError::Http(format!("{addr}: no response head in {text:?}")))?;

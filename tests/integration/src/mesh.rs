@@ -133,3 +133,137 @@ pub async fn tunnelled_get(
         .to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
+
+/// The workload identity (`default/<sa>`) a [`Tunnels`] caller presents unless a test names
+/// another one: a plain mesh workload no test policy names.
+pub const DEFAULT_CALLER: &str = "client";
+
+/// ztunnel's side of a waypoint's HBONE listener for many requests: an mTLS + HTTP/2
+/// connection per caller identity (opened on first use, reopened once it has closed), and one
+/// CONNECT stream per request to the service `VIP:port` the request is for — what ztunnel sends
+/// for a workload's connection to a service behind the waypoint. Cheap to share (`Arc`).
+///
+/// A connection carries at most [`Tunnels::STREAMS_PER_CONNECTION`] CONNECTs, then the next
+/// one opens a new connection: Envoy closes an HTTP/2 connection once at least 500 of its
+/// streams ended, more than half of them within a second of opening (its premature-reset guard,
+/// CVE-2023-44487), and a short CONNECT per request is exactly that.
+pub struct Tunnels {
+    certs: Certs,
+    addr: SocketAddr,
+    connections: tokio::sync::Mutex<
+        std::collections::HashMap<String, (layover_hbone::HboneConnection, usize)>,
+    >,
+}
+
+impl std::fmt::Debug for Tunnels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tunnels").field("addr", &self.addr).finish()
+    }
+}
+
+impl Tunnels {
+    /// Tunnels into the HBONE listener at `addr` of a waypoint whose certificate `certs` issued.
+    pub fn new(certs: Certs, addr: SocketAddr) -> Self {
+        Tunnels {
+            certs,
+            addr,
+            connections: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// CONNECT streams per HBONE connection (see the type's docs).
+    pub const STREAMS_PER_CONNECTION: usize = 100;
+
+    /// The mesh CA and the waypoint's certificate.
+    pub fn certs(&self) -> &Certs {
+        &self.certs
+    }
+
+    /// A new CONNECT stream to `authority` (`VIP:port`) as `default/<sa>`, on that identity's
+    /// pooled connection.
+    pub async fn open(
+        &self,
+        sa: &str,
+        authority: &str,
+    ) -> Result<layover_hbone::HboneStream, HarnessError> {
+        let conn = {
+            let mut pool = self.connections.lock().await;
+            match pool.get_mut(sa) {
+                Some((c, n)) if !c.is_closed() && *n < Self::STREAMS_PER_CONNECTION => {
+                    *n += 1;
+                    c.clone()
+                }
+                _ => {
+                    let creds = self.certs.credentials(sa)?;
+                    let client = HboneClient::new(&creds, PeerPolicy::trust_domain(TRUST_DOMAIN))
+                        .map_err(|e| harness("HBONE client")(e.to_string()))?;
+                    let c = client
+                        .connect(self.addr)
+                        .await
+                        .map_err(|e| harness("HBONE connect")(e.to_string()))?;
+                    pool.insert(sa.to_string(), (c.clone(), 1));
+                    c
+                }
+            }
+        };
+        conn.connect(authority, &ConnectHeaders::default())
+            .await
+            .map_err(|e| harness("CONNECT")(format!("{authority}: {e}")))
+    }
+}
+
+/// One HTTP/1.1 request on `stream` (a tunnel's byte stream): `host` first, then `headers`,
+/// and `body`; the whole answer, within [`crate::TEST_TIMEOUT`].
+pub async fn request_over<S>(
+    stream: S,
+    method: http::Method,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: bytes::Bytes,
+) -> Result<crate::Reply, HarnessError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let exchange = async {
+        let (mut send, driver) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| harness("HTTP/1.1 handshake")(e.to_string()))?;
+        tokio::spawn(driver);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(http_body_util::Full::new(body))
+            .map_err(|e| harness("request")(e.to_string()))?;
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| harness("request")(e.to_string()))?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| harness("body")(e.to_string()))?
+            .to_bytes();
+        Ok(crate::Reply {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            body,
+        })
+    };
+    tokio::time::timeout(crate::TEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| {
+            harness("request")(format!(
+                "{path}: no answer within {:?}",
+                crate::TEST_TIMEOUT
+            ))
+        })?
+}

@@ -7,13 +7,20 @@
 //! registry's endpoints → the emitted EnvoyFilter (and any in the YAML) applied to it. Envoy is
 //! configured only through EnvoyFilter objects, as a cluster's waypoint would be.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Method;
-use layover_bootstrap::{bootstrap, endpoints_from_registry, BootstrapOptions};
+use layover_bootstrap::istiod::{istiod_waypoint_value, route_a_envoy_filter};
+use layover_bootstrap::{bootstrap, endpoints_from_registry, BootstrapOptions, CONNECT_TERMINATE};
+use layover_contract::ClusterSelection;
+use layover_envoyfilter::IstioVersion;
 use serde_json::Value;
 
+use crate::client::{parse_raw, raw_http1_over, raw_request, RawResponse};
+use crate::mesh::{Certs, Tunnels, DEFAULT_CALLER};
 use crate::{repo_root, Backend, Envoy, EnvoyOptions, HarnessError, HttpClient, Launch, Reply};
 
 /// Which build of the layover filter Envoy loads. Every test of the suite runs once per build.
@@ -266,45 +273,206 @@ pub fn launch_options(launch: &Launch) -> BootstrapOptions {
     }
 }
 
-/// A layover waypoint under a real Envoy, with an HTTP/1.1 keep-alive client.
-#[derive(Debug)]
-pub struct Waypoint {
-    /// The Envoy process.
-    pub envoy: Envoy,
-    /// Pooled HTTP/1.1 client.
-    pub client: HttpClient,
-    /// What the compiler produced for the test YAML.
-    pub compiled: layover_compiler::Compiled,
+/// The shape of the waypoint a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// layover's own bootstrap (`layover_bootstrap::bootstrap`): requests go through the plain
+    /// listener and the `Host` header selects the service.
+    OwnBootstrap,
+    /// The waypoint istiod generates (`layover_bootstrap::istiod::istiod_waypoint_value`),
+    /// natively or with layover attached only by the route A EnvoyFilter
+    /// (`layover_bootstrap::istiod::route_a_envoy_filter`). It has no plain listener:
+    /// requests go through HBONE, a CONNECT to the service `VIP:port` (the chain of
+    /// `main_internal` is picked by destination IP, then port), as a mesh workload.
+    Istiod,
 }
 
-impl Waypoint {
-    /// Compiles `yaml` and starts Envoy with the `build` filter loaded with the policy; the
-    /// EnvoyFilters in `yaml` are applied too, as `layover envoy` applies those in `--config`.
-    pub async fn start(build: FilterBuild, yaml: &str) -> Result<Waypoint, HarnessError> {
-        let compiled = compile_yaml(yaml)?;
-        let envoy_filters = layover_envoyfilter::load_str("test.yaml", yaml).map_err(|e| {
-            let lines: Vec<String> = e.iter().map(ToString::to_string).collect();
-            HarnessError::Config(format!(
-                "loading the test EnvoyFilters:\n{}",
-                lines.join("\n")
-            ))
-        })?;
-        let envoy = Envoy::start_with(&build.envoy_options()?, |launch| {
-            let opts = BootstrapOptions {
-                envoy_filters: envoy_filters.clone(),
-                ..launch_options(launch)
-            };
-            build.bootstrap(&compiled, opts)
-        })
-        .await?;
-        Ok(Waypoint {
-            envoy,
-            client: HttpClient::http1(),
-            compiled,
-        })
+tokio::task_local! {
+    /// The shape [`Waypoint::start`] builds, set per test by the suites' macros.
+    static SHAPE: Shape;
+}
+
+impl Shape {
+    /// The shape set for the current task by [`Shape::scope`]; [`Shape::OwnBootstrap`]
+    /// outside one. Task-locals do not follow `tokio::spawn`: read it before spawning and pass
+    /// it to [`Waypoint::start_in`].
+    pub fn current() -> Shape {
+        SHAPE.try_with(|s| *s).unwrap_or(Shape::OwnBootstrap)
     }
 
-    /// Sends `method` to `path` with `Host: <host>` and extra headers.
+    /// Runs `f` with this shape as [`Shape::current`].
+    pub async fn scope<F: std::future::Future>(self, f: F) -> F::Output {
+        SHAPE.scope(self, f).await
+    }
+
+    /// Short name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::OwnBootstrap => "own-bootstrap",
+            Shape::Istiod => "istiod",
+        }
+    }
+}
+
+/// Gives every service of `compiled` without an address a VIP, `10.96.<a>.<b>` derived from
+/// its hostname (FNV-1a; the next free one on a collision), as Kubernetes allocates a
+/// ClusterIP to every Service: the istiod shape selects a service by VIP. The suite's YAML
+/// leaves `clusterIP` out (the own-bootstrap runs select by `Host`), so the VIP is added to the
+/// compiled policy, for the native configuration and the filters alike.
+pub fn assign_vips(compiled: &mut layover_compiler::Compiled) {
+    let mut used: std::collections::BTreeSet<String> = compiled
+        .policy
+        .services
+        .iter()
+        .flat_map(|s| s.addresses.iter().cloned())
+        .collect();
+    for svc in &mut compiled.policy.services {
+        if !svc.addresses.is_empty() {
+            continue;
+        }
+        let mut h: u32 = 0x811c_9dc5;
+        for b in svc.hostname.bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        let mut n = (h ^ (h >> 16)) & 0xffff;
+        loop {
+            let (a, b) = (n >> 8, n & 0xff);
+            let vip = format!("10.96.{a}.{b}");
+            if b != 0 && b != 255 && !used.contains(&vip) {
+                used.insert(vip.clone());
+                svc.addresses.push(vip);
+                break;
+            }
+            n = (n + 1) & 0xffff;
+        }
+    }
+}
+
+impl FilterBuild {
+    /// The istiod-shaped waypoint for `compiled` with this build, as YAML: natively
+    /// ([`FilterBuild::Native`], istiod's own RBAC and routes) or with the layover filter
+    /// attached only by the route A EnvoyFilter (what `layover manifests` emits, applied with
+    /// istiod's rules at [`IstioVersion::PINNED`]) ahead of `opts.envoy_filters`.
+    /// `opts.hbone` is required; every service needs an address ([`assign_vips`]).
+    pub fn istiod_bootstrap(
+        self,
+        compiled: &layover_compiler::Compiled,
+        opts: BootstrapOptions,
+    ) -> Result<String, HarnessError> {
+        let istio = IstioVersion::PINNED;
+        let endpoints = endpoints_from_registry(compiled);
+        let mut opts = opts;
+        if self != FilterBuild::Native {
+            let filter = self.http_filter(&policy_json(compiled)?)?;
+            let ef = route_a_envoy_filter(
+                &compiled.policy,
+                &[layover_bootstrap::direct_remote_address_filter(), filter],
+                ClusterSelection::Header,
+                istio,
+                &layover_bootstrap::waypoint_target(&compiled.policy),
+            )
+            .map_err(|e| HarnessError::Config(format!("route A EnvoyFilter: {e}")))?;
+            let ef = layover_envoyfilter::EnvoyFilter::from_value(ef)
+                .map_err(|e| HarnessError::Config(format!("route A EnvoyFilter: {e}")))?;
+            opts.envoy_filters.insert(0, ef);
+        }
+        let v = istiod_waypoint_value(&compiled.policy, &endpoints, &opts, istio)
+            .map_err(|e| HarnessError::Config(format!("istiod waypoint: {e}")))?;
+        Ok(layover_bootstrap::to_yaml(&v))
+    }
+}
+
+/// Where a [`Waypoint`]'s requests go.
+#[derive(Debug, Clone)]
+enum Transport {
+    /// The plain listener; `Host` selects the service.
+    Plain {
+        client: Box<HttpClient>,
+        addr: SocketAddr,
+    },
+    /// HBONE to the service VIP the `Host` names.
+    Hbone {
+        tunnels: Arc<Tunnels>,
+        services: Arc<Vec<ServiceAddr>>,
+    },
+}
+
+/// A service's names and `VIP:port`s, to resolve a request's `Host` in the istiod shape.
+#[derive(Debug, Clone)]
+struct ServiceAddr {
+    /// `name`, `name.ns`, `name.ns.svc`, the hostname (lower case), and the VIPs.
+    names: Vec<String>,
+    vip: IpAddr,
+    ports: Vec<u16>,
+}
+
+/// Sends requests to a [`Waypoint`]; cheap to clone and `'static`, for concurrent requests
+/// from spawned tasks ([`Waypoint::sender`]).
+#[derive(Debug, Clone)]
+pub struct Sender {
+    transport: Transport,
+}
+
+impl Sender {
+    /// `VIP:port` of the service `host` (`name[.ns[.svc[.cluster.local]]][.][:port]`, any
+    /// case, or the VIP itself) names; without a port, the service's only port. `None` in the
+    /// own-bootstrap shape, and for a host naming no service port: ztunnel would have no VIP
+    /// to send such a request to, so the istiod shape cannot express it.
+    pub fn resolve(&self, host: &str) -> Option<SocketAddr> {
+        let Transport::Hbone { services, .. } = &self.transport else {
+            return None;
+        };
+        let host = host.to_ascii_lowercase();
+        let (name, port) = match host.rsplit_once(':') {
+            Some((n, p)) => (n, Some(p.parse::<u16>().ok()?)),
+            None => (host.as_str(), None),
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let svc = services
+            .iter()
+            .find(|s| s.names.iter().any(|n| n == name))?;
+        let port = match port {
+            Some(p) => svc.ports.iter().copied().find(|sp| *sp == p)?,
+            None => match svc.ports.as_slice() {
+                [only] => *only,
+                _ => return None,
+            },
+        };
+        Some(SocketAddr::new(svc.vip, port))
+    }
+
+    /// Sends `method` to `path` with `Host: <host>` and extra headers; in the istiod shape as
+    /// `default/<sa>` through HBONE.
+    pub async fn send_as(
+        &self,
+        sa: &str,
+        method: Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, HarnessError> {
+        match &self.transport {
+            Transport::Plain { client, addr } => {
+                let mut all: Vec<(&str, &str)> = vec![("host", host)];
+                all.extend_from_slice(headers);
+                client
+                    .request(method, &format!("http://{addr}{path}"), &all, body)
+                    .await
+            }
+            Transport::Hbone { tunnels, .. } => {
+                let vip = self.resolve(host).ok_or_else(|| {
+                    HarnessError::Config(format!(
+                        "Host {host:?} names no service port: the istiod shape has no VIP to tunnel it to"
+                    ))
+                })?;
+                let stream = tunnels.open(sa, &vip.to_string()).await?;
+                crate::mesh::request_over(stream, method, host, path, headers, body.into()).await
+            }
+        }
+    }
+
+    /// [`Sender::send_as`] as the default caller ([`crate::mesh::DEFAULT_CALLER`]).
     pub async fn send(
         &self,
         method: Method,
@@ -313,11 +481,165 @@ impl Waypoint {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Result<Reply, HarnessError> {
-        let mut all: Vec<(&str, &str)> = vec![("host", host)];
-        all.extend_from_slice(headers);
-        self.client
-            .request(method, &self.envoy.url(path), &all, body)
+        self.send_as(DEFAULT_CALLER, method, host, path, headers, body)
             .await
+    }
+
+    /// Sends `request` byte for byte (see [`crate::client::raw_request`]): to the plain
+    /// listener, or in the istiod shape in an HBONE tunnel, as the default caller, to the
+    /// service `route_host` names (the request's own `Host` may say anything).
+    pub async fn raw(&self, route_host: &str, request: &[u8]) -> Result<RawResponse, HarnessError> {
+        match &self.transport {
+            Transport::Plain { addr, .. } => raw_request(*addr, request).await,
+            Transport::Hbone { tunnels, .. } => {
+                let vip = self.resolve(route_host).ok_or_else(|| {
+                    HarnessError::Config(format!("{route_host:?} names no service port"))
+                })?;
+                let stream = tunnels.open(DEFAULT_CALLER, &vip.to_string()).await?;
+                let peer = format!("tunnel to {vip}");
+                parse_raw(&peer, &raw_http1_over(stream, &peer, request).await?)
+            }
+        }
+    }
+}
+
+/// A layover waypoint under a real Envoy, with an HTTP/1.1 keep-alive client.
+#[derive(Debug)]
+pub struct Waypoint {
+    /// The Envoy process.
+    pub envoy: Envoy,
+    /// Pooled HTTP/1.1 client (the plain listener's; [`Waypoint::send`] picks the shape's way).
+    pub client: HttpClient,
+    /// What the compiler produced for the test YAML (in the istiod shape with the VIPs of
+    /// [`assign_vips`]).
+    pub compiled: layover_compiler::Compiled,
+    /// Which waypoint this is.
+    pub shape: Shape,
+    sender: Sender,
+}
+
+impl Waypoint {
+    /// [`Waypoint::start_in`] the shape of [`Shape::current`].
+    pub async fn start(build: FilterBuild, yaml: &str) -> Result<Waypoint, HarnessError> {
+        Waypoint::start_in(Shape::current(), build, yaml).await
+    }
+
+    /// Compiles `yaml` and starts Envoy in `shape` with the `build` filter loaded with the
+    /// policy; the EnvoyFilters in `yaml` are applied too, as `layover envoy` applies those in
+    /// `--config` (in the istiod shape after route A's).
+    pub async fn start_in(
+        shape: Shape,
+        build: FilterBuild,
+        yaml: &str,
+    ) -> Result<Waypoint, HarnessError> {
+        let mut compiled = compile_yaml(yaml)?;
+        let envoy_filters = layover_envoyfilter::load_str("test.yaml", yaml).map_err(|e| {
+            let lines: Vec<String> = e.iter().map(ToString::to_string).collect();
+            HarnessError::Config(format!(
+                "loading the test EnvoyFilters:\n{}",
+                lines.join("\n")
+            ))
+        })?;
+        let client = HttpClient::http1();
+        match shape {
+            Shape::OwnBootstrap => {
+                let envoy = Envoy::start_with(&build.envoy_options()?, |launch| {
+                    let opts = BootstrapOptions {
+                        envoy_filters: envoy_filters.clone(),
+                        ..launch_options(launch)
+                    };
+                    build.bootstrap(&compiled, opts)
+                })
+                .await?;
+                let sender = Sender {
+                    transport: Transport::Plain {
+                        client: Box::new(client.clone()),
+                        addr: envoy.listener_addr(),
+                    },
+                };
+                Ok(Waypoint {
+                    envoy,
+                    client,
+                    compiled,
+                    shape,
+                    sender,
+                })
+            }
+            Shape::Istiod => {
+                assign_vips(&mut compiled);
+                let certs = Certs::new()?;
+                let envoy = Envoy::start_with(&build.envoy_options()?, |launch| {
+                    let opts = BootstrapOptions {
+                        envoy_filters: envoy_filters.clone(),
+                        hbone: Some(certs.hbone.clone()),
+                        ..launch_options(launch)
+                    };
+                    build.istiod_bootstrap(&compiled, opts)
+                })
+                .await?;
+                let addr = envoy.listener_addr_of(CONNECT_TERMINATE).ok_or_else(|| {
+                    HarnessError::Config(format!("no {CONNECT_TERMINATE} listener"))
+                })?;
+                let services = service_addrs(&compiled)?;
+                let sender = Sender {
+                    transport: Transport::Hbone {
+                        tunnels: Arc::new(Tunnels::new(certs, addr)),
+                        services: Arc::new(services),
+                    },
+                };
+                Ok(Waypoint {
+                    envoy,
+                    client,
+                    compiled,
+                    shape,
+                    sender,
+                })
+            }
+        }
+    }
+
+    /// A handle sending to this waypoint, for spawned tasks.
+    pub fn sender(&self) -> Sender {
+        self.sender.clone()
+    }
+
+    /// See [`Sender::resolve`].
+    pub fn resolve(&self, host: &str) -> Option<SocketAddr> {
+        self.sender.resolve(host)
+    }
+
+    /// Sends `method` to `path` with `Host: <host>` and extra headers (in the istiod shape as
+    /// the default caller, [`crate::mesh::DEFAULT_CALLER`]).
+    pub async fn send(
+        &self,
+        method: Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, HarnessError> {
+        self.sender.send(method, host, path, headers, body).await
+    }
+
+    /// [`Waypoint::send`] as the workload `default/<sa>`: the caller's identity in the istiod
+    /// shape; the plain listener has none, so there `sa` changes nothing.
+    pub async fn send_as(
+        &self,
+        sa: &str,
+        method: Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, HarnessError> {
+        self.sender
+            .send_as(sa, method, host, path, headers, body)
+            .await
+    }
+
+    /// See [`Sender::raw`].
+    pub async fn raw(&self, route_host: &str, request: &[u8]) -> Result<RawResponse, HarnessError> {
+        self.sender.raw(route_host, request).await
     }
 
     /// `GET path` with `Host: <host>`.
@@ -335,4 +657,30 @@ impl Waypoint {
         self.send(Method::GET, host, path, headers, Bytes::new())
             .await
     }
+}
+
+/// The names and VIP of every service of `compiled`.
+fn service_addrs(compiled: &layover_compiler::Compiled) -> Result<Vec<ServiceAddr>, HarnessError> {
+    let mut out = Vec::new();
+    for s in &compiled.policy.services {
+        let hostname = s.hostname.to_ascii_lowercase();
+        let vip: IpAddr = s
+            .addresses
+            .first()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| HarnessError::Config(format!("service {hostname} has no VIP")))?;
+        let labels: Vec<&str> = hostname.split('.').collect();
+        let mut names = vec![hostname.clone()];
+        for n in 1..labels.len().min(4) {
+            names.push(labels[..n].join("."));
+        }
+        names.extend(s.addresses.iter().cloned());
+        let ports = s
+            .ports
+            .iter()
+            .filter_map(|p| u16::try_from(p.number).ok())
+            .collect();
+        out.push(ServiceAddr { names, vip, ports });
+    }
+    Ok(out)
 }

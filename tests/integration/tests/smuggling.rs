@@ -3,6 +3,9 @@
 //! 1.40 with each filter build, on the plain listener, the mTLS listener and inside HBONE
 //! tunnels where identity matters; the backend reports what it received.
 //!
+//! The tunnel's checks run again in the waypoint istiod generates, layover attached only by the
+//! route A EnvoyFilter (`smuggling_istiod`; it has no plain or mTLS listener).
+//!
 //! Complements tests/integration/tests/waypoint.rs `client_cannot_steer_internals` (x-layover-cluster,
 //! retry/timeout router controls, fault headers) and `authz_ip_blocks_ignore_forged_xff`;
 //! this file covers the rest of the internal namespace and the identity/address headers.
@@ -33,8 +36,9 @@ use layover_bootstrap::{
     bootstrap, endpoints_from_registry, BootstrapOptions, DownstreamTls, Hbone, CONNECT_TERMINATE,
 };
 use layover_certs::{write_cert, Identity, MeshCa, MeshDir};
+use layover_integration::mesh::DEFAULT_CALLER;
 use layover_integration::waypoint::{
-    app_yaml, compile_yaml, policy_json, subsets_yaml, FilterBuild,
+    app_yaml, compile_yaml, policy_json, subsets_yaml, FilterBuild, Shape, Waypoint,
 };
 use layover_integration::{Backend, ClientIdentity, Echo, Envoy, HttpClient, Launch, TlsClient};
 
@@ -73,6 +77,32 @@ fn identity_claims() -> Vec<(&'static str, String)> {
         ),
     ]
 }
+
+/// The subset the client asks for in `x-layover-cluster`; the route pins v1.
+const V2_CLUSTER: &str = "inbound-vip|9080|http/v2|open.default.svc.cluster.local";
+
+/// [design] The whole internal namespace: routing, router and stream controls, tracing and
+/// stats names, internal-request markers.
+const INTERNAL_NAMESPACE: &[(&str, &str)] = &[
+    ("x-layover-cluster", V2_CLUSTER),
+    ("x-layover-anything", "smuggled"),
+    ("x-envoy-original-path", "/smuggled"),
+    ("x-envoy-internal", "true"),
+    ("x-envoy-decorator-operation", "smuggled"),
+    ("x-envoy-upstream-stream-duration-ms", "50"),
+    ("x-envoy-upstream-rq-timeout-ms", "50"),
+    ("x-envoy-upstream-rq-per-try-timeout-ms", "50"),
+    ("x-envoy-expected-rq-timeout-ms", "50"),
+    ("x-envoy-hedge-on-per-try-timeout", "true"),
+    ("x-envoy-retry-grpc-on", "cancelled,unavailable"),
+    ("x-envoy-upstream-alt-stat-name", "smuggled"),
+    ("x-envoy-downstream-service-cluster", "smuggled"),
+    ("x-envoy-downstream-service-node", "smuggled"),
+    ("x-envoy-force-trace", "true"),
+    ("x-envoy-fault-throughput-response", "1"),
+    ("x-envoy-ip-tags", "smuggled"),
+    ("x-envoy-external-address", "10.1.2.3"),
+];
 
 /// `open`: a VirtualService pins v1, no policy. `admin`: ALLOW only the `admin` identity.
 /// `ipdeny`: DENY the direct peer 127.0.0.1 and ztunnel's client 10.244.1.7 (`ipBlocks`).
@@ -136,16 +166,22 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
+/// Backends v1 and v2 of every app.
+async fn start_backends() -> BTreeMap<&'static str, Vec<Backend>> {
+    let mut backends = BTreeMap::new();
+    for app in ["open", "admin", "ipdeny", "remote"] {
+        let mut bs = Vec::new();
+        for v in ["v1", "v2"] {
+            bs.push(Backend::start(&format!("{app}-{v}"), v).await.unwrap());
+        }
+        backends.insert(app, bs);
+    }
+    backends
+}
+
 impl Fixture {
     async fn start(build: FilterBuild) -> Fixture {
-        let mut backends = BTreeMap::new();
-        for app in ["open", "admin", "ipdeny", "remote"] {
-            let mut bs = Vec::new();
-            for v in ["v1", "v2"] {
-                bs.push(Backend::start(&format!("{app}-{v}"), v).await.unwrap());
-            }
-            backends.insert(app, bs);
-        }
+        let backends = start_backends().await;
         let compiled = compile_yaml(&yaml(&backends)).unwrap();
         let policy = policy_json(&compiled).unwrap();
 
@@ -292,27 +328,7 @@ async fn smuggling(build: FilterBuild) {
     // 1. [design] The whole internal namespace: routing, router and stream controls, tracing
     // and stats names, internal-request markers. The route pins v1 and has no timeout; the
     // backend stalls 300 ms, longer than the 50 ms the client asks for.
-    let v2 = "inbound-vip|9080|http/v2|open.default.svc.cluster.local";
-    let sent: &[(&str, &str)] = &[
-        ("x-layover-cluster", v2),
-        ("x-layover-anything", "smuggled"),
-        ("x-envoy-original-path", "/smuggled"),
-        ("x-envoy-internal", "true"),
-        ("x-envoy-decorator-operation", "smuggled"),
-        ("x-envoy-upstream-stream-duration-ms", "50"),
-        ("x-envoy-upstream-rq-timeout-ms", "50"),
-        ("x-envoy-upstream-rq-per-try-timeout-ms", "50"),
-        ("x-envoy-expected-rq-timeout-ms", "50"),
-        ("x-envoy-hedge-on-per-try-timeout", "true"),
-        ("x-envoy-retry-grpc-on", "cancelled,unavailable"),
-        ("x-envoy-upstream-alt-stat-name", "smuggled"),
-        ("x-envoy-downstream-service-cluster", "smuggled"),
-        ("x-envoy-downstream-service-node", "smuggled"),
-        ("x-envoy-force-trace", "true"),
-        ("x-envoy-fault-throughput-response", "1"),
-        ("x-envoy-ip-tags", "smuggled"),
-        ("x-envoy-external-address", "10.1.2.3"),
-    ];
+    let sent = INTERNAL_NAMESPACE;
     let stall = Duration::from_millis(300);
     f.backends["open"][0].stall_next(stall);
     let started = Instant::now();
@@ -479,4 +495,128 @@ async fn client_headers_cannot_steer_routing_identity_or_authz_wasm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_headers_cannot_steer_routing_identity_or_authz_dynamic_module() {
     smuggling(FilterBuild::DynamicModule).await;
+}
+
+/// The same checks in the waypoint istiod generates, layover attached only by the route A
+/// EnvoyFilter ([`Shape::Istiod`]): every request inside an HBONE tunnel to the app's VIP.
+/// Left out: the plain listener's (no identity; `remoteIpBlocks` from `x-forwarded-for` with
+/// `use_remote_address: false`) and the mTLS listener's — istiod's waypoint has neither
+/// listener; the tunnel's own cases are all here.
+async fn smuggling_istiod(build: FilterBuild) {
+    let backends = start_backends().await;
+    let wp = Waypoint::start_in(Shape::Istiod, build, &yaml(&backends))
+        .await
+        .unwrap_or_else(|e| panic!("[istiod {}] {e}", build.name()));
+    let tag = format!("istiod {}", build.name());
+    let count = |app: &str| -> usize { backends[app].iter().map(Backend::request_count).sum() };
+    let get_as = |sa: &'static str, app: &'static str, headers: &[(&str, &str)]| {
+        let host = format!("{app}:9080");
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let wp = &wp;
+        async move {
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let reply = wp
+                .send_as(sa, Method::GET, &host, "/", &headers, bytes::Bytes::new())
+                .await
+                .unwrap();
+            (reply.status.as_u16(), reply.text())
+        }
+    };
+
+    // 1. [design] The internal namespace through route A's connection manager.
+    let sent = INTERNAL_NAMESPACE;
+    let stall = Duration::from_millis(300);
+    backends["open"][0].stall_next(stall);
+    let started = Instant::now();
+    let (status, body) = get_as(DEFAULT_CALLER, "open", sent).await;
+    let e = echo(status, &body);
+    assert!(
+        started.elapsed() >= stall,
+        "[{tag}] a client timeout cut the request"
+    );
+    assert_eq!(e.subset, "v1", "[{tag}] the client picked the cluster");
+    assert_eq!(e.path, "/", "[{tag}]");
+    assert_not_forwarded(&e, sent, &format!("[{tag}] tunnel"));
+    assert!(
+        !e.headers.keys().any(|k| k.starts_with("x-layover-")),
+        "[{tag}] {:?}",
+        e.headers
+    );
+
+    // 2. [authz][ambient] The identity is the HBONE peer's certificate, whatever the headers
+    // inside the tunnel claim.
+    let claims = identity_claims();
+    let claims: Vec<(&str, &str)> = claims.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let (status, body) = get_as("other", "admin", &claims).await;
+    assert_denied(status, &body, &format!("[{tag}] HBONE as sa/other"));
+    assert_eq!(
+        count("admin"),
+        0,
+        "[{tag}] a forged identity reached the backend"
+    );
+    let stripped: Vec<(&str, &str)> = claims
+        .iter()
+        .copied()
+        .filter(|(n, _)| {
+            *n == "x-forwarded-client-cert"
+                || n.starts_with("x-envoy-")
+                || n.starts_with("x-layover-")
+        })
+        .collect();
+    let (status, body) = get_as("admin", "admin", &claims).await;
+    let e = echo(status, &body);
+    assert_not_forwarded(&e, &stripped, &format!("[{tag}] HBONE as sa/admin"));
+    assert_eq!(count("admin"), 1, "[{tag}]");
+
+    // 3. [authz] ipBlocks is the client route A records at connect_terminate (the HBONE peer,
+    // 127.0.0.1): no header inside the tunnel moves it.
+    let address_claims: &[&[(&str, &str)]] = &[
+        &[("x-forwarded-for", "10.1.2.3")],
+        &[("x-forwarded-for", "10.1.2.3, 10.1.2.4")],
+        &[("forwarded", "for=10.1.2.3")],
+        &[
+            ("forwarded", "for=\"10.1.2.3:1234\""),
+            ("x-real-ip", "10.1.2.3"),
+        ],
+        &[("x-envoy-external-address", "10.1.2.3")],
+        &[("x-envoy-original-dst-host", "127.0.0.1:1")],
+    ];
+    for headers in address_claims {
+        let (status, body) = get_as(DEFAULT_CALLER, "ipdeny", headers).await;
+        assert_denied(
+            status,
+            &body,
+            &format!("[{tag}] HBONE ipBlocks {headers:?}"),
+        );
+    }
+    assert_eq!(count("ipdeny"), 0, "[{tag}]");
+
+    // 5. [design] Methods and paths a header could pretend: the decision is on :method/:path.
+    let (status, body) = get_as(
+        DEFAULT_CALLER,
+        "admin",
+        &[
+            ("x-http-method-override", "OPTIONS"),
+            ("x-original-url", "/healthz"),
+            ("x-rewrite-url", "/healthz"),
+        ],
+    )
+    .await;
+    assert_denied(status, &body, &format!("[{tag}] override headers"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_headers_cannot_steer_routing_identity_or_authz_istiod_wasm() {
+    smuggling_istiod(FilterBuild::Wasm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_headers_cannot_steer_routing_identity_or_authz_istiod_dynamic_module() {
+    smuggling_istiod(FilterBuild::DynamicModule).await;
 }

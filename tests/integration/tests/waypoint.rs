@@ -19,17 +19,28 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Method;
 use layover_integration::waypoint::{
-    app_yaml, compile_yaml, launch_options, policy_json, subsets_yaml, waypoint_bootstrap,
-    FilterBuild, Waypoint,
+    app_yaml, assign_vips, compile_yaml, launch_options, policy_json, subsets_yaml,
+    waypoint_bootstrap, FilterBuild, Shape, Waypoint,
 };
 use layover_integration::{validate_config_with, Backend, Echo, Envoy, Launch, Reply};
 
 /// Generates, for each `async fn name(build: FilterBuild) { … }`, the body once and one
 /// `#[tokio::test]` per filter build, plus one against the native translation
-/// ([`FilterBuild::Native`], the oracle). A test of a behaviour only layover has is written
-/// `layover_only("reason") async fn …`: it gets no native test, and the reason says why.
+/// ([`FilterBuild::Native`], the oracle) — against layover's own bootstrap (`mod wasm`,
+/// `mod dynamic_module`, `mod native`) and against the istiod-shaped waypoint, layover attached
+/// only by the route A EnvoyFilter (`mod istiod_wasm`, `mod istiod_dynamic_module`) and istiod's
+/// own configuration (`mod istiod_native`); see [`Shape`]. Markers, in this order, each with
+/// the reason:
+/// - `layover_only("…")`: a behaviour only layover has — no native test in either shape;
+/// - `own_bootstrap_only("…")`: specific to layover's own bootstrap — no istiod-shape test;
+/// - `istiod_native_differs("…")`: istiod's own configuration is known to answer otherwise —
+///   no `istiod_native` test.
 macro_rules! both_builds {
-    ($($(#[$attr:meta])* $(layover_only($why:literal))? async fn $name:ident($build:ident: FilterBuild) $body:block)*) => {
+    ($($(#[$attr:meta])*
+       $(layover_only($why:literal))?
+       $(own_bootstrap_only($own:literal))?
+       $(istiod_native_differs($differs:literal))?
+       async fn $name:ident($build:ident: FilterBuild) $body:block)*) => {
         $($(#[$attr])* async fn $name($build: FilterBuild) $body)*
 
         per_build!(wasm, FilterBuild::Wasm, $($name)*);
@@ -40,6 +51,18 @@ macro_rules! both_builds {
         mod native {
             use super::*;
             $(native_test!($name $(, $why)?);)*
+        }
+        mod istiod_wasm {
+            use super::*;
+            $(istiod_test!(FilterBuild::Wasm, $name [$($own)?]);)*
+        }
+        mod istiod_dynamic_module {
+            use super::*;
+            $(istiod_test!(FilterBuild::DynamicModule, $name [$($own)?]);)*
+        }
+        mod istiod_native {
+            use super::*;
+            $(istiod_test!(FilterBuild::Native, $name [$($why)? $($own)? $($differs)?]);)*
         }
     };
 }
@@ -69,6 +92,21 @@ macro_rules! native_test {
     ($name:ident, $why:literal) => {
         // Layover-only: the reason is in the test's `layover_only(...)` marker.
         const _: &str = $why;
+    };
+}
+
+/// The istiod-shape variant of one test for `$build`, unless a marker (its reason in brackets)
+/// excludes it.
+macro_rules! istiod_test {
+    ($build:expr, $name:ident []) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            Shape::Istiod.scope(super::$name($build)).await;
+        }
+    };
+    ($build:expr, $name:ident [$($why:literal)+]) => {
+        // Excluded in the istiod shape: the reason is in the test's marker.
+        $(const _: &str = $why;)+
     };
 }
 
@@ -170,18 +208,23 @@ fn served_by(reply: &Reply) -> String {
     echo(reply).subset
 }
 
-/// Sends `n` GETs for `app` over `concurrency` keep-alive connections.
+/// Sends `n` GETs for `app` over `concurrency` keep-alive connections (in the istiod shape,
+/// `concurrency` requests in flight, each in its own CONNECT).
 async fn many(wp: &Waypoint, app: &str, n: usize, concurrency: usize) -> Vec<Reply> {
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..concurrency {
-        let client = wp.client.clone();
-        let url = wp.envoy.url("/");
+        let sender = wp.sender();
         let host = host(app);
         let share = n / concurrency + usize::from(c < n % concurrency);
         tasks.spawn(async move {
             let mut out = Vec::with_capacity(share);
             for _ in 0..share {
-                out.push(client.get_with(&url, &[("host", &host)]).await.unwrap());
+                out.push(
+                    sender
+                        .send(Method::GET, &host, "/", &[], Bytes::new())
+                        .await
+                        .unwrap(),
+                );
             }
             out
         });
@@ -356,9 +399,14 @@ both_builds! {
         // https://istio.io/latest/docs/ambient/usage/waypoint/ — a waypoint serves the services
         // it is configured for: a Host naming no known service (or not a port of it) gets 404.
         assert_eq!(wp.get(&host("known"), "/").await.unwrap().status, 200);
-        for h in ["nope:9080", "known:9999", "known.other:9080"] {
-            let reply = wp.get(h, "/").await.unwrap();
-            assert_eq!(reply.status, 404, "{h}: {}", reply.text());
+        // Own bootstrap only: there `Host` selects the service. In istiod's waypoint the
+        // CONNECT's VIP:port selects the chain, and a Host naming no service port has no VIP
+        // ztunnel could send it to (istiod has no chain for it).
+        if wp.shape == Shape::OwnBootstrap {
+            for h in ["nope:9080", "known:9999", "known.other:9080"] {
+                let reply = wp.get(h, "/").await.unwrap();
+                assert_eq!(reply.status, 404, "{h}: {}", reply.text());
+            }
         }
         assert_eq!(apps.total("known"), 1);
     }
@@ -433,8 +481,13 @@ both_builds! {
         let reply = wp.get(&host("ok3rd"), "/retry").await.unwrap();
         assert_eq!(reply.status, 200, "{}", reply.text());
         assert_eq!(apps.counts("ok3rd"), [3, 0, 0]);
-        let log = wp.envoy.access_log(1).await.unwrap();
-        assert_eq!(log[0]["attempts"], 3, "{log:?}");
+        // The access log of layover's own bootstrap; route A's chains log nothing (istiod's
+        // access logging is the Telemetry API's, not the EnvoyFilter's), and istiod's
+        // connect_terminate logs the CONNECT, one attempt.
+        if wp.shape == Shape::OwnBootstrap {
+            let log = wp.envoy.access_log(1).await.unwrap();
+            assert_eq!(log[0]["attempts"], 3, "{log:?}");
+        }
 
         apps.of("exhausted")[0].fail_next(10);
         let reply = wp.get(&host("exhausted"), "/retry").await.unwrap();
@@ -810,6 +863,36 @@ both_builds! {
         }
         assert_eq!(apps.total("allow"), 2);
 
+        if wp.shape == Shape::Istiod {
+            // https://istio.io/latest/docs/reference/config/security/authorization-policy/#Source
+            // Through HBONE the caller is a mesh workload (`default/client`, peer 127.0.0.1):
+            // `principals` match its certificate, so `principals: ['*']` allows it and
+            // `notPrincipals: ['*']` never matches it.
+            let from = |sa: &'static str, app: &'static str| {
+                let wp = &wp;
+                async move {
+                    wp.send_as(sa, Method::GET, &host(app), "/", &[], Bytes::new()).await.unwrap()
+                }
+            };
+            assert_rbac_denied(&from("client", "principal").await, "principal: sa/client");
+            assert_eq!(from("sleep", "principal").await.status, 200, "principal: sa/sleep");
+            assert_eq!(from("client", "plaintext").await.status, 200, "notPrincipals: sa/client");
+            assert_eq!(from("client", "anyprincipal").await.status, 200, "principals *");
+            assert_eq!(apps.total("principal") + apps.total("plaintext") + apps.total("anyprincipal"), 3);
+            // ipBlocks: layover matches the HBONE peer (route A records it at
+            // connect_terminate), as on the plain listener. istiod's own RBAC matches
+            // `direct_remote_ip`, which inside main_internal is the internal listener's address
+            // on Envoy 1.40 (tests/integration/tests/istiod_waypoint.rs `serves`): natively no
+            // ipBlocks rule matches this peer, so the native run stops here.
+            if build == FilterBuild::Native {
+                return;
+            }
+            for (app, _, source, expected) in &cases[..3] {
+                let reply = wp.get(&host(app), "/").await.unwrap();
+                assert_eq!(reply.status, *expected, "{app} {source}: {}", reply.text());
+            }
+            return;
+        }
         // https://istio.io/latest/docs/reference/config/security/authorization-policy/#Source
         // Source conditions on the plain listener, where the peer is 127.0.0.1 without mTLS:
         // `ipBlocks` match the peer address; `principals` never match a peer without an identity,
@@ -834,6 +917,8 @@ both_builds! {
     // Known failure on the wasm build until the bootstrap hands the filter the direct peer:
     // proxy-wasm's `source.address` is the XFF-derived address under `use_remote_address: false`
     // (see `layover_contract::filter_state::DIRECT_REMOTE_ADDRESS`).
+    // In the istiod shape the forged header is inside the tunnel; the peer is the HBONE peer.
+    istiod_native_differs("istiod's RBAC matches ipBlocks against direct_remote_ip, which inside main_internal is the internal listener's address on Envoy 1.40: natively the DENY never fires (tests/integration/tests/istiod_waypoint.rs `serves`)")
     async fn authz_ip_blocks_ignore_forged_xff(build: FilterBuild) {
         let (wp, apps) = mesh(build, &["ipdeny", "otherip"], &format!("{}{}",
             authz("ipdeny", "DENY", "  - from: [{source: {ipBlocks: ['127.0.0.1']}}]\n"),
@@ -860,18 +945,33 @@ both_builds! {
             dir: std::env::temp_dir(),
             access_log: "/dev/null".into(),
         };
-        let config = build.bootstrap(&compiled, launch_options(&launch)).unwrap();
+        // The istiod shape's HBONE certificates: alive until Envoy has validated the config.
+        let certs = layover_integration::mesh::Certs::new().unwrap();
+        let config = match Shape::current() {
+            Shape::OwnBootstrap => build.bootstrap(&compiled, launch_options(&launch)).unwrap(),
+            Shape::Istiod => {
+                let mut compiled = compiled;
+                assign_vips(&mut compiled);
+                let opts = layover_bootstrap::BootstrapOptions {
+                    hbone: Some(certs.hbone.clone()),
+                    ..launch_options(&launch)
+                };
+                build.istiod_bootstrap(&compiled, opts).unwrap()
+            }
+        };
         let opts = build.envoy_options().unwrap();
         tokio::task::spawn_blocking(move || validate_config_with(&config, &opts))
             .await
             .unwrap()
             .unwrap_or_else(|e| panic!("envoy --mode validate rejected the default config: {e}"));
+        drop(certs);
     }
 
     // Fail closed (design.md): a policy the engine rejects makes the filter's configuration
     // fail (proxy-wasm `on_configure` returns false), so `envoy --mode validate` fails and
     // Envoy does not start serving.
     layover_only("the filter's own fail-closed load; the native translation refuses the same policy before Envoy starts (NativeError::InvalidPolicy, envoy-config/bootstrap/src/native/tests.rs)")
+    own_bootstrap_only("the filter's configuration callback fails the same whichever listener carries it; route A carries the same filter configuration (istiod_waypoint.rs validates route A with a good policy)")
     async fn invalid_policy_rejected(build: FilterBuild) {
         let b = Backend::start("reviews-v1", "v1").await.unwrap();
         let compiled = compile_yaml(&app_yaml("reviews", &[&b])).unwrap();
@@ -937,9 +1037,12 @@ both_builds! {
             assert_eq!(e.subset, "v1");
             assert!(!e.headers.contains_key("x-layover-cluster"), "{:?}", e.headers);
         }
-        // Not even where layover picks no cluster at all.
-        let reply = wp.get_with("nope:9080", "/", &[("x-layover-cluster", v2)]).await.unwrap();
-        assert_eq!(reply.status, 404);
+        // Not even where layover picks no cluster at all (own bootstrap: a Host naming no
+        // service; in istiod's waypoint such a request has no VIP to reach a chain by).
+        if wp.shape == Shape::OwnBootstrap {
+            let reply = wp.get_with("nope:9080", "/", &[("x-layover-cluster", v2)]).await.unwrap();
+            assert_eq!(reply.status, 404);
+        }
         assert_eq!(apps.counts("noretry"), [3, 0, 0]);
 
         // Retries off for the route: a client asking for 5 retries gets one try.
