@@ -74,6 +74,7 @@ impl Certs {
 /// One CONNECT through the waypoint's HBONE listener at `addr` as `default/<sa>`, with
 /// `forwarded: for=<forwarded>` when given, then one HTTP/1.1 GET inside the tunnel with `host`
 /// and `headers`; returns the status and the body.
+#[allow(clippy::too_many_arguments)]
 pub async fn tunnelled_get(
     certs: &Certs,
     addr: SocketAddr,
