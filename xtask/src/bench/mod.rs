@@ -1772,6 +1772,7 @@ report = json.load(open(sys.argv[1]))
 rows = report["summary"]
 configs = report["configs"]
 listeners = [l for l in ("plain", "hbone", "istiod") if any(r["listener"] == l for r in rows)]
+colours = {"no-policy": "C0", "native": "C1", "wasm": "C2", "dynamic-module": "C3"}
 titles = {"plain": "plain listener", "hbone": "through HBONE", "istiod": "istiod-shaped, HBONE to the VIP"}
 sizes = []
 for r in rows:
@@ -1788,7 +1789,9 @@ for ax, listener in zip(axes[0], listeners):
                      and (r["routes"], r["rules"]) == size]
             values.append(match[0]["cpu_us_per_req"] if match else 0)
         xs = [i + (k - (len(shown) - 1) / 2) * width for i in range(len(sizes))]
-        ax.bar(xs, values, width, label=config)
+        # The same colour for a build in both shapes (istiod-wasm like wasm).
+        base = config[len("istiod-"):] if config.startswith("istiod-") else config
+        ax.bar(xs, values, width, label=config, color=colours.get(base))
     ax.set_xticks(range(len(sizes)))
     ax.set_xticklabels(["%d routes\n%d rules" % s for s in sizes], fontsize=8)
     ax.set_ylabel("Envoy CPU µs per request (median)")
