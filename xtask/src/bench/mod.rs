@@ -1351,7 +1351,7 @@ fn ratio_goal(
             } else {
                 String::new()
             };
-            parts.push(format!("{place}{rules} rules: {ratio:.2}×"));
+            parts.push(format!("{place}{rules} rules: {ratio:.3}×"));
         }
     }
     Goal {
