@@ -1635,6 +1635,36 @@ fn num(x: f64) -> String {
     }
 }
 
+/// The summary rows as JSON objects, one a line (with the ratio to the native of the row's
+/// shape and the vCPU per 1,000 requests/s).
+fn summary_json(rows: &[Row]) -> String {
+    let rows_json: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "    {{\"routes\": {}, \"rules\": {}, \"listener\": {}, \"config\": {}, \"runs\": {}, \"req_per_s\": {}, \"p50_us\": {}, \"p99_us\": {}, \"cpu_us_per_req\": {}, \"cpu_min\": {}, \"cpu_max\": {}, \"ratio_to_native\": {}, \"vcpu_per_1000_rps\": {}, \"rss_kib\": {}, \"errors\": {}}}",
+                r.routes,
+                r.rules,
+                esc(r.listener),
+                esc(r.config),
+                r.runs,
+                num(r.req_per_s),
+                num(r.p50_us),
+                num(r.p99_us),
+                num(r.cpu),
+                num(r.cpu_min),
+                num(r.cpu_max),
+                find(rows, r.routes, r.rules, r.listener, native_of(r))
+                    .map_or("null".into(), |b| num(r.cpu / b.cpu)),
+                num(istiod::vcpu_per_krps(r.cpu)),
+                r.rss_kib.map_or("null".into(), |k| k.to_string()),
+                r.errors
+            )
+        })
+        .collect();
+    rows_json.join(",\n")
+}
+
 fn report_json(
     settings: &Settings,
     m: &Machine,
@@ -1677,31 +1707,7 @@ fn report_json(
         .collect();
     let _ = writeln!(o, "  \"configs\": [{}],", configs.join(", "));
     o.push_str("  \"summary\": [\n");
-    let rows_json: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            format!(
-                "    {{\"routes\": {}, \"rules\": {}, \"listener\": {}, \"config\": {}, \"runs\": {}, \"req_per_s\": {}, \"p50_us\": {}, \"p99_us\": {}, \"cpu_us_per_req\": {}, \"cpu_min\": {}, \"cpu_max\": {}, \"ratio_to_native\": {}, \"vcpu_per_1000_rps\": {}, \"rss_kib\": {}, \"errors\": {}}}",
-                r.routes,
-                r.rules,
-                esc(r.listener),
-                esc(r.config),
-                r.runs,
-                num(r.req_per_s),
-                num(r.p50_us),
-                num(r.p99_us),
-                num(r.cpu),
-                num(r.cpu_min),
-                num(r.cpu_max),
-                find(rows, r.routes, r.rules, r.listener, native_of(r))
-                    .map_or("null".into(), |b| num(r.cpu / b.cpu)),
-                num(istiod::vcpu_per_krps(r.cpu)),
-                r.rss_kib.map_or("null".into(), |k| k.to_string()),
-                r.errors
-            )
-        })
-        .collect();
-    o.push_str(&rows_json.join(",\n"));
+    o.push_str(&summary_json(rows));
     o.push_str("\n  ],\n  \"samples\": [\n");
     let samples_json: Vec<String> = samples
         .iter()
