@@ -168,6 +168,39 @@ pub fn start_envoy(run: &EnvoyRun<'_>, ready: Ready<'_>) -> Result<Proc, String>
     ))
 }
 
+/// Starts `cmd` (stderr to `log`) and waits until it accepts TCP connections on `port` on
+/// loopback.
+pub fn start_process(mut cmd: Command, name: &str, log: &Path, port: u16) -> Result<Proc, String> {
+    let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| format!("starting {name}: {e}"))?;
+    let mut proc = Proc {
+        child,
+        name: name.to_string(),
+    };
+    let started = Instant::now();
+    while started.elapsed() < START_TIMEOUT {
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            return Err(format!(
+                "{} exited during start ({status}); see {}",
+                proc.name,
+                log.display()
+            ));
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(proc);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "{name} did not listen on port {port} within {START_TIMEOUT:?}; see {}",
+        log.display()
+    ))
+}
+
 /// The upstream: an Envoy answering every request with a direct 200.
 pub fn upstream_config(port: u16) -> String {
     format!(

@@ -1,7 +1,15 @@
 //! Pieces of the side-by-side benchmark's load generator (`src/bin/bench.rs`, driven by
 //! `cargo xtask bench`) that are worth testing on their own: the request list format, latency
-//! percentiles, and the "no policy" rewrite of a waypoint bootstrap.
+//! percentiles, the "no policy" rewrite of a waypoint bootstrap, and the istiod-shaped
+//! waypoint (native, or with layover attached by the route A EnvoyFilter).
 
+use layover_bootstrap::istiod::{istiod_waypoint_value, route_a_envoy_filter};
+use layover_bootstrap::{
+    direct_remote_address_filter, dynamic_module_filter, endpoints_from_registry, to_yaml,
+    wasm_filter, waypoint_target, BootstrapOptions, Hbone,
+};
+use layover_contract::ClusterSelection;
+use layover_envoyfilter::{EnvoyFilter, IstioVersion};
 use serde_json::{json, Value};
 
 /// One request of the load: the HBONE CONNECT authority (ignored on the plain listener), the
@@ -139,6 +147,91 @@ pub fn ceiling(config: &mut Value, cluster: &str) -> Result<usize, String> {
         }
     }
     Ok(changed)
+}
+
+/// Which waypoint of the istiod shape to generate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IstiodBuild {
+    /// istiod's own RBAC filters and routes on every chain (the baseline).
+    Native,
+    /// layover's proxy-wasm build (this module file) attached by route A.
+    Wasm(std::path::PathBuf),
+    /// layover's dynamic module attached by route A.
+    DynamicModule,
+}
+
+impl IstiodBuild {
+    /// `native`, `wasm` (with the module file) or `dynamic-module`.
+    pub fn parse(name: &str, wasm: Option<&std::path::Path>) -> Result<IstiodBuild, String> {
+        match (name, wasm) {
+            ("native", _) => Ok(IstiodBuild::Native),
+            ("dynamic-module", _) => Ok(IstiodBuild::DynamicModule),
+            ("wasm", Some(path)) => Ok(IstiodBuild::Wasm(path.to_path_buf())),
+            ("wasm", None) => Err("the wasm build needs the module file (--wasm)".into()),
+            (other, _) => Err(format!(
+                "unknown build `{other}` (native, wasm or dynamic-module)"
+            )),
+        }
+    }
+}
+
+/// The waypoint istiod would push for the Istio YAML `yaml` ([`istiod_waypoint_value`] at the
+/// pinned release): HBONE in on `hbone.port`, one `main_internal` chain per service port
+/// selected by the service's VIP, every endpoint in the mesh (reached by HBONE through
+/// `connect_originate` on `hbone.upstream_port`, the destination ztunnel's). For the layover
+/// builds the filter gets in the way a cluster attaches it: the route A EnvoyFilter applied with
+/// istiod's rules. Every service must have a VIP (a Service `clusterIP`): `main_internal`
+/// selects chains by VIP only, so a service without one could not be reached.
+pub fn istiod_bootstrap(
+    yaml: &str,
+    build: &IstiodBuild,
+    hbone: Hbone,
+    admin_port: u16,
+) -> Result<String, String> {
+    let compiled = crate::waypoint::compile_yaml(yaml).map_err(|e| e.to_string())?;
+    let policy = &compiled.policy;
+    if let Some(svc) = policy.services.iter().find(|s| {
+        !s.ports.is_empty()
+            && !s
+                .addresses
+                .iter()
+                .any(|a| a.parse::<std::net::IpAddr>().is_ok())
+    }) {
+        return Err(format!(
+            "service {} has no VIP (Service clusterIP): istiod's main_internal selects chains by VIP",
+            svc.hostname
+        ));
+    }
+    let mut endpoints = endpoints_from_registry(&compiled);
+    for ep in &mut endpoints {
+        ep.hbone = true;
+    }
+    let mut opts = BootstrapOptions {
+        admin_port,
+        listener_port: 0,
+        hbone: Some(hbone),
+        ..BootstrapOptions::default()
+    };
+    let policy_json = serde_json::to_string(policy).map_err(|e| e.to_string())?;
+    let filter = match build {
+        IstiodBuild::Native => None,
+        IstiodBuild::Wasm(path) => Some(wasm_filter(path, &policy_json)),
+        IstiodBuild::DynamicModule => Some(dynamic_module_filter(&policy_json)),
+    };
+    if let Some(filter) = filter {
+        let ef = route_a_envoy_filter(
+            policy,
+            &[direct_remote_address_filter(), filter],
+            ClusterSelection::Header,
+            IstioVersion::PINNED,
+            &waypoint_target(policy),
+        )
+        .map_err(|e| e.to_string())?;
+        opts.envoy_filters = vec![EnvoyFilter::from_value(ef).map_err(|e| e.to_string())?];
+    }
+    let v = istiod_waypoint_value(policy, &endpoints, &opts, IstioVersion::PINNED)
+        .map_err(|e| e.to_string())?;
+    Ok(to_yaml(&v))
 }
 
 #[cfg(test)]

@@ -4,7 +4,11 @@
 //! as ztunnel does — https://istio.io/latest/docs/ambient/architecture/hbone/), spreads them
 //! over the request list, counts non-200 answers, and with `--check` stops at the first one and
 //! names it. `bench ceiling` turns the same bootstrap into the "no policy" Envoy, which Envoy
-//! accepts and which answers through both listeners. The benchmark itself never runs here.
+//! accepts and which answers through both listeners. `bench istiod` writes the istiod-shaped
+//! waypoint (natively and with each build attached by route A) and `bench ztunnel` stands in for
+//! the destination ztunnel: the load generator drives that waypoint through HBONE to the service
+//! VIP, and every request reaches the backend through HBONE out. The benchmark itself never runs
+//! here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -40,8 +44,10 @@ fn mesh_dir(dir: &Path) -> Hbone {
     std::fs::write(mesh.root_cert(), ca.root_pem()).unwrap();
     let waypoint = Identity::new("default", "waypoint").unwrap();
     write_cert(&mesh.waypoint(), &ca.issue(&waypoint).unwrap()).unwrap();
-    let client = Identity::new("default", "bench").unwrap();
-    write_cert(&mesh.workload(&client), &ca.issue(&client).unwrap()).unwrap();
+    for sa in ["bench", "ztunnel"] {
+        let id = Identity::new("default", sa).unwrap();
+        write_cert(&mesh.workload(&id), &ca.issue(&id).unwrap()).unwrap();
+    }
     Hbone {
         port: Launch::ANY_PORT,
         cert_chain: mesh.waypoint().cert_chain,
@@ -207,4 +213,150 @@ async fn load_generator_drives_plain_and_hbone_wasm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_generator_drives_plain_and_hbone_dynamic_module() {
     drives_both_listeners(FilterBuild::DynamicModule).await;
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `bench ztunnel` on `port`, killed when dropped.
+struct Ztunnel(std::process::Child);
+
+impl Ztunnel {
+    async fn start(certs: &Path, port: u16) -> Ztunnel {
+        let child = Command::new(env!("CARGO_BIN_EXE_bench"))
+            .args(["ztunnel", "--certs", certs.to_str().unwrap()])
+            .args(["--identity", "default/ztunnel", "--port", &port.to_string()])
+            .spawn()
+            .unwrap();
+        let z = Ztunnel(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return z;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("bench ztunnel did not listen on {port}");
+    }
+}
+
+impl Drop for Ztunnel {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The istiod shape as `cargo xtask bench` drives it: `bench istiod` writes the waypoint for
+/// `build`, the load goes through HBONE to the service VIP (a hostname authority selects no
+/// chain: `main_internal` matches by VIP), and each request reaches the backend through
+/// `connect_originate` and the `bench ztunnel` stand-in; the DENY policy answers 403 natively
+/// (istiod's RBAC) and with layover alike.
+async fn drives_the_istiod_shape(build: &str) {
+    let backend = Backend::start("reviews-v1", "v1").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    mesh_dir(dir.path());
+    let certs = dir.path();
+    let yaml = app_yaml("reviews", &[&backend]).replacen(
+        "spec:\n  selector:",
+        "spec:\n  clusterIP: 10.96.0.10\n  selector:",
+        1,
+    ) + AUTHZ;
+    let istio = dir.path().join("istio.yaml");
+    std::fs::write(&istio, &yaml).unwrap();
+    let ztunnel_port = free_port();
+    let _ztunnel = Ztunnel::start(certs, ztunnel_port).await;
+    let out = dir.path().join(format!("{build}.yaml"));
+    let wasm = layover_integration::waypoint::wasm_module()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let (ok, _, err) = bench(&[
+        "istiod",
+        "--config",
+        istio.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--build",
+        build,
+        "--wasm",
+        &wasm,
+        "--certs",
+        certs.to_str().unwrap(),
+        "--hbone-port",
+        "0",
+        "--admin-port",
+        "0",
+        "--ztunnel-port",
+        &ztunnel_port.to_string(),
+    ]);
+    assert!(ok, "{build}: {err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        !text.contains(LISTENER_NAME),
+        "{build}: no plain listener in istiod's shape"
+    );
+    let options = match build {
+        "dynamic-module" => FilterBuild::DynamicModule,
+        _ => FilterBuild::Wasm,
+    }
+    .envoy_options()
+    .unwrap();
+    let envoy = Envoy::start_with(&options, |_| {
+        Ok::<_, std::convert::Infallible>(text.clone())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{build}: {e}"));
+    let tunnel = envoy.listener_addr_of(CONNECT_TERMINATE).unwrap();
+
+    let targets = dir.path().join("vip.tsv");
+    std::fs::write(
+        &targets,
+        "10.96.0.10:9080\treviews:9080\t/reviews/1\n10.96.0.10:9080\treviews:9080\t/deny\n",
+    )
+    .unwrap();
+    let before = backend.request_count();
+    // 18 requests over 3 connections, each alternating the two paths: 9 allowed, 9 denied.
+    let r =
+        load(tunnel, &targets, 18, Some(certs), false).unwrap_or_else(|e| panic!("{build}: {e}"));
+    assert_eq!(
+        (r["requests"].as_u64(), r["errors"].as_u64()),
+        (Some(18), Some(9)),
+        "{build}: {r}"
+    );
+    assert_eq!(
+        backend.request_count() - before,
+        9,
+        "{build}: the allowed half arrives"
+    );
+
+    // By hostname no chain matches: the CONNECT goes nowhere.
+    let by_name = dir.path().join("name.tsv");
+    std::fs::write(&by_name, format!("{AUTHORITY}\treviews:9080\t/reviews/1\n")).unwrap();
+    assert!(
+        load(tunnel, &by_name, 2, Some(certs), true).is_err(),
+        "{build}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istiod_shape_native() {
+    drives_the_istiod_shape("native").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istiod_shape_wasm() {
+    drives_the_istiod_shape("wasm").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istiod_shape_dynamic_module() {
+    drives_the_istiod_shape("dynamic-module").await;
 }

@@ -12,6 +12,14 @@
 //! - `bench ceiling --in ENVOY_YAML --out ENVOY_YAML --cluster NAME`: the "no policy" Envoy for
 //!   the same listeners — every HTTP connection manager outside `connect_terminate` gets one
 //!   route, `prefix: /` → NAME, and the router as its only filter.
+//! - `bench istiod --config ISTIO_YAML --out ENVOY_YAML --build native|wasm|dynamic-module
+//!   [--wasm FILE] --certs CERTS_DIR --hbone-port P --admin-port P --ztunnel-port P`: the
+//!   waypoint istiod would push for the YAML (HBONE in, chains selected by service VIP, HBONE out
+//!   through `connect_originate` to the destination ztunnel on the ztunnel port), natively or
+//!   with layover attached by the route A EnvoyFilter.
+//! - `bench ztunnel --certs CERTS_DIR --identity NS/SA --port P`: the destination ztunnel's
+//!   stand-in until killed — an HBONE server (mutual TLS + HTTP/2 CONNECT, one thread) that
+//!   forwards each tunnel to its CONNECT authority (the endpoint, the direct-response upstream).
 //!
 //! The orchestration (Envoys, CPU and RSS from /proc, rounds, report) lives in xtask, which is
 //! std-only; this binary carries the async HTTP and TLS stack it needs.
@@ -26,22 +34,27 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use layover_bootstrap::Hbone;
 use layover_certs::Identity;
-use layover_hbone::{ConnectHeaders, Credentials, HboneClient, PeerPolicy};
-use layover_integration::bench::{percentile, Target};
+use layover_hbone::{ConnectHeaders, Credentials, HboneClient, HboneServer, PeerPolicy};
+use layover_integration::bench::{istiod_bootstrap, percentile, IstiodBuild, Target};
 use serde_json::{json, Value};
 
 /// How long one request may take before the run is declared broken.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 const USAGE: &str = "usage: bench load --addr IP:PORT --targets FILE --requests N [--connections C] [--hbone CERTS_DIR --identity NS/SA] [--check]
-       bench ceiling --in ENVOY_YAML --out ENVOY_YAML --cluster NAME";
+       bench ceiling --in ENVOY_YAML --out ENVOY_YAML --cluster NAME
+       bench istiod --config ISTIO_YAML --out ENVOY_YAML --build native|wasm|dynamic-module [--wasm FILE] --certs CERTS_DIR --hbone-port P --admin-port P --ztunnel-port P
+       bench ztunnel --certs CERTS_DIR --identity NS/SA --port P";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("load") => load_cmd(&args[1..]),
         Some("ceiling") => ceiling_cmd(&args[1..]),
+        Some("istiod") => istiod_cmd(&args[1..]),
+        Some("ztunnel") => ztunnel_cmd(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -333,4 +346,71 @@ fn ceiling_cmd(args: &[String]) -> Result<(), String> {
     let out = serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?;
     std::fs::write(&output, out).map_err(|e| format!("{}: {e}", output.display()))?;
     Ok(())
+}
+
+/// A port flag's value.
+fn port(f: &Flags, name: &str) -> Result<u16, String> {
+    f.need(name)?.parse().map_err(|e| format!("--{name}: {e}"))
+}
+
+/// The waypoint's HBONE settings from a `layover certs` directory (absolute paths: Envoy reads
+/// them from its own working directory).
+fn hbone_settings(dir: &std::path::Path, port: u16, upstream_port: u16) -> Result<Hbone, String> {
+    let mesh = layover_certs::MeshDir::new(dir);
+    let abs = |p: PathBuf| std::fs::canonicalize(&p).map_err(|e| format!("{}: {e}", p.display()));
+    Ok(Hbone {
+        port,
+        cert_chain: abs(mesh.waypoint().cert_chain)?,
+        private_key: abs(mesh.waypoint().private_key)?,
+        trusted_ca: abs(mesh.root_cert())?,
+        trust_domain: mesh
+            .trust_domain()
+            .unwrap_or_else(|| layover_certs::DEFAULT_TRUST_DOMAIN.to_string()),
+        upstream_port,
+    })
+}
+
+fn istiod_cmd(args: &[String]) -> Result<(), String> {
+    let f = Flags::parse(args, &[])?;
+    let input = PathBuf::from(f.need("config")?);
+    let output = PathBuf::from(f.need("out")?);
+    let wasm = f.get("wasm").map(PathBuf::from);
+    let build = IstiodBuild::parse(f.need("build")?, wasm.as_deref())?;
+    let hbone = hbone_settings(
+        std::path::Path::new(f.need("certs")?),
+        port(&f, "hbone-port")?,
+        port(&f, "ztunnel-port")?,
+    )?;
+    let yaml = std::fs::read_to_string(&input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let config = istiod_bootstrap(&yaml, &build, hbone, port(&f, "admin-port")?)
+        .map_err(|e| format!("{}: {e}", input.display()))?;
+    std::fs::write(&output, config).map_err(|e| format!("{}: {e}", output.display()))?;
+    Ok(())
+}
+
+fn ztunnel_cmd(args: &[String]) -> Result<(), String> {
+    let f = Flags::parse(args, &[])?;
+    let identity: Identity = f
+        .need("identity")?
+        .parse()
+        .map_err(|e| format!("--identity: {e}"))?;
+    let dir = std::path::Path::new(f.need("certs")?);
+    let creds = Credentials::from_mesh_dir(dir, Some(&identity))
+        .map_err(|e| format!("--certs {}: {e}", dir.display()))?;
+    let td = creds.trust_domain.clone();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port(&f, "port")?));
+    // One thread, as the load generator: it shares the machine with the Envoy it serves.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    rt.block_on(async {
+        let server = HboneServer::new(&creds, PeerPolicy::trust_domain(&td))
+            .map_err(|e| format!("HBONE server: {e}"))?
+            .bind(addr)
+            .await
+            .map_err(|e| format!("listening on {addr}: {e}"))?;
+        server.wait().await;
+        Err::<(), String>(format!("the HBONE server on {addr} stopped"))
+    })
 }

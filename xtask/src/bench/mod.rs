@@ -24,6 +24,14 @@
 //! runs too. Writes `target/bench/report.md`,
 //! `target/bench/report.json` and `target/bench/cpu-per-request.png`, and prints the ratios to
 //! native.
+//!
+//! Side by side with those, the istiod-shaped waypoint ([`istiod`], issue 13): the
+//! configuration istiod generates for the same YAML, natively and with each layover build
+//! attached by the route A EnvoyFilter, driven through HBONE to the service VIP and reaching the
+//! upstream through HBONE out; its ratios are to its own native (`--shapes own,istiod` picks
+//! which shapes run).
+
+mod istiod;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -51,7 +59,8 @@ const CLIENT_IDENTITY: &str = "default/bench-client";
 
 const USAGE: &str =
     "usage: cargo xtask bench [--quick] [--rounds N] [--requests N] [--connections N] \
-[--routes 10,100,1000] [--rules 10,100] [--no-micro] [--no-chart] [--no-profile]";
+[--routes 10,100,1000] [--rules 10,100] [--shapes own,istiod] [--no-micro] [--no-chart] \
+[--no-profile]";
 
 /// Settings from the command line.
 #[derive(Debug, Clone)]
@@ -65,6 +74,24 @@ struct Settings {
     chart: bool,
     profile: bool,
     quick: bool,
+    /// Run the four waypoints of layover's own shape (plain listener and HBONE).
+    own: bool,
+    /// Run the istiod-shaped waypoints ([`istiod`]).
+    istiod: bool,
+}
+
+/// `--shapes own,istiod` → (own, istiod).
+fn shapes(v: Option<&String>) -> Result<(bool, bool), String> {
+    let v = v.ok_or(format!("--shapes needs a comma-separated list\n{USAGE}"))?;
+    let mut out = (false, false);
+    for shape in v.split(',').map(str::trim) {
+        match shape {
+            "own" => out.0 = true,
+            "istiod" => out.1 = true,
+            other => return Err(format!("--shapes: unknown shape `{other}` (own, istiod)")),
+        }
+    }
+    Ok(out)
 }
 
 fn list(v: Option<&String>, flag: &str) -> Result<Vec<usize>, String> {
@@ -91,6 +118,8 @@ fn parse(args: &[String]) -> Result<Settings, String> {
         chart: true,
         profile: true,
         quick: false,
+        own: true,
+        istiod: true,
     };
     let mut explicit = (false, false);
     let mut it = args.iter();
@@ -113,6 +142,7 @@ fn parse(args: &[String]) -> Result<Settings, String> {
             "--connections" => s.connections = number(it.next())?,
             "--routes" => s.routes = list(it.next(), arg)?,
             "--rules" => s.rules = list(it.next(), arg)?,
+            "--shapes" => (s.own, s.istiod) = shapes(it.next())?,
             "--no-micro" => s.micro = false,
             "--no-chart" => s.chart = false,
             "--no-profile" => s.profile = false,
@@ -223,7 +253,7 @@ apiVersion: v1
 kind: Service
 metadata: {{name: bench-{s}, namespace: default}}
 spec:
-  clusterIP: 10.96.50.{ip}
+  clusterIP: {ip}
   selector: {{app: bench-{s}}}
   ports: [{{name: http, port: 9080}}]
 ---
@@ -236,7 +266,7 @@ spec:
   - {{name: v1, labels: {{version: v1}}}}
   - {{name: v2, labels: {{version: v2}}}}
 ",
-            ip = s + 1
+            ip = vip(s)
         );
         for v in ["v1", "v2"] {
             let _ = write!(
@@ -326,9 +356,29 @@ spec:
     y
 }
 
+/// The VIP (Service `clusterIP`) of service `s`: istiod's `main_internal` selects its chains
+/// by VIP, so every service has one.
+fn vip(s: usize) -> String {
+    format!("10.96.50.{}", s + 1)
+}
+
 /// The request list of one size: one request per route (the load generator's format:
-/// `authority<TAB>host<TAB>path[<TAB>header]`).
+/// `authority<TAB>host<TAB>path[<TAB>header]`), with the service's hostname as the CONNECT
+/// authority (layover's own waypoint routes tunnels by it).
 fn targets(routes: usize) -> String {
+    targets_via(routes, |s| {
+        format!("bench-{s}.default.svc.cluster.local:9080")
+    })
+}
+
+/// [`targets`] with the service VIP as the CONNECT authority, as ztunnel sends it (the
+/// istiod-shaped waypoint selects its chain by that address).
+fn vip_targets(routes: usize) -> String {
+    targets_via(routes, |s| format!("{}:9080", vip(s)))
+}
+
+/// The request list with `authority(service)` as each request's CONNECT authority.
+fn targets_via(routes: usize, authority: impl Fn(usize) -> String) -> String {
     let mut out = String::new();
     for i in 0..routes {
         let s = i % SERVICES;
@@ -338,10 +388,7 @@ fn targets(routes: usize) -> String {
             2 => (format!("/api/r{i}/{}", 1000 + i), String::new()),
             _ => (format!("/api/h{i}/x"), format!("\tx-tenant: t{}", i % 7)),
         };
-        let _ = writeln!(
-            out,
-            "bench-{s}.default.svc.cluster.local:9080\tbench-{s}:9080\t{path}{header}"
-        );
+        let _ = writeln!(out, "{}\tbench-{s}:9080\t{path}{header}", authority(s));
     }
     out
 }
@@ -361,8 +408,11 @@ struct Env {
 /// One waypoint Envoy of one size.
 struct Waypoint {
     config: &'static str,
+    /// The plain listener's port (0: none).
     port: u16,
     hbone_port: u16,
+    /// The listeners it is measured on ([`LISTENERS`], or [`istiod::LISTENER`]).
+    listeners: &'static [&'static str],
     proc: Option<crate::measure::Proc>,
 }
 
@@ -370,50 +420,7 @@ struct Waypoint {
 pub fn run_bench(args: &[String]) -> Result<(), String> {
     let settings = parse(args)?;
     let started = Instant::now();
-    let root = repo_root();
-    let envoy = crate::envoy::install(&root)?;
-    let wasm = crate::build_wasm()?;
-    let module_dir = crate::build_dynamic_module()?;
-    step("building layover and the load generator (release)");
-    run(crate::cargo().args([
-        "build",
-        "--release",
-        "--locked",
-        "--bin",
-        "layover",
-        "-p",
-        "layover",
-        "--bin",
-        "bench",
-        "-p",
-        "layover-integration",
-    ]))?;
-    let out_dir = root.join("target/bench");
-    let work = out_dir.join("side-by-side");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    let env = Env {
-        layover: root.join("target/release/layover"),
-        loadgen: root.join("target/release/bench"),
-        certs: work.join("certs"),
-        root,
-        envoy,
-        wasm,
-        module_dir,
-        work,
-    };
-    step("issuing a mesh CA, the waypoint's and the load generator's certificates (layover certs)");
-    run(Command::new(&env.layover)
-        .arg("certs")
-        .arg("--out")
-        .arg(&env.certs)
-        .args([
-            "--identity",
-            CLIENT_IDENTITY,
-            "--waypoint",
-            "default/waypoint",
-        ]))?;
-
+    let env = prepare()?;
     let load_before = loadavg();
     let micro = if settings.micro {
         micro_bench(&settings)?
@@ -440,168 +447,366 @@ pub fn run_bench(args: &[String]) -> Result<(), String> {
             host: "upstream",
         },
     )?;
+    let ztunnel = if settings.istiod {
+        step("starting the destination ztunnel's stand-in (bench ztunnel: HBONE → upstream)");
+        Some(istiod::start_ztunnel(&env)?)
+    } else {
+        None
+    };
 
     let sizes: Vec<(usize, usize)> = settings
         .routes
         .iter()
         .flat_map(|&r| settings.rules.iter().map(move |&u| (r, u)))
         .collect();
-    let ticks = clock_ticks();
-    let mut samples = Vec::new();
-    let mut profiles: Vec<Profile> = Vec::new();
-    let mut states: BTreeMap<(usize, usize, &'static str), ConfigState> = BTreeMap::new();
-    for (k, &(routes, rules)) in sizes.iter().enumerate() {
-        let tag = format!("[{}/{}] {routes} routes, {rules} rules", k + 1, sizes.len());
-        let dir = env.work.join(format!("r{routes}-a{rules}"));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let yaml = dir.join("istio.yaml");
-        std::fs::write(&yaml, istio_yaml(routes, rules, upstream_port))
-            .map_err(|e| format!("{}: {e}", yaml.display()))?;
-        let target_list = dir.join("targets.tsv");
-        std::fs::write(&target_list, targets(routes))
-            .map_err(|e| format!("{}: {e}", target_list.display()))?;
+    let mut run = Collected::default();
+    for (k, &size) in sizes.iter().enumerate() {
+        let tag = format!(
+            "[{}/{}] {} routes, {} rules",
+            k + 1,
+            sizes.len(),
+            size.0,
+            size.1
+        );
+        let ports = Ports {
+            upstream: upstream_port,
+            ztunnel: ztunnel.as_ref().map(|(_, p)| *p),
+        };
+        measure_size(&env, &settings, &tag, k == 0, size, ports, &mut run)?;
+    }
+    let load_after = loadavg();
+    let machine = Machine::read(&env, &load_before, &load_after);
+    write_reports(&env, &settings, &machine, &sizes, &micro, &run, started)
+}
 
-        step(&format!(
-            "{tag}: generating and starting the four waypoints"
-        ));
-        let mut waypoints = Vec::new();
-        for (c, config) in CONFIGS.iter().enumerate() {
-            let state = states.entry((routes, rules, config)).or_default();
-            let base_id = 7300 + u32::try_from(c).unwrap_or(0);
-            match start_waypoint(&env, &dir, &yaml, config, base_id) {
-                Ok(w) => waypoints.push(w),
-                Err(e) => {
-                    println!("    {config}: unavailable: {e}");
-                    state.unavailable = Some(e);
-                }
+/// Builds Envoy's two layover filters, `layover` and the load generator, and issues the mesh
+/// certificates; the run's tools and paths.
+fn prepare() -> Result<Env, String> {
+    let root = repo_root();
+    let envoy = crate::envoy::install(&root)?;
+    let wasm = crate::build_wasm()?;
+    let module_dir = crate::build_dynamic_module()?;
+    step("building layover and the load generator (release)");
+    run(crate::cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "--bin",
+        "layover",
+        "-p",
+        "layover",
+        "--bin",
+        "bench",
+        "-p",
+        "layover-integration",
+    ]))?;
+    let work = root.join("target/bench/side-by-side");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let env = Env {
+        layover: root.join("target/release/layover"),
+        loadgen: root.join("target/release/bench"),
+        certs: work.join("certs"),
+        root,
+        envoy,
+        wasm,
+        module_dir,
+        work,
+    };
+    step("issuing a mesh CA and the waypoint's, load generator's and ztunnel's certificates");
+    run(Command::new(&env.layover)
+        .arg("certs")
+        .arg("--out")
+        .arg(&env.certs)
+        .args(["--identity", CLIENT_IDENTITY])
+        .args(["--identity", istiod::ZTUNNEL_IDENTITY])
+        .args(["--waypoint", "default/waypoint"]))?;
+    Ok(env)
+}
+
+/// Where the waypoints send their traffic.
+#[derive(Clone, Copy)]
+struct Ports {
+    /// The direct-response upstream.
+    upstream: u16,
+    /// The destination ztunnel's stand-in (when the istiod shape runs).
+    ztunnel: Option<u16>,
+}
+
+/// Everything measured so far.
+#[derive(Default)]
+struct Collected {
+    samples: Vec<Sample>,
+    profiles: Vec<Profile>,
+    states: BTreeMap<(usize, usize, &'static str), ConfigState>,
+}
+
+/// The files of one size: the Istio YAML and the two request lists.
+struct SizeFiles {
+    dir: PathBuf,
+    yaml: PathBuf,
+    /// CONNECT authority = service hostname (layover's own shape).
+    targets: PathBuf,
+    /// CONNECT authority = service VIP (the istiod shape).
+    vip_targets: PathBuf,
+}
+
+impl SizeFiles {
+    fn write(work: &Path, (routes, rules): (usize, usize), upstream: u16) -> Result<Self, String> {
+        let dir = work.join(format!("r{routes}-a{rules}"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok::<_, String>(path)
+        };
+        Ok(SizeFiles {
+            yaml: write("istio.yaml", istio_yaml(routes, rules, upstream))?,
+            targets: write("targets.tsv", targets(routes))?,
+            vip_targets: write("targets-vip.tsv", vip_targets(routes))?,
+            dir,
+        })
+    }
+
+    /// The request list for `listener`.
+    fn targets_for(&self, listener: &str) -> &Path {
+        if listener == istiod::LISTENER {
+            &self.vip_targets
+        } else {
+            &self.targets
+        }
+    }
+}
+
+/// Starts every waypoint of one size; the ones that cannot start are recorded as unavailable.
+fn start_all(
+    env: &Env,
+    settings: &Settings,
+    files: &SizeFiles,
+    size: (usize, usize),
+    ztunnel: Option<u16>,
+    states: &mut BTreeMap<(usize, usize, &'static str), ConfigState>,
+) -> Vec<Waypoint> {
+    let mut waypoints = Vec::new();
+    let own = CONFIGS.iter().filter(|_| settings.own);
+    let shaped = istiod::CONFIGS.iter().filter(|_| settings.istiod);
+    for (c, &config) in own.chain(shaped).enumerate() {
+        let base_id = 7300 + u32::try_from(c).unwrap_or(0);
+        let started = match ztunnel {
+            Some(port) if config.starts_with("istiod-") => {
+                istiod::start_waypoint(env, &files.dir, &files.yaml, config, base_id, port)
+            }
+            _ => start_waypoint(env, &files.dir, &files.yaml, config, base_id),
+        };
+        match started {
+            Ok(w) => waypoints.push(w),
+            Err(e) => {
+                println!("    {config}: unavailable: {e}");
+                states
+                    .entry((size.0, size.1, config))
+                    .or_default()
+                    .unavailable = Some(e);
             }
         }
-        // Every request of the list must be answered 200 (routed and allowed) on both listeners.
-        for w in &mut waypoints {
-            for listener in LISTENERS {
-                if w.proc.is_none() {
-                    break;
-                }
-                let count = routes as u64;
-                if let Err(e) = load(&env, w, listener, &target_list, count, 1, true) {
-                    println!("    {} ({listener}): unavailable: {e}", w.config);
-                    let state = states.entry((routes, rules, w.config)).or_default();
-                    state.unavailable = Some(format!("{listener} listener: {e}"));
-                    w.proc = None;
-                }
+    }
+    waypoints
+}
+
+/// One policy size: start the waypoints, check them, warm up, measure the rounds, profile.
+fn measure_size(
+    env: &Env,
+    settings: &Settings,
+    tag: &str,
+    first: bool,
+    size: (usize, usize),
+    ports: Ports,
+    run: &mut Collected,
+) -> Result<(), String> {
+    let (routes, rules) = size;
+    let files = SizeFiles::write(&env.work, size, ports.upstream)?;
+    step(&format!("{tag}: generating and starting the waypoints"));
+    let mut waypoints = start_all(env, settings, &files, size, ports.ztunnel, &mut run.states);
+    // Every request of the list must be answered 200 (routed and allowed) on every listener.
+    for w in &mut waypoints {
+        for &listener in w.listeners {
+            if w.proc.is_none() {
+                break;
+            }
+            let targets = files.targets_for(listener);
+            if let Err(e) = load(env, w, listener, targets, routes as u64, 1, true) {
+                println!("    {} ({listener}): unavailable: {e}", w.config);
+                let state = run.states.entry((routes, rules, w.config)).or_default();
+                state.unavailable = Some(format!("{listener} listener: {e}"));
+                w.proc = None;
             }
         }
-        let warmup = (settings.requests / 4).max(500);
-        for w in waypoints.iter().filter(|w| w.proc.is_some()) {
-            for listener in LISTENERS {
-                load(
-                    &env,
+    }
+    let warmup = (settings.requests / 4).max(500);
+    for w in waypoints.iter().filter(|w| w.proc.is_some()) {
+        for &listener in w.listeners {
+            let targets = files.targets_for(listener);
+            load(
+                env,
+                w,
+                listener,
+                targets,
+                warmup,
+                settings.connections,
+                false,
+            )?;
+        }
+    }
+    println!("    warmed up ({warmup} requests per waypoint and listener, discarded)");
+    measure_rounds(env, settings, &files, size, &waypoints, &mut run.samples)?;
+    for w in &waypoints {
+        if let Some(proc) = &w.proc {
+            let state = run.states.entry((routes, rules, w.config)).or_default();
+            state.rss_kib = rss_kib(proc.pid()).ok();
+        }
+    }
+    if first && settings.profile {
+        profile_all(
+            env,
+            settings,
+            tag,
+            &files,
+            size,
+            &waypoints,
+            &mut run.profiles,
+        )?;
+    }
+    Ok(())
+}
+
+/// The measured rounds of one size, every listener of every waypoint per round.
+fn measure_rounds(
+    env: &Env,
+    settings: &Settings,
+    files: &SizeFiles,
+    (routes, rules): (usize, usize),
+    waypoints: &[Waypoint],
+    samples: &mut Vec<Sample>,
+) -> Result<(), String> {
+    let ticks = clock_ticks();
+    for round in 1..=settings.rounds {
+        for listener in LISTENERS.into_iter().chain([istiod::LISTENER]) {
+            // Rotate which config goes first, so drift over the run hits all alike.
+            let n = waypoints.len();
+            for i in 0..n {
+                let w = &waypoints[(i + round as usize) % n];
+                let Some(proc) = &w.proc else { continue };
+                if !w.listeners.contains(&listener) {
+                    continue;
+                }
+                let before = cpu_ticks(proc.pid())?;
+                let result = load(
+                    env,
                     w,
                     listener,
-                    &target_list,
-                    warmup,
+                    files.targets_for(listener),
+                    settings.requests,
                     settings.connections,
                     false,
                 )?;
+                let after = cpu_ticks(proc.pid())?;
+                let cpu_us_per_req = after.saturating_sub(before) as f64 / ticks * 1e6
+                    / result.requests.max(1) as f64;
+                println!(
+                    "    round {round}/{} {listener:<6} {:<21} {:>6} req {:>5.2} s {:>7.0} req/s  p50 {:>5.0} µs  p99 {:>6.0} µs  {:>6.1} µs CPU/req{}",
+                    settings.rounds,
+                    w.config,
+                    result.requests,
+                    result.seconds,
+                    result.req_per_s,
+                    result.p50_us,
+                    result.p99_us,
+                    cpu_us_per_req,
+                    if result.errors > 0 {
+                        format!("  ({} non-200)", result.errors)
+                    } else {
+                        String::new()
+                    }
+                );
+                samples.push(Sample {
+                    routes,
+                    rules,
+                    listener,
+                    config: w.config,
+                    round,
+                    load: result,
+                    cpu_us_per_req,
+                });
             }
         }
-        println!("    warmed up ({warmup} requests per waypoint and listener, discarded)");
-        for round in 1..=settings.rounds {
-            for listener in LISTENERS {
-                // Rotate which config goes first, so drift over the run hits all alike.
-                let n = waypoints.len();
-                for i in 0..n {
-                    let w = &waypoints[(i + round as usize) % n];
-                    let Some(proc) = &w.proc else { continue };
-                    let before = cpu_ticks(proc.pid())?;
-                    let result = load(
-                        &env,
-                        w,
-                        listener,
-                        &target_list,
-                        settings.requests,
-                        settings.connections,
-                        false,
-                    )?;
-                    let after = cpu_ticks(proc.pid())?;
-                    let cpu_us_per_req = after.saturating_sub(before) as f64 / ticks * 1e6
-                        / result.requests.max(1) as f64;
-                    println!(
-                        "    round {round}/{} {listener:<5} {:<14} {:>6} req {:>5.2} s {:>7.0} req/s  p50 {:>5.0} µs  p99 {:>6.0} µs  {:>6.1} µs CPU/req{}",
-                        settings.rounds,
-                        w.config,
-                        result.requests,
-                        result.seconds,
-                        result.req_per_s,
-                        result.p50_us,
-                        result.p99_us,
-                        cpu_us_per_req,
-                        if result.errors > 0 {
-                            format!("  ({} non-200)", result.errors)
-                        } else {
-                            String::new()
-                        }
-                    );
-                    samples.push(Sample {
-                        routes,
-                        rules,
-                        listener,
-                        config: w.config,
-                        round,
-                        load: result,
-                        cpu_us_per_req,
-                    });
-                }
-            }
-        }
-        for w in &waypoints {
-            if let Some(proc) = &w.proc {
-                let state = states.entry((routes, rules, w.config)).or_default();
-                state.rss_kib = rss_kib(proc.pid()).ok();
-            }
-        }
-        // Where the time goes, once, at the first size: one extra plain run per waypoint under
-        // `perf record` (software clock; works without hardware counters).
-        if k == 0 && settings.profile {
-            if perf_works() {
-                step(&format!(
-                    "{tag}: profiling one extra plain run per waypoint (perf record -e cpu-clock)"
-                ));
-                for w in &waypoints {
-                    let Some(proc) = &w.proc else { continue };
-                    let data = dir.join(format!("{}.perf.data", w.config));
-                    let target = (proc.pid(), data.as_path());
-                    load_with(
-                        &env,
-                        w,
-                        "plain",
-                        &target_list,
-                        settings.requests,
-                        settings.connections,
-                        false,
-                        Some(target),
-                    )?;
-                    profiles.push(Profile::read(w.config, routes, rules, &data));
-                }
-            } else {
-                println!("    (no profile: `perf record -e cpu-clock` does not work here)");
-            }
-        }
-        drop(waypoints);
     }
-    let load_after = loadavg();
+    Ok(())
+}
 
-    let machine = Machine::read(&env, &load_before, &load_after);
-    let summary = summarize(&sizes, &samples, &states);
-    let goals = goals(&settings, &summary);
+/// Where the time goes, once, at the first size: one extra plain run per waypoint of the own
+/// shape under `perf record` (software clock; works without hardware counters).
+fn profile_all(
+    env: &Env,
+    settings: &Settings,
+    tag: &str,
+    files: &SizeFiles,
+    (routes, rules): (usize, usize),
+    waypoints: &[Waypoint],
+    profiles: &mut Vec<Profile>,
+) -> Result<(), String> {
+    if !perf_works() {
+        println!("    (no profile: `perf record -e cpu-clock` does not work here)");
+        return Ok(());
+    }
+    step(&format!(
+        "{tag}: profiling one extra plain run per waypoint (perf record -e cpu-clock)"
+    ));
+    for w in waypoints.iter().filter(|w| w.listeners.contains(&"plain")) {
+        let Some(proc) = &w.proc else { continue };
+        let data = files.dir.join(format!("{}.perf.data", w.config));
+        let target = (proc.pid(), data.as_path());
+        load_with(
+            env,
+            w,
+            "plain",
+            &files.targets,
+            settings.requests,
+            settings.connections,
+            false,
+            Some(target),
+        )?;
+        profiles.push(Profile::read(w.config, routes, rules, &data));
+    }
+    Ok(())
+}
+
+/// Summarizes the run and writes report.json, the chart and report.md; prints the ratios.
+fn write_reports(
+    env: &Env,
+    settings: &Settings,
+    machine: &Machine,
+    sizes: &[(usize, usize)],
+    micro: &str,
+    run: &Collected,
+    started: Instant,
+) -> Result<(), String> {
+    let out_dir = env.root.join("target/bench");
+    let summary = summarize(sizes, &run.samples, &run.states);
+    let mut goals = goals(settings, &summary);
+    goals.extend(istiod::goals(settings, &summary));
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let json = report_json(
-        &settings, &machine, &samples, &summary, &goals, &micro, &profiles,
+        settings,
+        machine,
+        &run.samples,
+        &summary,
+        &goals,
+        micro,
+        &run.profiles,
     );
     let json_path = out_dir.join("report.json");
     std::fs::write(&json_path, &json).map_err(|e| format!("{}: {e}", json_path.display()))?;
     let chart = if settings.chart {
-        match chart(&env, &json_path, &out_dir.join("cpu-per-request.png")) {
+        match chart(env, &json_path, &out_dir.join("cpu-per-request.png")) {
             Ok(p) => Some(p),
             Err(e) => {
                 println!("(no chart: {e})");
@@ -612,19 +817,20 @@ pub fn run_bench(args: &[String]) -> Result<(), String> {
         None
     };
     let md = report_md(
-        &settings,
-        &machine,
+        settings,
+        machine,
         &summary,
         &goals,
-        &micro,
+        micro,
         chart.is_some(),
-        &states,
-        &profiles,
+        &run.states,
+        &run.profiles,
     );
     let md_path = out_dir.join("report.md");
     std::fs::write(&md_path, &md).map_err(|e| format!("{}: {e}", md_path.display()))?;
 
     println!("\n{}", ratio_table(&summary));
+    print!("{}", istiod::summary(&summary));
     for g in &goals {
         println!("goal: {} — {} ({})", g.goal, g.verdict(), g.measured);
     }
@@ -716,6 +922,7 @@ fn start_waypoint(
         config,
         port,
         hbone_port,
+        listeners: &LISTENERS,
         proc: Some(proc),
     })
 }
@@ -770,7 +977,7 @@ fn load_with(
     cmd.arg("load").arg("--targets").arg(targets);
     cmd.args(["--requests", &requests.to_string()]);
     cmd.args(["--connections", &connections.to_string()]);
-    if listener == "hbone" {
+    if listener == "hbone" || listener == istiod::LISTENER {
         cmd.args(["--addr", &format!("127.0.0.1:{}", w.hbone_port)]);
         cmd.arg("--hbone").arg(&env.certs);
         cmd.args(["--identity", CLIENT_IDENTITY]);
@@ -1026,9 +1233,17 @@ fn summarize(
     states: &BTreeMap<(usize, usize, &'static str), ConfigState>,
 ) -> Vec<Row> {
     let mut rows = Vec::new();
-    for listener in LISTENERS {
+    // Own shape: plain then HBONE; then the istiod shape. Sizes, then configs, within each.
+    let shapes: [(&[&'static str], &[&'static str]); 2] = [
+        (&LISTENERS, &CONFIGS),
+        (&[istiod::LISTENER], &istiod::CONFIGS),
+    ];
+    for (listener, configs) in shapes
+        .into_iter()
+        .flat_map(|(listeners, configs)| listeners.iter().map(move |&l| (l, configs)))
+    {
         for &(routes, rules) in sizes {
-            for config in CONFIGS {
+            for &config in configs {
                 let mine: Vec<&Sample> = samples
                     .iter()
                     .filter(|s| {
@@ -1095,7 +1310,9 @@ impl Goal {
     }
 }
 
-/// Judges `config`/native ratios of `metric` at `routes`, over every rule count and listener.
+/// Judges `config`/`base` ratios of `metric` at `routes`, over every rule
+/// count and the listeners of `on` = (listeners, base config); `ok` judges a ratio.
+#[allow(clippy::too_many_arguments)]
 fn ratio_goal(
     settings: &Settings,
     rows: &[Row],
@@ -1103,14 +1320,16 @@ fn ratio_goal(
     config: &str,
     routes: usize,
     metric: Metric,
+    on: (&[&str], &str),
     ok: fn(f64) -> bool,
 ) -> Goal {
     let mut parts = Vec::new();
     let mut met = None;
+    let (listeners, base) = on;
     // Memory is per Envoy, not per listener.
     let listeners: &[&str] = match metric {
-        Metric::Cpu => &LISTENERS,
-        Metric::Rss => &LISTENERS[..1],
+        Metric::Cpu => listeners,
+        Metric::Rss => &listeners[..1],
     };
     let metric = |r: &Row| match metric {
         Metric::Cpu => Some(r.cpu),
@@ -1120,7 +1339,7 @@ fn ratio_goal(
         for &listener in listeners {
             let (Some(c), Some(n)) = (
                 find(rows, routes, rules, listener, config).and_then(metric),
-                find(rows, routes, rules, listener, "native").and_then(metric),
+                find(rows, routes, rules, listener, base).and_then(metric),
             ) else {
                 continue;
             };
@@ -1132,13 +1351,13 @@ fn ratio_goal(
             } else {
                 String::new()
             };
-            parts.push(format!("{place}{rules} rules: {ratio:.2}×"));
+            parts.push(format!("{place}{rules} rules: {ratio:.3}×"));
         }
     }
     Goal {
         goal: goal.to_string(),
         measured: if parts.is_empty() {
-            "no native measurement at this size".into()
+            format!("no {base} measurement at this size")
         } else {
             parts.join("; ")
         },
@@ -1165,6 +1384,7 @@ fn goals(settings: &Settings, rows: &[Row]) -> Vec<Goal> {
             "dynamic-module",
             10,
             cpu,
+            (&LISTENERS, "native"),
             |x| x <= 1.10,
         ),
         ratio_goal(
@@ -1174,6 +1394,7 @@ fn goals(settings: &Settings, rows: &[Row]) -> Vec<Goal> {
             "dynamic-module",
             1_000,
             cpu,
+            (&LISTENERS, "native"),
             |x| x < 1.0,
         ),
         ratio_goal(
@@ -1183,6 +1404,7 @@ fn goals(settings: &Settings, rows: &[Row]) -> Vec<Goal> {
             "wasm",
             10,
             cpu,
+            (&LISTENERS, "native"),
             |x| x <= 1.35,
         ),
         ratio_goal(
@@ -1192,6 +1414,7 @@ fn goals(settings: &Settings, rows: &[Row]) -> Vec<Goal> {
             "dynamic-module",
             1_000,
             rss,
+            (&LISTENERS, "native"),
             |x| x <= 2.0,
         ),
         ratio_goal(
@@ -1201,9 +1424,19 @@ fn goals(settings: &Settings, rows: &[Row]) -> Vec<Goal> {
             "wasm",
             1_000,
             rss,
+            (&LISTENERS, "native"),
             |x| x <= 2.0,
         ),
     ]
+}
+
+/// The config `r`'s ratios are to: native of its shape.
+fn native_of(r: &Row) -> &'static str {
+    if r.listener == istiod::LISTENER {
+        istiod::NATIVE
+    } else {
+        "native"
+    }
 }
 
 fn ratio(rows: &[Row], r: &Row, base: &str) -> String {
@@ -1216,20 +1449,21 @@ fn ratio(rows: &[Row], r: &Row, base: &str) -> String {
 /// The CPU-per-request ratios to native (and to no policy), as printed at the end.
 fn ratio_table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "CPU µs per request (median) and ratio to native\n\
-         listener  routes rules  config          µs/req   × native  × no-policy\n",
+        "CPU µs per request (median), ratio to the native of its shape, vCPU per 1,000 req/s\n\
+         listener  routes rules  config                 µs/req   × native  × no-policy  vCPU@1k\n",
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<8} {:>7} {:>5}  {:<14} {:>7.1}   {:>8}  {:>10}",
+            "{:<8} {:>7} {:>5}  {:<21} {:>7.1}   {:>8}  {:>10}  {:>7.3}",
             r.listener,
             r.routes,
             r.rules,
             r.config,
             r.cpu,
-            ratio(rows, r, "native"),
+            ratio(rows, r, native_of(r)),
             ratio(rows, r, "no-policy"),
+            istiod::vcpu_per_krps(r.cpu),
         );
     }
     out
@@ -1283,10 +1517,11 @@ fn report_md(
          (`/proc/<pid>/stat`) during the run, per request; RSS = `VmRSS` after the rounds \
          (main thread + one worker). Configs: **no-policy** (one route to one cluster, router \
          only: the ceiling), **native** (`layover envoy --filter none`: Envoy routes + RBAC), \
-         **wasm**, **dynamic-module**.\n",
+         **wasm**, **dynamic-module**; and the istiod-shaped waypoint (its own section below, \
+         ratios to its own native).\n",
         settings.requests, settings.connections, settings.rounds
     );
-    let _ = writeln!(o, "## Goals (issue 6; reported, not asserted)\n");
+    let _ = writeln!(o, "## Goals (issues 6 and 13; reported, not asserted)\n");
     let _ = writeln!(o, "| goal | measured | verdict |\n|---|---|---|");
     for g in goals {
         let _ = writeln!(o, "| {} | {} | {} |", g.goal, g.measured, g.verdict());
@@ -1320,6 +1555,7 @@ fn report_md(
             );
         }
     }
+    o.push_str(&istiod::report_md(rows));
     if chart {
         let _ = writeln!(o, "\n![CPU µs per request](cpu-per-request.png)");
     }
@@ -1399,6 +1635,36 @@ fn num(x: f64) -> String {
     }
 }
 
+/// The summary rows as JSON objects, one a line (with the ratio to the native of the row's
+/// shape and the vCPU per 1,000 requests/s).
+fn summary_json(rows: &[Row]) -> String {
+    let rows_json: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "    {{\"routes\": {}, \"rules\": {}, \"listener\": {}, \"config\": {}, \"runs\": {}, \"req_per_s\": {}, \"p50_us\": {}, \"p99_us\": {}, \"cpu_us_per_req\": {}, \"cpu_min\": {}, \"cpu_max\": {}, \"ratio_to_native\": {}, \"vcpu_per_1000_rps\": {}, \"rss_kib\": {}, \"errors\": {}}}",
+                r.routes,
+                r.rules,
+                esc(r.listener),
+                esc(r.config),
+                r.runs,
+                num(r.req_per_s),
+                num(r.p50_us),
+                num(r.p99_us),
+                num(r.cpu),
+                num(r.cpu_min),
+                num(r.cpu_max),
+                find(rows, r.routes, r.rules, r.listener, native_of(r))
+                    .map_or("null".into(), |b| num(r.cpu / b.cpu)),
+                num(istiod::vcpu_per_krps(r.cpu)),
+                r.rss_kib.map_or("null".into(), |k| k.to_string()),
+                r.errors
+            )
+        })
+        .collect();
+    rows_json.join(",\n")
+}
+
 fn report_json(
     settings: &Settings,
     m: &Machine,
@@ -1422,33 +1688,26 @@ fn report_json(
     );
     let _ = writeln!(
         o,
-        "  \"settings\": {{\"rounds\": {}, \"requests\": {}, \"connections\": {}, \"quick\": {}}},",
-        settings.rounds, settings.requests, settings.connections, settings.quick
+        "  \"settings\": {{\"rounds\": {}, \"requests\": {}, \"connections\": {}, \"quick\": {}, \"shapes\": [{}]}},",
+        settings.rounds,
+        settings.requests,
+        settings.connections,
+        settings.quick,
+        [("own", settings.own), ("istiod", settings.istiod)]
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| esc(name))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    let _ = writeln!(o, "  \"configs\": [{}],", CONFIGS.map(esc).join(", "));
-    o.push_str("  \"summary\": [\n");
-    let rows_json: Vec<String> = rows
+    let configs: Vec<String> = CONFIGS
         .iter()
-        .map(|r| {
-            format!(
-                "    {{\"routes\": {}, \"rules\": {}, \"listener\": {}, \"config\": {}, \"runs\": {}, \"req_per_s\": {}, \"p50_us\": {}, \"p99_us\": {}, \"cpu_us_per_req\": {}, \"cpu_min\": {}, \"cpu_max\": {}, \"rss_kib\": {}, \"errors\": {}}}",
-                r.routes,
-                r.rules,
-                esc(r.listener),
-                esc(r.config),
-                r.runs,
-                num(r.req_per_s),
-                num(r.p50_us),
-                num(r.p99_us),
-                num(r.cpu),
-                num(r.cpu_min),
-                num(r.cpu_max),
-                r.rss_kib.map_or("null".into(), |k| k.to_string()),
-                r.errors
-            )
-        })
+        .chain(&istiod::CONFIGS)
+        .map(|c| esc(c))
         .collect();
-    o.push_str(&rows_json.join(",\n"));
+    let _ = writeln!(o, "  \"configs\": [{}],", configs.join(", "));
+    o.push_str("  \"summary\": [\n");
+    o.push_str(&summary_json(rows));
     o.push_str("\n  ],\n  \"samples\": [\n");
     let samples_json: Vec<String> = samples
         .iter()
@@ -1518,28 +1777,33 @@ import matplotlib.pyplot as plt
 report = json.load(open(sys.argv[1]))
 rows = report["summary"]
 configs = report["configs"]
-listeners = [l for l in ("plain", "hbone") if any(r["listener"] == l for r in rows)]
+listeners = [l for l in ("plain", "hbone", "istiod") if any(r["listener"] == l for r in rows)]
+colours = {"no-policy": "C0", "native": "C1", "wasm": "C2", "dynamic-module": "C3"}
+titles = {"plain": "plain listener", "hbone": "through HBONE", "istiod": "istiod-shaped, HBONE to the VIP"}
 sizes = []
 for r in rows:
     if (r["routes"], r["rules"]) not in sizes:
         sizes.append((r["routes"], r["rules"]))
 fig, axes = plt.subplots(1, len(listeners), figsize=(6 * len(listeners), 4.5), squeeze=False)
-width = 0.8 / len(configs)
 for ax, listener in zip(axes[0], listeners):
-    for k, config in enumerate(configs):
+    shown = [c for c in configs if any(r["listener"] == listener and r["config"] == c for r in rows)]
+    width = 0.8 / max(len(shown), 1)
+    for k, config in enumerate(shown):
         values = []
         for size in sizes:
             match = [r for r in rows if r["listener"] == listener and r["config"] == config
                      and (r["routes"], r["rules"]) == size]
             values.append(match[0]["cpu_us_per_req"] if match else 0)
-        xs = [i + (k - (len(configs) - 1) / 2) * width for i in range(len(sizes))]
-        ax.bar(xs, values, width, label=config)
+        xs = [i + (k - (len(shown) - 1) / 2) * width for i in range(len(sizes))]
+        # The same colour for a build in both shapes (istiod-wasm like wasm).
+        base = config[len("istiod-"):] if config.startswith("istiod-") else config
+        ax.bar(xs, values, width, label=config, color=colours.get(base))
     ax.set_xticks(range(len(sizes)))
     ax.set_xticklabels(["%d routes\n%d rules" % s for s in sizes], fontsize=8)
     ax.set_ylabel("Envoy CPU µs per request (median)")
-    ax.set_title("HTTP/1.1, " + ("plain listener" if listener == "plain" else "through HBONE"))
+    ax.set_title("HTTP/1.1, " + titles[listener])
+    ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-axes[0][0].legend(fontsize=8)
 m = report["machine"]
 fig.suptitle("layover waypoint: Envoy %s, %s, %d cores" % (m["envoy"].split("/")[1] if "/" in m["envoy"] else m["envoy"], m["cpu"], m["cores"]), fontsize=9)
 fig.tight_layout()
@@ -1612,6 +1876,21 @@ mod tests {
     }
 
     #[test]
+    fn every_service_has_a_vip_and_the_istiod_list_connects_to_it() {
+        let yaml = istio_yaml(4, 10, 9999);
+        let list = vip_targets(4);
+        for (i, line) in list.lines().enumerate() {
+            let s = i % SERVICES;
+            assert!(yaml.contains(&format!("  clusterIP: {}\n", vip(s))));
+            assert!(line.starts_with(&format!("{}:9080\tbench-{s}:9080\t", vip(s))));
+        }
+        // Only the authority differs from the own shape's list.
+        let own = targets(4);
+        let strip = |l: &str| l.split_once('\t').map(|(_, r)| r.to_string());
+        assert!(own.lines().map(strip).eq(list.lines().map(strip)));
+    }
+
+    #[test]
     fn quick_runs_shrink_and_flags_override() {
         let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let q = parse(&args(&["--quick"])).unwrap_or_else(|e| unreachable!("{e}"));
@@ -1624,6 +1903,10 @@ mod tests {
         assert_eq!((s.rounds, s.routes), (5, vec![10, 1000]));
         assert!(parse(&args(&["--routes", "0"])).is_err());
         assert!(parse(&args(&["--bogus"])).is_err());
+        assert!(q.own && q.istiod, "both shapes by default, --quick too");
+        let only = parse(&args(&["--shapes", "istiod"])).unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(!only.own && only.istiod);
+        assert!(parse(&args(&["--shapes", "own,sidecar"])).is_err());
     }
 
     #[test]
