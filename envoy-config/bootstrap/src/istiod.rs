@@ -458,11 +458,31 @@ pub fn istiod_waypoint_value(
         let target = crate::waypoint_target(policy);
         let ctx =
             layover_envoyfilter::ApplyContext::for_waypoint(&target.namespace, &target.gateway)
-                .with_istio(istio);
+                .with_istio(istio)
+                .with_istiod_waypoint(patch_rules(policy, istio));
         layover_envoyfilter::apply(&mut out, &opts.envoy_filters, &ctx)
             .map_err(|e| EmitError::EnvoyFilter(e.to_string()))?;
     }
     Ok(out)
+}
+
+/// What istiod's waypoint generation lets EnvoyFilters patch here: no route patches for the
+/// chains of services with a VirtualService or HTTPRoute (`httproute.go:139-140`,
+/// `listener_waypoint.go:1153-1157 @ 1.30.3`); the cluster limits are by name
+/// ([`layover_envoyfilter::IstiodWaypointRules`]).
+fn patch_rules(policy: &Policy, istio: IstioVersion) -> layover_envoyfilter::IstiodWaypointRules {
+    use layover_proto::v1::RouteSource;
+    let unpatched_route_configurations = chains(policy, istio)
+        .into_iter()
+        .filter(|(svc, ..)| {
+            RouteSource::try_from(svc.route_source).unwrap_or(RouteSource::Default)
+                != RouteSource::Default
+        })
+        .map(|(.., name)| name)
+        .collect();
+    layover_envoyfilter::IstiodWaypointRules {
+        unpatched_route_configurations,
+    }
 }
 
 /// Route A: the EnvoyFilter that makes layover the L7 of each of the waypoint's HTTP chains.

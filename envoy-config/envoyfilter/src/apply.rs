@@ -53,6 +53,26 @@ pub struct ApplyContext {
     pub root_namespace: String,
     /// The Istio release whose attachment and patch rules apply.
     pub istio: IstioVersion,
+    /// Set when the bootstrap is istiod's own waypoint: the limits istiod's waypoint
+    /// generation puts on route and cluster patches ([`IstiodWaypointRules`]).
+    pub istiod_waypoint: Option<IstiodWaypointRules>,
+}
+
+/// What istiod's waypoint generation runs through the EnvoyFilter patchers, beyond the patch
+/// context (istio/istio `pilot/pkg/networking/core` @ 1.30.3):
+/// - route patches run only in `buildSidecarInboundHTTPRouteConfig`, i.e. for services without
+///   a VirtualService / HTTPRoute (`httproute.go:139-140`); the VirtualService path returns
+///   its route configuration unpatched (`listener_waypoint.go:1153-1157`);
+/// - the waypoint's own clusters (`inbound-vip|…`, `main_internal`, `encap`,
+///   `connect_originate`) are appended without `ApplyClusterMerge`, so CLUSTER MERGE / REMOVE
+///   never reach them; only `outbound|…` clusters are patched, with context SIDECAR_OUTBOUND;
+///   CLUSTER ADD inserts only SIDECAR_INBOUND patches (`cluster.go:349-364`;
+///   `envoyfilter/cluster_patch.go:130-149`: an ANY-context ADD is not inserted there).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IstiodWaypointRules {
+    /// Names of the route configurations istiod builds without running route patches (the
+    /// chains of services with a VirtualService or HTTPRoute).
+    pub unpatched_route_configurations: std::collections::BTreeSet<String>,
 }
 
 impl Default for ApplyContext {
@@ -62,6 +82,7 @@ impl Default for ApplyContext {
             waypoint: None,
             root_namespace: "istio-system".into(),
             istio: IstioVersion::PINNED,
+            istiod_waypoint: None,
         }
     }
 }
@@ -87,6 +108,14 @@ impl ApplyContext {
     #[must_use]
     pub fn with_istio(mut self, istio: IstioVersion) -> Self {
         self.istio = istio;
+        self
+    }
+
+    /// The same context for istiod's own waypoint, whose generation limits route and cluster
+    /// patches as `rules` says.
+    #[must_use]
+    pub fn with_istiod_waypoint(mut self, rules: IstiodWaypointRules) -> Self {
+        self.istiod_waypoint = Some(rules);
         self
     }
 
@@ -207,6 +236,7 @@ struct Run<'a> {
     /// Per patch, where it applied (empty: it matched nothing).
     hits: Vec<Vec<String>>,
     context: PatchContext,
+    istiod_waypoint: Option<IstiodWaypointRules>,
     error: Option<InvalidEnvoyFilter>,
 }
 
@@ -392,6 +422,7 @@ fn run<'a>(
         hits: vec![Vec::new(); patches.len()],
         patches,
         context: ctx.context,
+        istiod_waypoint: ctx.istiod_waypoint.clone(),
         error: None,
     };
     let mut work = bootstrap.clone();
@@ -908,6 +939,12 @@ impl Run<'_> {
     }
 
     fn route_configuration(&mut self, port: u32, rc: &mut Value, loc: &str) {
+        if self.istiod_waypoint.as_ref().is_some_and(|r| {
+            r.unpatched_route_configurations
+                .contains(str_at(rc, "/name"))
+        }) {
+            return;
+        }
         if self.patches.iter().all(|p| {
             !matches!(
                 p.cp.apply_to,
@@ -1065,11 +1102,17 @@ impl Run<'_> {
         };
         let mut kept = Vec::with_capacity(clusters.len());
         for mut c in std::mem::take(clusters) {
+            let Some(context) = self.cluster_context(&c) else {
+                kept.push(c);
+                continue;
+            };
+            let ctx_ok =
+                |cp: &ConfigPatch| cp.context == PatchContext::Any || cp.context == context;
             // cluster_patch.go ShouldKeepCluster: any matching REMOVE drops it.
             let mut removed = false;
             for &i in &cps {
                 let cp = self.patches[i].cp;
-                if cp.operation == Operation::Remove && self.ctx_ok(cp) && cluster_match(&c, cp) {
+                if cp.operation == Operation::Remove && ctx_ok(cp) && cluster_match(&c, cp) {
                     self.hit(i, format!("cluster {}", str_at(&c, "/name")));
                     removed = true;
                 }
@@ -1079,7 +1122,7 @@ impl Run<'_> {
             }
             for &i in &cps {
                 let cp = self.patches[i].cp;
-                if !cp.operation.is_merge() || !self.ctx_ok(cp) || !cluster_match(&c, cp) {
+                if !cp.operation.is_merge() || !ctx_ok(cp) || !cluster_match(&c, cp) {
                     continue;
                 }
                 self.hit(i, format!("cluster {}", str_at(&c, "/name")));
@@ -1089,12 +1132,27 @@ impl Run<'_> {
         }
         for &i in &cps {
             let cp = self.patches[i].cp;
-            if cp.operation == Operation::Add && self.ctx_ok(cp) {
+            let inserted = match self.istiod_waypoint {
+                Some(_) => cp.context == PatchContext::SidecarInbound,
+                None => self.ctx_ok(cp),
+            };
+            if cp.operation == Operation::Add && inserted {
                 self.hit(i, format!("cluster {} (added)", str_at(&cp.value, "/name")));
                 kept.push(cp.value.clone());
             }
         }
         *clusters = kept;
+    }
+
+    /// The patch context cluster `c` is patched with, or `None` when no MERGE / REMOVE reaches
+    /// it (see [`IstiodWaypointRules`]).
+    fn cluster_context(&self, c: &Value) -> Option<PatchContext> {
+        if self.istiod_waypoint.is_none() {
+            return Some(self.context);
+        }
+        str_at(c, "/name")
+            .starts_with("outbound|")
+            .then_some(PatchContext::SidecarOutbound)
     }
 
     /// cluster_patch.go `mergeTransportSocketCluster`: a patch `transport_socket` with the

@@ -22,8 +22,8 @@ mod version;
 pub mod wire;
 
 pub use apply::{
-    apply, apply_with_report, Applied, ApplyContext, FilterReport, PatchReport, Report,
-    SkippedFilter, WAYPOINT_GATEWAY_CLASS,
+    apply, apply_with_report, Applied, ApplyContext, FilterReport, IstiodWaypointRules,
+    PatchReport, Report, SkippedFilter, WAYPOINT_GATEWAY_CLASS,
 };
 pub use load::{load_paths, load_str};
 pub use version::{Attachment, IstioVersion};

@@ -655,3 +655,100 @@ fn untouched_objects_keep_their_shape() {
     v["static_resources"]["clusters"][2]["connect_timeout"] = json!("10s");
     assert_eq!(v, before);
 }
+
+/// One patch (a `configPatches` entry, YAML) applied to [`base`] as istiod's own waypoint
+/// would take it: route configuration `layover` stands for a service's chain, built without
+/// route patches when `$unpatched` (a service with a VirtualService); `$applies` says whether
+/// istiod applies the patch. One `#[test]` per row, citing the istiod line it encodes.
+macro_rules! istiod_waypoint_rule {
+    ($name:ident, $unpatched:expr, $patch:expr, $applies:expr) => {
+        #[test]
+        fn $name() {
+            let rules = layover_envoyfilter::IstiodWaypointRules {
+                unpatched_route_configurations: if $unpatched {
+                    ["layover".to_string()].into()
+                } else {
+                    Default::default()
+                },
+            };
+            let ctx = ApplyContext::default().with_istiod_waypoint(rules);
+            let mut v = base();
+            let result = apply(&mut v, &filters(&ef($patch)), &ctx);
+            match result {
+                Ok(_) => assert!($applies, "applied, but istiod would not"),
+                Err(e) => {
+                    assert!(!$applies, "{e}");
+                    assert!(e.to_string().contains("selects nothing"), "{e}");
+                }
+            }
+        }
+    };
+}
+
+const ROUTE_MERGE: &str = "  - applyTo: HTTP_ROUTE
+    match: {context: SIDECAR_INBOUND, routeConfiguration: {vhost: {name: layover, route: {name: layover}}}}
+    patch: {operation: MERGE, value: {route: {timeout: 5s}}}
+";
+
+// httproute.go:139-140 @ 1.30.3: route patches run only for services without a VirtualService.
+istiod_waypoint_rule!(
+    istiod_route_patch_skips_virtualservice_chains,
+    true,
+    ROUTE_MERGE,
+    false
+);
+istiod_waypoint_rule!(
+    istiod_route_patch_reaches_default_route_chains,
+    false,
+    ROUTE_MERGE,
+    true
+);
+// cluster.go:362-364 @ 1.30.3: the waypoint's own clusters are never merged.
+istiod_waypoint_rule!(
+    istiod_cluster_merge_never_reaches_waypoint_clusters,
+    false,
+    "  - applyTo: CLUSTER
+    match: {context: SIDECAR_INBOUND, cluster: {name: main_internal}}
+    patch: {operation: MERGE, value: {connect_timeout: 2s}}
+",
+    false
+);
+// cluster.go:349 @ 1.30.3: outbound clusters are patched with SIDECAR_OUTBOUND.
+istiod_waypoint_rule!(
+    istiod_cluster_merge_reaches_outbound_clusters_as_sidecar_outbound,
+    false,
+    "  - applyTo: CLUSTER
+    match: {context: SIDECAR_OUTBOUND, cluster: {service: ratings.default.svc.cluster.local}}
+    patch: {operation: MERGE, value: {connect_timeout: 2s}}
+",
+    true
+);
+istiod_waypoint_rule!(
+    istiod_cluster_merge_as_sidecar_inbound_misses_outbound_clusters,
+    false,
+    "  - applyTo: CLUSTER
+    match: {context: SIDECAR_INBOUND, cluster: {service: ratings.default.svc.cluster.local}}
+    patch: {operation: MERGE, value: {connect_timeout: 2s}}
+",
+    false
+);
+// envoyfilter/cluster_patch.go:130-149 @ 1.30.3: an ANY-context ADD is not inserted for
+// SIDECAR_INBOUND, the only inserted clusters of a waypoint (cluster.go:364).
+istiod_waypoint_rule!(
+    istiod_cluster_add_any_context_is_not_inserted,
+    false,
+    "  - applyTo: CLUSTER
+    match: {context: ANY}
+    patch: {operation: ADD, value: {name: extra}}
+",
+    false
+);
+istiod_waypoint_rule!(
+    istiod_cluster_add_sidecar_inbound_is_inserted,
+    false,
+    "  - applyTo: CLUSTER
+    match: {context: SIDECAR_INBOUND}
+    patch: {operation: ADD, value: {name: extra}}
+",
+    true
+);
