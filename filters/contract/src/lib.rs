@@ -8,7 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod filter_config;
-pub use filter_config::{ClusterSelection, FilterConfig};
+pub use filter_config::{ClusterSelection, FilterConfig, FilterMode};
 
 /// Name of the layover HTTP filter: the `http_filters` entry, the proxy-wasm `root_id` and
 /// `vm_id`, and the dynamic module's `filter_name`.
