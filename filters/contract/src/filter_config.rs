@@ -179,9 +179,7 @@ impl FilterConfig<'_> {
             return Ok(bare);
         }
         match serde_json::from_slice::<Probe>(config) {
-            Ok(Probe {
-                mode: Some(_), ..
-            })
+            Ok(Probe { mode: Some(_), .. })
             | Ok(Probe {
                 cluster_selection: Some(_),
                 ..
@@ -255,7 +253,10 @@ mod tests {
         let text =
             FilterConfig::encode_with(POLICY, FilterMode::Authorization, ClusterSelection::Header)
                 .unwrap();
-        assert_eq!(text, format!("{{\"mode\":\"authorization\",\"policy\":{POLICY}}}"));
+        assert_eq!(
+            text,
+            format!("{{\"mode\":\"authorization\",\"policy\":{POLICY}}}")
+        );
         let c = FilterConfig::decode(text.as_bytes()).unwrap();
         assert_eq!(c.mode, FilterMode::Authorization);
         assert_eq!(c.cluster_selection, ClusterSelection::Header);
