@@ -1,5 +1,6 @@
 //! The waypoint istiod generates, built locally from the same YAML: the configuration users
-//! actually run, and the baseline route A (EnvoyFilter) and route B (WasmPlugin) must fit.
+//! actually run, and the baseline route A (EnvoyFilter, [`route_a_envoy_filter`]) and route B
+//! (WasmPlugin, [`istiod_waypoint_with_plugins`] with [`crate::wasmplugin`]) must fit.
 //!
 //! Source of truth: istio/istio at the pinned release (`IstioVersion::PINNED`, 1.30.3), with the
 //! 1.26 shape where it differs. Every construct cites `path:line @ tag`:

@@ -20,8 +20,8 @@
 //!   and unspecified after fault / CORS, before the telemetry filters and the router; within a
 //!   phase by `priority`, higher first, stable (`push_context.go:2151-2166`);
 //! - the filter is named `extensions.istio.io/trafficextension/<ns>.<name>~istio-translated-
-//!   wasmplugin` (`extensions.go:53, 352 @ 1.30.3`; `extensions.io/wasmplugin/<ns>.<name>`,
-//!   `extensions.go:53 @ 1.26.8`) and fetched over ECDS (`extension/extensionfilter.go:
+//!   wasmplugin` (`extensions.go:53, 352 @ 1.30.3`; `extensions.istio.io/wasmplugin/<ns>.<name>`
+//!   before 1.30.0, `extensions.go:53 @ 1.26.8`) and fetched over ECDS (`extension/extensionfilter.go:
 //!   32-40, 93-127 @ 1.30.3`). Its `PluginConfig` (`extensions.go:226-268`): `name`
 //!   `<ns>.<name…>`, `root_id` = `pluginName`, `configuration` = a `StringValue` holding
 //!   `pluginConfig` as JSON, VM runtime V8 with the module (`file://` → a local filename,
