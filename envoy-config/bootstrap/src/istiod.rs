@@ -1,5 +1,6 @@
 //! The waypoint istiod generates, built locally from the same YAML: the configuration users
-//! actually run, and the baseline route A (EnvoyFilter) and route B (WasmPlugin) must fit.
+//! actually run, and the baseline route A (EnvoyFilter, [`route_a_envoy_filter`]) and route B
+//! (WasmPlugin, [`istiod_waypoint_with_plugins`] with [`crate::wasmplugin`]) must fit.
 //!
 //! Source of truth: istio/istio at the pinned release (`IstioVersion::PINNED`, 1.30.3), with the
 //! 1.26 shape where it differs. Every construct cites `path:line @ tag`:
@@ -48,6 +49,7 @@ use serde_json::{json, Map, Value};
 
 use crate::listeners::path_normalization;
 use crate::native::{self, NativeError};
+use crate::wasmplugin::{self, Phase, WaypointPlugin};
 use crate::{
     bootstrap_value, hcm_normalization, BootstrapOptions, EmitError, Endpoint, Hbone,
     CONNECT_TERMINATE, LISTENER_NAME, MAIN_INTERNAL,
@@ -146,12 +148,16 @@ fn router() -> Value {
 }
 
 /// One chain's native configuration: the service's routes and its AuthorizationPolicies as
-/// RBAC filters, as istiod builds them.
+/// RBAC filters, as istiod builds them, with the WasmPlugins `plugins` attached to the service
+/// at their phases' positions (`listener_waypoint.go:896-905 @ 1.30.3`; no CUSTOM ext_authz
+/// and no `jwt_authn` here, so AUTHN and AUTHZ plugins both precede the RBAC filters, AUTHN
+/// first).
 fn native_chain(
     policy: &Policy,
     svc: &Service,
     port: u32,
     name: &str,
+    plugins: &[WaypointPlugin],
 ) -> Result<(Vec<Value>, Value), NativeError> {
     let default_retry = policy.mesh.as_ref().and_then(|m| m.default_retry.as_ref());
     // istiod's route configuration ends with the service's routes; a request no route matches
@@ -170,7 +176,8 @@ fn native_chain(
         "validate_clusters": false,
     });
     let per_route = native::service_rbac(policy, svc)?;
-    let mut filters = Vec::new();
+    let phase = |p: Phase| wasmplugin::in_phase(plugins, svc, p).into_iter().cloned();
+    let mut filters: Vec<Value> = phase(Phase::Authn).chain(phase(Phase::Authz)).collect();
     // builder.go:124-140 @ 1.30.3: AUDIT, then DENY, then ALLOW.
     for key in [
         native::RBAC_AUDIT_FILTER,
@@ -196,6 +203,7 @@ fn native_chain(
         "name": native::CORS_FILTER,
         "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors" },
     }));
+    filters.extend(phase(Phase::Stats).chain(phase(Phase::Unspecified)));
     filters.push(router());
     Ok((filters, route_config))
 }
@@ -271,11 +279,12 @@ fn main_internal(
     istio: IstioVersion,
     mode: PathNormalization,
     access_log: Option<&Value>,
+    plugins: &[WaypointPlugin],
 ) -> Result<Value, NativeError> {
     let chains = chains(policy, istio);
     let mut filter_chains = Vec::new();
     for (svc, port, _, name) in &chains {
-        let (filters, route_config) = native_chain(policy, svc, *port, name)?;
+        let (filters, route_config) = native_chain(policy, svc, *port, name, plugins)?;
         filter_chains.push(json!({
             "name": name,
             "filters": [{
@@ -425,6 +434,27 @@ pub fn istiod_waypoint_value(
     opts: &BootstrapOptions,
     istio: IstioVersion,
 ) -> Result<Value, NativeError> {
+    istiod_waypoint_with_plugins(policy, endpoints, opts, istio, &[])
+}
+
+/// [`istiod_waypoint_value`] with the WasmPlugins `wasm_plugins` applied as istiod `istio`
+/// applies them to this waypoint (route B; see [`crate::wasmplugin`]), MeshConfig root
+/// namespace [`wasmplugin::DEFAULT_ROOT_NAMESPACE`]. A plugin that does not attach to the
+/// waypoint is left out, as istiod leaves it out.
+pub fn istiod_waypoint_with_plugins(
+    policy: &Policy,
+    endpoints: &[Endpoint],
+    opts: &BootstrapOptions,
+    istio: IstioVersion,
+    wasm_plugins: &[layover_envoyfilter::wire::WasmPluginDoc],
+) -> Result<Value, NativeError> {
+    let target = crate::waypoint_target(policy);
+    let plugins = wasm_plugins
+        .iter()
+        .map(|doc| {
+            wasmplugin::waypoint_plugin(doc, &target, wasmplugin::DEFAULT_ROOT_NAMESPACE, istio)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let hbone = opts
         .hbone
         .as_ref()
@@ -439,7 +469,7 @@ pub fn istiod_waypoint_value(
     let mut out = bootstrap_value(policy, endpoints, &base_opts)?;
     let access_log = find_listener_hcm_access_log(&out, CONNECT_TERMINATE);
     let terminate = connect_terminate(hbone, &opts.listener_address, access_log.as_ref());
-    let internal = main_internal(policy, istio, mode, access_log.as_ref())?;
+    let internal = main_internal(policy, istio, mode, access_log.as_ref(), &plugins)?;
     if let Some(listeners) = out
         .pointer_mut("/static_resources/listeners")
         .and_then(Value::as_array_mut)
@@ -455,7 +485,6 @@ pub fn istiod_waypoint_value(
         }
     }
     if !opts.envoy_filters.is_empty() {
-        let target = crate::waypoint_target(policy);
         let ctx =
             layover_envoyfilter::ApplyContext::for_waypoint(&target.namespace, &target.gateway)
                 .with_istio(istio)

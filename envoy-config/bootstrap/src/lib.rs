@@ -40,6 +40,7 @@ pub mod istiod;
 pub mod manifests;
 pub mod native;
 pub mod reload;
+pub mod wasmplugin;
 mod yaml;
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::{
     bootstrap_value, dynamic_module_filter_with, endpoints_from_registry, waypoint_target,
     BootstrapOptions, DownstreamTls, EmitError, Hbone,
 };
-use layover_contract::{ClusterSelection, HBONE_PORT};
+use layover_contract::{ClusterSelection, FilterConfig, FilterMode, HBONE_PORT};
 use layover_envoyfilter::IstioVersion;
 
 /// Where the module files are in the waypoint pod (an emptyDir the init container fills, or a
@@ -164,13 +164,11 @@ pub fn manifests(
     });
 
     if let (ModuleBuild::Wasm, Some(url)) = (opts.build, &opts.wasm_url) {
-        let policy: Value =
-            serde_json::from_str(&policy_json).map_err(|e| EmitError::Serialize(e.to_string()))?;
         let wp = layover_envoyfilter::emit::wasm_plugin(
             &format!("layover-{}", target.gateway),
             &target,
             url,
-            &policy,
+            &route_b_plugin_config(&policy_json)?,
         );
         layover_envoyfilter::emit::check_wasm_plugin(&wp)
             .map_err(|e| EmitError::EnvoyFilter(format!("emitted {e}")))?;
@@ -185,6 +183,22 @@ pub fn manifests(
         out.push(drop_in(compiled, opts, d, &filter, &target)?);
     }
     Ok(out)
+}
+
+/// The WasmPlugin's `pluginConfig` (route B): the filter configuration in authorization-only
+/// mode, `{"mode": "authorization", "policy": {…}}`. istiod hands a non-empty `pluginConfig`
+/// (a protobuf Struct, so a JSON object) to the filter as its JSON text
+/// (`pilot/pkg/model/extensions.go:228-236 @ 1.30.3`), which the filter decodes as
+/// [`layover_contract::FilterConfig`]. Authorization only, because in Istio's own waypoint
+/// istiod's routes already apply the VirtualServices.
+pub fn route_b_plugin_config(policy_json: &str) -> Result<Value, EmitError> {
+    let text = FilterConfig::encode_with(
+        policy_json,
+        FilterMode::Authorization,
+        ClusterSelection::Header,
+    )
+    .map_err(EmitError::Serialize)?;
+    serde_json::from_str(&text).map_err(|e| EmitError::Serialize(e.to_string()))
 }
 
 /// The drop-in waypoint: GatewayClass, Gateway, ServiceAccount, certificate, ConfigMap with

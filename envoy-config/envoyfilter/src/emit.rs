@@ -134,8 +134,9 @@ pub fn attach(ef: &mut Value, target: &Target, istio: IstioVersion) {
 }
 
 /// A WasmPlugin loading the layover wasm build from `url` (`oci://…` or `file://…`) into the
-/// waypoint `target`, with `policy` (the compiled policy as JSON) as its configuration.
-pub fn wasm_plugin(name: &str, target: &Target, url: &str, policy: &Value) -> Value {
+/// waypoint `target`, with `plugin_config` (a JSON object: the filter configuration, which
+/// istiod hands to the filter as its JSON text) as its `pluginConfig`.
+pub fn wasm_plugin(name: &str, target: &Target, url: &str, plugin_config: &Value) -> Value {
     json!({
         "apiVersion": crate::WASM_PLUGIN_API_VERSION,
         "kind": "WasmPlugin",
@@ -149,12 +150,12 @@ pub fn wasm_plugin(name: &str, target: &Target, url: &str, policy: &Value) -> Va
             "url": url,
             "imagePullPolicy": "IfNotPresent",
             "pluginName": "layover",
-            // After istiod's authorization filters: layover enforces its own policy, and a
-            // request istiod already denied never reaches it.
+            // After jwt_authn and before istiod's RBAC filters (`listener_waypoint.go:899-900
+            // @ 1.30.3`): layover's authorization runs first, istiod's RBAC after it.
             "phase": "AUTHZ",
             "failStrategy": "FAIL_CLOSE",
             "type": "HTTP",
-            "pluginConfig": policy,
+            "pluginConfig": plugin_config,
         },
     })
 }

@@ -12,11 +12,13 @@
 // Per-request entropy and SPIFFE parsing are the engine's; re-exported for the shims.
 pub use layover_core::{namespace_of_principal, Entropy};
 use layover_core::{
-    wire, Action, CompiledPolicy, Decision, DestinationView, HeaderOp, RequestView, Sampled,
-    SourceView,
+    wire, Action, Authorization, CompiledPolicy, Decision, DestinationView, HeaderOp, RequestView,
+    Sampled, SourceView,
 };
 
-use layover_contract::{CLUSTER_HEADER, INTERNAL_HEADER_PREFIX};
+use layover_contract::{
+    ClusterSelection, FilterConfig, FilterMode, CLUSTER_HEADER, INTERNAL_HEADER_PREFIX,
+};
 
 mod connection;
 pub use connection::{connection, Connection, ConnectionHost};
@@ -121,6 +123,29 @@ pub fn load_policy(config: &[u8]) -> Result<CompiledPolicy, String> {
     CompiledPolicy::compile(&policy).map_err(|e| format!("invalid layover policy: {e}"))
 }
 
+/// A filter configuration, decoded ([`FilterConfig::decode`]) and its policy compiled.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// What the filter enforces ([`StreamFilter::new`]).
+    pub mode: FilterMode,
+    /// How the cluster choice reaches the route (waypoint mode).
+    pub cluster_selection: ClusterSelection,
+    /// The compiled policy.
+    pub policy: CompiledPolicy,
+}
+
+/// Decodes a filter configuration as Envoy hands it over (a bare policy or the
+/// `{"mode": …, "cluster_selection": …, "policy": …}` wrapper) and compiles its policy. Both
+/// builds load their configuration here, so a mode means the same in each.
+pub fn load_config(config: &[u8]) -> Result<LoadedConfig, String> {
+    let decoded = FilterConfig::decode(config)?;
+    Ok(LoadedConfig {
+        mode: decoded.mode,
+        cluster_selection: decoded.cluster_selection,
+        policy: load_policy(&decoded.policy)?,
+    })
+}
+
 /// True for request headers a client must never be able to set: every header layover or the
 /// router reads as an internal signal (cluster choice, retries, timeouts, fault controls).
 /// Envoy strips some `x-envoy-*` headers from external clients but keeps them for "internal"
@@ -132,6 +157,8 @@ pub fn is_internal_signal(name: &str) -> bool {
 /// Per-stream state of the filter.
 #[derive(Debug, Default)]
 pub struct StreamFilter {
+    /// What this filter enforces (the configuration's [`FilterMode`]).
+    mode: FilterMode,
     /// Response header operations to apply when the upstream answers.
     response_ops: Vec<HeaderOp>,
     /// CORS headers for the response of an actual cross-origin request.
@@ -143,6 +170,15 @@ pub struct StreamFilter {
 }
 
 impl StreamFilter {
+    /// A stream of a filter configured for `mode` (`StreamFilter::default()` is
+    /// [`FilterMode::Waypoint`]).
+    pub fn new(mode: FilterMode) -> StreamFilter {
+        StreamFilter {
+            mode,
+            ..StreamFilter::default()
+        }
+    }
+
     /// Denies the request with [`internal_error_reply`] after an internal error (logged as a
     /// warning), unless a reply was already sent.
     pub fn fail_closed<H: StreamHost>(&mut self, host: &mut H, error: &InternalError) -> Verdict {
@@ -185,47 +221,16 @@ impl StreamFilter {
             // waypoint's HTTP chain): without it the host lost the request.
             return Err(InternalError("the host returned no :path header".into()));
         }
-        let pseudo = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or("")
-        };
-        let method = pseudo(":method");
-        let path = pseudo(":path");
-        let authority = pseudo(":authority");
-        let scheme = pseudo(":scheme");
+        if self.mode == FilterMode::Authorization {
+            return Ok(self.authorize_only(policy, conn, &headers, host));
+        }
         // Client-sent internal signals are invisible to matching as well as to Envoy.
         let visible: Vec<(&str, &str)> = headers
             .iter()
             .filter(|(n, _)| !n.starts_with(':') && !is_internal_signal(n))
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        let namespace = conn.principal.as_deref().and_then(namespace_of_principal);
-        let service = conn
-            .destination_service
-            .as_deref()
-            .or_else(|| policy.service_for_authority(authority));
-        let view = RequestView {
-            method,
-            scheme: if scheme.is_empty() { "http" } else { scheme },
-            authority,
-            path,
-            headers: &visible,
-            source: SourceView {
-                principal: conn.principal.as_deref(),
-                namespace,
-                ip: conn.source_ip,
-                remote_ip: conn.remote_ip,
-            },
-            destination: DestinationView {
-                service,
-                ip: conn.destination_ip,
-                port: destination_port(conn.destination_port, authority),
-            },
-            sni: conn.sni.as_deref(),
-        };
+        let view = request_view(policy, conn, &headers, &visible);
         let decision = policy.decide(&view);
         let sampled = decision.sample(entropy);
 
@@ -260,6 +265,39 @@ impl StreamFilter {
                 Ok(Verdict::Continue)
             }
         }
+    }
+
+    /// Authorization-only mode ([`FilterMode::Authorization`], route B): AuthorizationPolicy
+    /// decides, nothing else. A denied request gets Envoy RBAC's 403; an allowed one continues
+    /// with its headers exactly as they came, `x-envoy-*` and `x-layover-*` included. The
+    /// proxy's own routes (istiod's) run after this filter and may match on any client header,
+    /// as they do without layover; layover sets no router control and no cluster header in this
+    /// mode, so there is no signal of its own to protect, and whatever Envoy's connection
+    /// manager does with `x-envoy-*` from the peer it does as in Istio's waypoint without
+    /// layover. The policy sees the same headers istiod's RBAC filter after it sees.
+    fn authorize_only<H: StreamHost>(
+        &mut self,
+        policy: &CompiledPolicy,
+        conn: &Connection,
+        headers: &[(String, String)],
+        host: &mut H,
+    ) -> Verdict {
+        let visible: Vec<(&str, &str)> = headers
+            .iter()
+            .filter(|(n, _)| !n.starts_with(':'))
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let view = request_view(policy, conn, headers, &visible);
+        if policy.authorize(&view).allowed() {
+            return Verdict::Continue;
+        }
+        self.replied = true;
+        host.send_local_reply(&LocalReply {
+            status: Authorization::DENIED_STATUS,
+            headers: Vec::new(),
+            body: Authorization::DENIED_BODY.to_vec(),
+        });
+        Verdict::Replied
     }
 
     /// Called when a fault delay elapsed: sends the pending abort reply (returns
@@ -407,6 +445,48 @@ impl StreamFilter {
             }
         }
         Ok(())
+    }
+}
+
+/// The engine's view of a request: its pseudo-headers, the `visible` headers policies match,
+/// and what the connection says about the peer and the destination.
+fn request_view<'a>(
+    policy: &'a CompiledPolicy,
+    conn: &'a Connection,
+    headers: &'a [(String, String)],
+    visible: &'a [(&'a str, &'a str)],
+) -> RequestView<'a> {
+    let pseudo = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    let authority = pseudo(":authority");
+    let scheme = pseudo(":scheme");
+    let service = conn
+        .destination_service
+        .as_deref()
+        .or_else(|| policy.service_for_authority(authority));
+    RequestView {
+        method: pseudo(":method"),
+        scheme: if scheme.is_empty() { "http" } else { scheme },
+        authority,
+        path: pseudo(":path"),
+        headers: visible,
+        source: SourceView {
+            principal: conn.principal.as_deref(),
+            namespace: conn.principal.as_deref().and_then(namespace_of_principal),
+            ip: conn.source_ip,
+            remote_ip: conn.remote_ip,
+        },
+        destination: DestinationView {
+            service,
+            ip: conn.destination_ip,
+            port: destination_port(conn.destination_port, authority),
+        },
+        sni: conn.sni.as_deref(),
     }
 }
 

@@ -605,3 +605,118 @@ fn destination_port_comes_from_the_tunnel_else_from_the_host_header() {
     assert_eq!(super::destination_port(0, "[fd00::1]"), 0);
     assert_eq!(super::destination_port(0, "reviews:notaport"), 0);
 }
+
+// Authorization-only mode (route B): AuthorizationPolicy decides; nothing else is touched.
+const ROUTED_AND_GUARDED: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v2}}]
+    retries: {attempts: 5}
+    timeout: 3s
+    rewrite: {uri: /rewritten}
+    headers: {request: {set: {x-added: "1"}}, response: {set: {x-resp: "1"}}}
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: viewer, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/default/sa/productpage]}}]
+"#;
+
+#[test]
+fn authorization_mode_allows_untouched_and_denies_with_rbac_403() {
+    let p = policy(ROUTED_AND_GUARDED);
+    let mut host = get("/reviews/1");
+    let client_headers = [
+        (CLUSTER_HEADER, "inbound-vip|9080|http/v1|reviews"),
+        ("x-envoy-max-retries", "7"),
+        ("end-user", "jason"),
+    ];
+    host.request
+        .extend(client_headers.map(|(n, v)| (n.to_string(), v.to_string())));
+    let before = host.request.clone();
+    let mut filter = StreamFilter::new(FilterMode::Authorization);
+    let v = filter.on_request_headers(&p, Ok(&conn()), 1, &mut host);
+    // No fault abort, no rewrite, no cluster choice, no router control, no header operation:
+    // istiod's route does all of that on route B.
+    assert_eq!(v, Verdict::Continue);
+    assert!(host.replies.is_empty(), "{:?}", host.replies);
+    assert_eq!(host.request, before, "the request is forwarded as it came");
+    filter.on_response_headers(&mut host);
+    assert!(host.response.is_empty(), "{:?}", host.response);
+
+    let denied = Connection {
+        principal: Some("cluster.local/ns/default/sa/ratings".into()),
+        ..conn()
+    };
+    let mut host = get("/reviews/1");
+    let v = StreamFilter::new(FilterMode::Authorization).on_request_headers(
+        &p,
+        Ok(&denied),
+        1,
+        &mut host,
+    );
+    assert_eq!(v, Verdict::Replied);
+    assert_eq!(host.replies.len(), 1);
+    assert_eq!(host.replies[0].status, 403);
+    assert_eq!(host.replies[0].body, layover_core::RBAC_DENIED_BODY);
+    // Waypoint mode answers the same request with the route's fault (after the ALLOW).
+    let mut host = get("/reviews/1");
+    StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
+    assert_eq!(host.replies.first().map(|r| r.status), Some(418));
+}
+
+#[test]
+fn authorization_mode_denies_unknown_services_and_fails_closed_on_errors() {
+    let p = policy(ROUTED_AND_GUARDED);
+    let stranger = Connection {
+        destination_service: Some("nowhere.default.svc.cluster.local".into()),
+        ..conn()
+    };
+    let mut host = get("/");
+    let v = StreamFilter::new(FilterMode::Authorization).on_request_headers(
+        &p,
+        Ok(&stranger),
+        1,
+        &mut host,
+    );
+    assert_eq!(v, Verdict::Replied);
+    assert_eq!(host.replies[0].status, 403);
+    let mut host = get("/");
+    let err = InternalError("unreadable".into());
+    let v = StreamFilter::new(FilterMode::Authorization).on_request_headers(
+        &p,
+        Err(&err),
+        1,
+        &mut host,
+    );
+    assert_eq!(v, Verdict::Replied);
+    assert_eq!(host.replies[0].status, 500);
+}
+
+#[test]
+fn load_config_reads_the_mode() {
+    let compiled =
+        layover_compiler::compile(&layover_compiler::load_str("t.yaml", SERVICES).expect("loads"))
+            .expect("compiles");
+    let json = serde_json::to_string(&compiled.policy).unwrap();
+    assert_eq!(
+        load_config(json.as_bytes()).unwrap().mode,
+        FilterMode::Waypoint
+    );
+    let wrapped =
+        FilterConfig::encode_with(&json, FilterMode::Authorization, ClusterSelection::Header)
+            .unwrap();
+    let loaded = load_config(wrapped.as_bytes()).unwrap();
+    assert_eq!(loaded.mode, FilterMode::Authorization);
+    assert_eq!(loaded.cluster_selection, ClusterSelection::Header);
+    assert!(load_config(b"{\"mode\":\"authorization\"}").is_err());
+}

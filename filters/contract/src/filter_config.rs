@@ -65,15 +65,47 @@ impl FromStr for ClusterSelection {
     }
 }
 
-/// The filter configuration: which [`ClusterSelection`] and the policy (proto3 JSON or binary
-/// protobuf, as `layover compile` writes it).
+/// What the filter does with a request: everything a waypoint does, or only authorization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum FilterMode {
+    /// The whole waypoint L7: AuthorizationPolicy, then the service's routes (cluster choice,
+    /// retries, timeouts, rewrites, header operations, faults, CORS, mirrors). What a bare
+    /// policy means; route A and the drop-in waypoint.
+    #[default]
+    #[serde(rename = "waypoint")]
+    Waypoint,
+    /// AuthorizationPolicy only: a denied request gets 403 `RBAC: access denied`, an allowed one
+    /// continues untouched (no header is added, removed or rewritten). Route B, where layover's
+    /// wasm build runs as a WasmPlugin inside Istio's own waypoint and istiod's routes apply the
+    /// VirtualServices: routing there too would apply them twice.
+    #[serde(rename = "authorization")]
+    Authorization,
+}
+
+impl FilterMode {
+    /// The spelling on the wire (the filter configuration's `mode`).
+    pub const fn wire_name(self) -> &'static str {
+        match self {
+            FilterMode::Waypoint => "waypoint",
+            FilterMode::Authorization => "authorization",
+        }
+    }
+}
+
+/// The filter configuration: the [`FilterMode`], the [`ClusterSelection`] and the policy
+/// (proto3 JSON or binary protobuf, as `layover compile` writes it).
 ///
-/// On the wire it is either the policy itself (header mode; what every manifest carries) or the
-/// wrapper `{"cluster_selection": "header" | "metadata", "policy": {…}}`. A policy never has a
-/// top-level `cluster_selection` field, so the two cannot be confused.
+/// On the wire it is either the policy itself (waypoint mode, header selection; what the
+/// EnvoyFilter manifests carry) or the wrapper
+/// `{"mode": "waypoint" | "authorization", "cluster_selection": "header" | "metadata",
+/// "policy": {…}}` with `mode` and `cluster_selection` each optional (defaults: `waypoint`,
+/// `header`). A policy never has a top-level `mode` or `cluster_selection` field, so the two
+/// forms cannot be confused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilterConfig<'a> {
-    /// How the cluster choice reaches the route.
+    /// What the filter enforces.
+    pub mode: FilterMode,
+    /// How the cluster choice reaches the route (waypoint mode only).
     pub cluster_selection: ClusterSelection,
     /// The policy bytes, for the policy loader.
     pub policy: Cow<'a, [u8]>,
@@ -83,14 +115,23 @@ pub struct FilterConfig<'a> {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Wrapper<'a> {
+    #[serde(default, skip_serializing_if = "is_default")]
+    mode: FilterMode,
+    #[serde(default, skip_serializing_if = "is_default")]
     cluster_selection: ClusterSelection,
     #[serde(borrow)]
     policy: &'a RawValue,
 }
 
-/// Just enough of a JSON object to tell the wrapper from a bare policy (other fields skipped).
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// Just enough of a JSON object to tell the wrapper from a bare policy (other fields skipped,
+/// values never built: one pass over the bytes, no allocation).
 #[derive(Deserialize)]
 struct Probe {
+    mode: Option<serde::de::IgnoredAny>,
     cluster_selection: Option<serde::de::IgnoredAny>,
 }
 
@@ -101,12 +142,23 @@ impl FilterConfig<'_> {
         policy_json: &str,
         cluster_selection: ClusterSelection,
     ) -> Result<String, String> {
-        if cluster_selection == ClusterSelection::Header {
+        FilterConfig::encode_with(policy_json, FilterMode::Waypoint, cluster_selection)
+    }
+
+    /// The configuration text for `policy_json` in `mode`: the policy itself for waypoint mode
+    /// with header selection, the wrapper otherwise (fields at their default are left out).
+    pub fn encode_with(
+        policy_json: &str,
+        mode: FilterMode,
+        cluster_selection: ClusterSelection,
+    ) -> Result<String, String> {
+        if mode == FilterMode::Waypoint && cluster_selection == ClusterSelection::Header {
             return Ok(policy_json.to_string());
         }
         let policy: &RawValue = serde_json::from_str(policy_json)
             .map_err(|e| format!("filter configuration: the policy is not JSON: {e}"))?;
         serde_json::to_string(&Wrapper {
+            mode,
             cluster_selection,
             policy,
         })
@@ -114,10 +166,11 @@ impl FilterConfig<'_> {
     }
 
     /// Reads a filter configuration as Envoy hands it over. Anything that is not a JSON object
-    /// with a `cluster_selection` field is a bare policy (header mode), left for the policy
-    /// loader to accept or report.
+    /// with a `mode` or `cluster_selection` field is a bare policy (waypoint mode, header
+    /// selection), left for the policy loader to accept or report.
     pub fn decode(config: &[u8]) -> Result<FilterConfig<'_>, String> {
         let bare = FilterConfig {
+            mode: FilterMode::Waypoint,
             cluster_selection: ClusterSelection::Header,
             policy: Cow::Borrowed(config),
         };
@@ -126,19 +179,23 @@ impl FilterConfig<'_> {
             return Ok(bare);
         }
         match serde_json::from_slice::<Probe>(config) {
-            Ok(Probe {
+            Ok(Probe { mode: Some(_), .. })
+            | Ok(Probe {
                 cluster_selection: Some(_),
+                ..
             }) => {}
             // Not a wrapper, or not JSON at all: the policy loader reports it.
             _ => return Ok(bare),
         }
         let wrapper: Wrapper<'_> = serde_json::from_slice(config).map_err(|e| {
             format!(
-                "filter configuration: a `cluster_selection` wrapper is \
-                 {{\"cluster_selection\": \"header\" | \"metadata\", \"policy\": {{…}}}}: {e}"
+                "filter configuration: a wrapper is {{\"mode\": \"waypoint\" | \"authorization\", \
+                 \"cluster_selection\": \"header\" | \"metadata\", \"policy\": {{…}}}} \
+                 (mode and cluster_selection optional): {e}"
             )
         })?;
         Ok(FilterConfig {
+            mode: wrapper.mode,
             cluster_selection: wrapper.cluster_selection,
             policy: Cow::Borrowed(wrapper.policy.get().as_bytes()),
         })
@@ -186,6 +243,50 @@ mod tests {
             format!("{{\"cluster_selection\":\"cookie\",\"policy\":{POLICY}}}"),
             "{\"cluster_selection\":\"metadata\"}".to_string(),
             format!("{{\"cluster_selection\":\"metadata\",\"policy\":{POLICY},\"extra\":1}}"),
+        ] {
+            assert!(FilterConfig::decode(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn authorization_mode_round_trips_and_defaults_stay_implicit() {
+        let text =
+            FilterConfig::encode_with(POLICY, FilterMode::Authorization, ClusterSelection::Header)
+                .unwrap();
+        assert_eq!(
+            text,
+            format!("{{\"mode\":\"authorization\",\"policy\":{POLICY}}}")
+        );
+        let c = FilterConfig::decode(text.as_bytes()).unwrap();
+        assert_eq!(c.mode, FilterMode::Authorization);
+        assert_eq!(c.cluster_selection, ClusterSelection::Header);
+        assert_eq!(&*c.policy, POLICY.as_bytes());
+        // Both fields, in either order; an explicit default is accepted.
+        for text in [
+            format!("{{\"cluster_selection\":\"metadata\",\"mode\":\"authorization\",\"policy\":{POLICY}}}"),
+            format!("{{\"mode\":\"authorization\",\"cluster_selection\":\"metadata\",\"policy\":{POLICY}}}"),
+        ] {
+            let c = FilterConfig::decode(text.as_bytes()).unwrap();
+            assert_eq!(
+                (c.mode, c.cluster_selection),
+                (FilterMode::Authorization, ClusterSelection::SpecifierPlugin)
+            );
+        }
+        let explicit = format!("{{\"mode\":\"waypoint\",\"policy\":{POLICY}}}");
+        let c = FilterConfig::decode(explicit.as_bytes()).unwrap();
+        assert_eq!(c.mode, FilterMode::Waypoint);
+        assert_eq!(
+            FilterConfig::decode(POLICY.as_bytes()).unwrap().mode,
+            FilterMode::Waypoint
+        );
+    }
+
+    #[test]
+    fn a_bad_mode_is_an_error() {
+        for bad in [
+            format!("{{\"mode\":\"route\",\"policy\":{POLICY}}}"),
+            "{\"mode\":\"authorization\"}".to_string(),
+            format!("{{\"mode\":\"authorization\",\"policy\":{POLICY},\"x\":1}}"),
         ] {
             assert!(FilterConfig::decode(bad.as_bytes()).is_err(), "{bad}");
         }

@@ -8,7 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod filter_config;
-pub use filter_config::{ClusterSelection, FilterConfig};
+pub use filter_config::{ClusterSelection, FilterConfig, FilterMode};
 
 /// Name of the layover HTTP filter: the `http_filters` entry, the proxy-wasm `root_id` and
 /// `vm_id`, and the dynamic module's `filter_name`.
@@ -70,6 +70,8 @@ pub mod filter_state {
     /// `use_remote_address: false`. Inside `main_internal` the direct remote address is the
     /// internal listener's (`envoy://internal_client_address/`, measured on Envoy 1.40), so the
     /// HBONE peer has to be recorded at `connect_terminate`: route A inserts this entry there.
+    /// Route B (a WasmPlugin) cannot, so there the client address is unknown and address
+    /// checks resolve against the caller (`layover_core`: ALLOW fails, DENY fires).
     pub const HBONE_PEER_ADDRESS: &str = "layover.hbone_peer_address";
 }
 

@@ -108,6 +108,31 @@ pub struct ServiceRef<'a> {
     pub origin: &'a str,
 }
 
+/// What AuthorizationPolicy alone decided for a request ([`crate::CompiledPolicy::authorize`]):
+/// the authorization-only mode (`layover_contract::FilterMode::Authorization`, route B), where
+/// the proxy's own routes do everything else.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Authorization<'a> {
+    /// The service the request was matched to; `None` when the policy does not know it.
+    pub service: Option<ServiceRef<'a>>,
+    /// The AuthorizationPolicy result for that service (`None` when no service was found).
+    pub authz: Option<AuthzDecision<'a>>,
+}
+
+impl Authorization<'_> {
+    /// Whether the request may continue. A service the policy does not know is denied: which
+    /// AuthorizationPolicies bind there is unknown, and allowing would skip them all.
+    pub fn allowed(&self) -> bool {
+        self.authz.is_some_and(|a| a.allowed)
+    }
+
+    /// The reply status of a denied request: 403, as Envoy's RBAC filter answers.
+    pub const DENIED_STATUS: u16 = 403;
+
+    /// The reply body of a denied request ([`RBAC_DENIED_BODY`]).
+    pub const DENIED_BODY: &'static [u8] = RBAC_DENIED_BODY;
+}
+
 /// The route that matched.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MatchedRoute<'a> {

@@ -25,8 +25,9 @@ mod sample;
 mod tests;
 
 pub use decision::{
-    Action, CorsDecision, CorsKind, Decision, DestinationChoice, EffectiveRetry, FaultAbort,
-    FaultDecision, FaultDelay, HeaderOp, MatchedRoute, MirrorTarget, ServiceRef, RBAC_DENIED_BODY,
+    Action, Authorization, CorsDecision, CorsKind, Decision, DestinationChoice, EffectiveRetry,
+    FaultAbort, FaultDecision, FaultDelay, HeaderOp, MatchedRoute, MirrorTarget, ServiceRef,
+    RBAC_DENIED_BODY,
 };
 pub use error::InvalidPolicy;
 pub use layover_proto::v1 as wire;

@@ -5,10 +5,11 @@ use std::net::IpAddr;
 
 use regex::Regex;
 
-use crate::authz_api::CompiledAuthz;
+use crate::authz_api::{AuthzDecision, CompiledAuthz};
 use crate::decision::{
-    Action, CorsDecision, CorsKind, Decision, DestinationChoice, EffectiveRetry, FaultAbort,
-    FaultDecision, FaultDelay, HeaderOp, MatchedRoute, MirrorTarget, ServiceRef, RBAC_DENIED_BODY,
+    Action, Authorization, CorsDecision, CorsKind, Decision, DestinationChoice, EffectiveRetry,
+    FaultAbort, FaultDecision, FaultDelay, HeaderOp, MatchedRoute, MirrorTarget, ServiceRef,
+    RBAC_DENIED_BODY,
 };
 use crate::error::InvalidPolicy;
 use crate::fxhash::FxHashMap;
@@ -896,6 +897,32 @@ impl CompiledPolicy {
             .and_then(|i| self.services.get(*i as usize))
     }
 
+    /// The request's service and the AuthorizationPolicy result for it: the first step of
+    /// [`CompiledPolicy::decide`], and all of [`CompiledPolicy::authorize`].
+    fn authorize_service<'a>(
+        &'a self,
+        req: &RequestView<'a>,
+    ) -> Option<(&'a CompiledService, AuthzDecision<'a>)> {
+        let svc = self.find_service(req)?;
+        Some((svc, self.authz.evaluate(&svc.authz_bound, req)))
+    }
+
+    /// AuthorizationPolicy only: the same service lookup and evaluation as
+    /// [`CompiledPolicy::decide`] runs first, without routing. For the authorization-only mode
+    /// (route B), where the proxy's own routes do the rest. Pure; allocates nothing.
+    pub fn authorize<'a>(&'a self, req: &RequestView<'a>) -> Authorization<'a> {
+        match self.authorize_service(req) {
+            Some((svc, az)) => Authorization {
+                service: Some(svc.as_ref()),
+                authz: Some(az),
+            },
+            None => Authorization {
+                service: None,
+                authz: None,
+            },
+        }
+    }
+
     /// Decide what happens to one request. Deterministic; pure; allocates only when the decision
     /// needs a new string (rewritten path, redirect location) or a header repeats.
     ///
@@ -927,7 +954,7 @@ impl CompiledPolicy {
             cors: None,
             unavailable_status: 503,
         };
-        let Some(svc) = self.find_service(req) else {
+        let Some((svc, az)) = self.authorize_service(req) else {
             d.action = Action::UnknownService;
             d.status = Some(404);
             d.reason = "unknown_service";
@@ -938,7 +965,6 @@ impl CompiledPolicy {
             d.unavailable_status = 500;
         }
 
-        let az = self.authz.evaluate(&svc.authz_bound, req);
         let allowed = az.allowed;
         d.authz = Some(az);
         if !allowed {

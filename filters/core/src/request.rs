@@ -35,9 +35,13 @@ pub struct SourceView<'a> {
     pub principal: Option<&'a str>,
     /// Namespace of the peer (from its SPIFFE id), if authenticated.
     pub namespace: Option<&'a str>,
-    /// Address of the direct peer (`source.ip`, AuthorizationPolicy `ipBlocks`).
+    /// Address of the direct peer (`source.ip`, AuthorizationPolicy `ipBlocks`). `None` means
+    /// unknown (Envoy always has a peer; the host could not say which), and a policy check on
+    /// it then resolves against the caller: it holds in DENY / AUDIT policies and fails in
+    /// ALLOW policies (`ipBlocks` and `notIpBlocks` alike).
     pub ip: Option<IpAddr>,
-    /// Original client address (`remote.ip`, `remoteIpBlocks`); falls back to `ip` when unset.
+    /// Original client address (`remote.ip`, `remoteIpBlocks`); falls back to `ip` when unset,
+    /// and is unknown (as `ip`) when both are.
     pub remote_ip: Option<IpAddr>,
 }
 

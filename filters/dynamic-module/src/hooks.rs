@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use layover_adapter::{
-    connection, load_policy, Entropy, InternalError, LocalReply, StreamFilter, StreamHost, Verdict,
+    connection, load_config, Entropy, InternalError, LocalReply, StreamFilter, StreamHost, Verdict,
     INTERNAL_ERROR_BODY, INTERNAL_ERROR_STATUS,
 };
-use layover_contract::{metadata, ClusterSelection, FilterConfig, CLUSTER_HEADER};
+use layover_contract::{metadata, ClusterSelection, FilterMode, CLUSTER_HEADER};
 use layover_core::CompiledPolicy;
 
 use crate::host::{
@@ -30,6 +30,7 @@ const MIRROR_TIMEOUT_MS: u64 = 5_000;
 pub struct Config {
     policy: Arc<CompiledPolicy>,
     selection: ClusterSelection,
+    mode: FilterMode,
 }
 
 /// Per-stream state. Hooks get `&Filter`: Envoy can re-enter the filter (our own local reply runs
@@ -91,21 +92,21 @@ pub(crate) fn fail_closed(filter: &Filter, envoy: HttpFilter<'_>) {
 pub fn config_new(name: &[u8], config: &[u8]) -> Option<Box<Config>> {
     guard(
         "config_new",
-        || match FilterConfig::decode(config)
-            .and_then(|c| Ok((c.cluster_selection, load_policy(&c.policy)?)))
-        {
-            Ok((selection, policy)) => {
+        || match load_config(config) {
+            Ok(loaded) => {
                 host::log(
                     Level::Info,
                     &format!(
-                        "layover: policy loaded for filter `{}` (cluster selection: {})",
+                        "layover: policy loaded for filter `{}` (mode: {}, cluster selection: {})",
                         String::from_utf8_lossy(name),
-                        selection.wire_name(),
+                        loaded.mode.wire_name(),
+                        loaded.cluster_selection.wire_name(),
                     ),
                 );
                 Some(Box::new(Config {
-                    policy: Arc::new(policy),
-                    selection,
+                    policy: Arc::new(loaded.policy),
+                    selection: loaded.cluster_selection,
+                    mode: loaded.mode,
                 }))
             }
             Err(message) => {
@@ -126,7 +127,11 @@ pub fn filter_new(config: &Config) -> Option<Box<Filter>> {
             Some(Box::new(Filter {
                 policy: Arc::clone(&config.policy),
                 selection: config.selection,
-                state: RefCell::new(State::default()),
+                // The stream carries the mode: `StreamFilter` applies it.
+                state: RefCell::new(State {
+                    stream: StreamFilter::new(config.mode),
+                    ..State::default()
+                }),
             }))
         },
         || None,

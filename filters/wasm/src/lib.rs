@@ -13,10 +13,10 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use layover_adapter::{
-    connection, internal_error_reply, load_policy, ConnectionHost, Entropy, InternalError,
+    connection, internal_error_reply, load_config, ConnectionHost, Entropy, InternalError,
     LocalReply, StreamFilter, StreamHost, Verdict,
 };
-use layover_contract::filter_state;
+use layover_contract::{filter_state, FilterMode};
 use layover_core::CompiledPolicy;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -48,6 +48,8 @@ struct Shared {
 #[derive(Default)]
 struct Root {
     policy: Option<Rc<CompiledPolicy>>,
+    /// The configuration's mode (route B's WasmPlugin: authorization only).
+    mode: FilterMode,
     shared: Rc<RefCell<Shared>>,
 }
 
@@ -78,15 +80,22 @@ impl RootContext for Root {
                 return false;
             }
         };
-        match load_policy(&config) {
-            Ok(policy) => {
-                self.policy = Some(Rc::new(policy));
+        // A bare policy or the `{"mode": …, "policy": …}` wrapper (istiod hands a WasmPlugin's
+        // `pluginConfig` over as this JSON text, `pilot/pkg/model/extensions.go:228-236 @
+        // 1.30.3`).
+        match load_config(&config) {
+            Ok(loaded) => {
+                self.policy = Some(Rc::new(loaded.policy));
+                self.mode = loaded.mode;
                 let seed = hostcalls::get_current_time()
                     .ok()
                     .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                     .map_or(0x5eed, |d| d.as_nanos() as u64);
                 self.shared.borrow_mut().entropy = Some(Entropy::new(seed));
-                log(LogLevel::Info, "layover: policy loaded");
+                log(
+                    LogLevel::Info,
+                    &format!("layover: policy loaded (mode: {})", loaded.mode.wire_name()),
+                );
                 true
             }
             Err(message) => {
@@ -134,7 +143,7 @@ impl RootContext for Root {
             context_id,
             policy: self.policy.clone(),
             shared: Rc::clone(&self.shared),
-            filter: StreamFilter::default(),
+            filter: StreamFilter::new(self.mode),
         }))
     }
 

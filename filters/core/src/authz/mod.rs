@@ -313,8 +313,17 @@ impl Policy {
 
     /// The first matching rule, as a [`PolicyMatch`]. No rules matches nothing: `spec: {}`
     /// is "allow nothing" (istiod emits no RBAC policy for it).
+    ///
+    /// A check on a client address the request does not carry (`source.ip` /
+    /// `remote.ip` unknown: the host could not say who the client is) resolves against the
+    /// caller: it holds in a DENY or AUDIT policy and fails in an ALLOW policy. That is how
+    /// istiod treats a condition it cannot build (`rule.checkError`,
+    /// `pilot/pkg/security/authz/model/model.go:354-364 @ 1.30.3`: an ALLOW rule is dropped,
+    /// a DENY or AUDIT rule widened), so an unknown address can neither unlock an ALLOW nor
+    /// slip past a DENY, whether the policy says `ipBlocks` or `notIpBlocks`.
     fn matching(&self, req: &Input<'_, '_>) -> Option<PolicyMatch<'_>> {
-        let rule = self.rules.iter().position(|r| r.matches(req))?;
+        let unknown = self.action != wire::AuthorizationAction::Allow;
+        let rule = self.rules.iter().position(|r| r.matches(req, unknown))?;
         Some(PolicyMatch {
             namespace: &self.namespace,
             name: &self.name,
@@ -406,7 +415,8 @@ impl Rule {
         })
     }
 
-    fn matches(&self, req: &Input<'_, '_>) -> bool {
+    /// `unknown`: what a check on an unknown client address counts as ([`Policy::matching`]).
+    fn matches(&self, req: &Input<'_, '_>, unknown: bool) -> bool {
         // Prefilter: a rule whose every operation names exact methods cannot match others.
         if self.methods & req.method_bit == 0 {
             return false;
@@ -417,9 +427,9 @@ impl Rule {
             }
         }
         // Operations first: method/path/port checks are the cheapest and most selective.
-        (self.to.is_empty() || self.to.iter().any(|c| c.matches(req)))
-            && self.when.matches(req)
-            && (self.from.is_empty() || self.from.iter().any(|c| c.matches(req)))
+        (self.to.is_empty() || self.to.iter().any(|c| c.matches(req, unknown)))
+            && self.when.matches(req, unknown)
+            && (self.from.is_empty() || self.from.iter().any(|c| c.matches(req, unknown)))
     }
 }
 
@@ -439,8 +449,17 @@ impl Clause {
         self.checks.sort_by_key(|c| c.pred.cost());
     }
 
-    fn matches(&self, req: &Input<'_, '_>) -> bool {
-        self.checks.iter().all(|c| c.pred.matches(req) != c.negate)
+    /// Every check holds. A check on an unknown client address counts as `unknown` whether
+    /// negated or not (`notIpBlocks` must not pass on an address nobody knows either); above
+    /// the checks the logic is monotone (AND / OR), so this resolves the whole rule safely.
+    fn matches(&self, req: &Input<'_, '_>, unknown: bool) -> bool {
+        self.checks.iter().all(|c| {
+            if c.pred.on_unknown_address(req) {
+                unknown
+            } else {
+                c.pred.matches(req) != c.negate
+            }
+        })
     }
 
     /// Methods this operation can match: those of its positive exact `methods` check, or all.
@@ -605,6 +624,15 @@ impl Pred {
             Pred::Sni(_) | Pred::Principal(_) | Pred::Namespace(_) => 2,
             Pred::Header(..) | Pred::InlineHeader(..) => 3,
             Pred::Path(_) | Pred::ServiceAccount(_) => 4,
+        }
+    }
+
+    /// Whether this is a check on a client address the request does not carry.
+    fn on_unknown_address(&self, input: &Input<'_, '_>) -> bool {
+        match self {
+            Pred::SourceIp(_) => input.req.source.ip.is_none(),
+            Pred::RemoteIp(_) => input.req.remote_ip().is_none(),
+            _ => false,
         }
     }
 

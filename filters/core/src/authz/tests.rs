@@ -936,3 +936,128 @@ fn perf_100_rules() {
     assert_eq!(ok, n);
     println!("authz evaluate, 100 rules (full checks): {per} ns/request");
 }
+
+/// An unknown client address (the host could not say who the client is; route B) resolves every
+/// address check against the caller: ALLOW rules on it never match, DENY / AUDIT rules on it
+/// always do (`model.go:354-364 @ 1.30.3`, istiod's own rule for conditions it cannot build).
+#[test]
+fn an_unknown_client_address_fails_closed_for_allow_and_deny() {
+    let unknown = || {
+        let mut r = req();
+        r.ip = None;
+        r.remote_ip = None;
+        r
+    };
+    let ips = |s: &[&str]| Source {
+        ip_blocks: v(s),
+        ..Default::default()
+    };
+    let not_ips = |s: &[&str]| Source {
+        not_ip_blocks: v(s),
+        ..Default::default()
+    };
+    let remote = |s: &[&str]| Source {
+        remote_ip_blocks: v(s),
+        ..Default::default()
+    };
+    let not_remote = |s: &[&str]| Source {
+        not_remote_ip_blocks: v(s),
+        ..Default::default()
+    };
+    for c in [
+        allow_case(
+            "allow ipBlocks",
+            vec![from(ips(&["0.0.0.0/0"]))],
+            unknown(),
+            false,
+        ),
+        allow_case(
+            "allow notIpBlocks",
+            vec![from(not_ips(&["10.0.0.0/8"]))],
+            unknown(),
+            false,
+        ),
+        allow_case(
+            "allow remoteIpBlocks",
+            vec![from(remote(&["0.0.0.0/0"]))],
+            unknown(),
+            false,
+        ),
+        allow_case(
+            "allow notRemoteIpBlocks",
+            vec![from(not_remote(&["10.0.0.0/8"]))],
+            unknown(),
+            false,
+        ),
+        allow_case(
+            "allow when source.ip",
+            vec![when(vec![cond("source.ip", &["0.0.0.0/0"], &[])])],
+            unknown(),
+            false,
+        ),
+        // A rule without an address check is unaffected; so is an ALLOW whose other rule matches.
+        allow_case(
+            "allow principals",
+            vec![from(principals(&["cluster.local/ns/foo/sa/sleep"]))],
+            unknown(),
+            true,
+        ),
+        case(
+            "allow: an address-free rule still matches",
+            vec![allow(vec![
+                from(ips(&["10.0.0.0/8"])),
+                from(namespaces(&["foo"])),
+            ])],
+            unknown(),
+            Want::Allow("allow", 1),
+        ),
+        case(
+            "deny ipBlocks",
+            vec![deny(vec![from(ips(&["192.0.2.0/24"]))])],
+            unknown(),
+            Want::Deny("deny", 0),
+        ),
+        case(
+            "deny notIpBlocks",
+            vec![deny(vec![from(not_ips(&["10.0.0.0/8"]))])],
+            unknown(),
+            Want::Deny("deny", 0),
+        ),
+        case(
+            "deny remoteIpBlocks",
+            vec![deny(vec![from(remote(&["192.0.2.0/24"]))])],
+            unknown(),
+            Want::Deny("deny", 0),
+        ),
+        case(
+            "deny when notValues source.ip",
+            vec![deny(vec![when(vec![cond(
+                "source.ip",
+                &[],
+                &["10.0.0.0/8"],
+            )])])],
+            unknown(),
+            Want::Deny("deny", 0),
+        ),
+        // The rest of a DENY rule still has to match: the address alone widens nothing else.
+        case(
+            "deny ipBlocks on another path",
+            vec![deny(vec![rule(
+                vec![ips(&["192.0.2.0/24"])],
+                vec![paths(&["/blocked"])],
+                vec![],
+            )])],
+            unknown(),
+            Want::AllowNone,
+        ),
+        // A known address is matched as before.
+        case(
+            "deny ipBlocks, known address",
+            vec![deny(vec![from(ips(&["192.0.2.0/24"]))])],
+            req(),
+            Want::AllowNone,
+        ),
+    ] {
+        check(&c);
+    }
+}

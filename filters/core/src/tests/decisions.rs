@@ -1340,3 +1340,37 @@ fn matched_route_metadata() {
     );
     assert_eq!(d.service.unwrap().hostname, HOST);
 }
+
+// Authorization-only (route B): `authorize` is `decide`'s first step and nothing else — the
+// same service lookup and AuthorizationPolicy result, no routing (a path with no route is
+// allowed, not 404), and a service the policy does not know is denied.
+#[test]
+fn authorize_is_the_authorization_step_of_decide() {
+    let cp = with_authz(
+        authz_policy(
+            "deny-admin",
+            wire::AuthorizationAction::Deny,
+            vec![wire::AuthorizationRule {
+                to: vec![wire::Operation {
+                    paths: vec!["/admin".into()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        ),
+        vec![route("x", vec![m_uri(exact("/only"))], "c")],
+        wire::RouteSource::VirtualService,
+    );
+    let a = cp.authorize(&rv("/nothing", &[]));
+    assert!(a.allowed());
+    assert_eq!(a.service.map(|s| s.hostname), Some(HOST));
+    assert_eq!(cp.decide(&rv("/nothing", &[])).status, Some(404));
+    let req = rv("/admin", &[]);
+    let a = cp.authorize(&req);
+    assert!(!a.allowed());
+    assert_eq!(a.authz, cp.decide(&req).authz);
+    let mut stranger = rv("/", &[]);
+    stranger.destination.service = Some("other.default.svc.cluster.local");
+    let a = cp.authorize(&stranger);
+    assert_eq!((a.allowed(), a.service, a.authz), (false, None, None));
+}

@@ -25,10 +25,15 @@ fn filter_config_wrapper_is_recognised_and_checked() {
     let policy = policy_json();
     let wrapped = format!("{{\"cluster_selection\":\"metadata\",\"policy\":{policy}}}");
     assert!(super::config_new(b"t", wrapped.as_bytes()).is_some());
+    // The authorization-only mode (route B) reaches each stream.
+    let authz = format!("{{\"mode\":\"authorization\",\"policy\":{policy}}}");
+    let config = super::config_new(b"t", authz.as_bytes()).unwrap();
+    assert_eq!(config.mode, layover_contract::FilterMode::Authorization);
     for bad in [
         format!("{{\"cluster_selection\":\"cookie\",\"policy\":{policy}}}"),
         "{\"cluster_selection\":\"metadata\"}".to_string(),
         format!("{{\"cluster_selection\":\"metadata\",\"policy\":{policy},\"extra\":1}}"),
+        format!("{{\"mode\":\"routing\",\"policy\":{policy}}}"),
     ] {
         STREAM.with(|st| *st.borrow_mut() = fake::Stream::default());
         assert!(super::config_new(b"t", bad.as_bytes()).is_none(), "{bad}");
