@@ -439,7 +439,7 @@ pub fn istiod_waypoint_value(
 
 /// [`istiod_waypoint_value`] with the WasmPlugins `wasm_plugins` applied as istiod `istio`
 /// applies them to this waypoint (route B; see [`crate::wasmplugin`]), MeshConfig root
-/// namespace [`wasmplugin::DEFAULT_ROOT_NAMESPACE`]. A plugin that does not attach to the
+/// namespace [`layover_envoyfilter::DEFAULT_ROOT_NAMESPACE`]. A plugin that does not attach to the
 /// waypoint is left out, as istiod leaves it out.
 pub fn istiod_waypoint_with_plugins(
     policy: &Policy,
@@ -452,7 +452,12 @@ pub fn istiod_waypoint_with_plugins(
     let plugins = wasm_plugins
         .iter()
         .map(|doc| {
-            wasmplugin::waypoint_plugin(doc, &target, wasmplugin::DEFAULT_ROOT_NAMESPACE, istio)
+            wasmplugin::waypoint_plugin(
+                doc,
+                &target,
+                layover_envoyfilter::DEFAULT_ROOT_NAMESPACE,
+                istio,
+            )
         })
         .collect::<Result<Vec<_>, _>>()?;
     let hbone = opts

@@ -13,6 +13,7 @@ use crate::{
     BootstrapOptions, DownstreamTls, EmitError, Hbone,
 };
 use layover_contract::{ClusterSelection, FilterConfig, FilterMode, HBONE_PORT};
+use layover_envoyfilter::emit::GATEWAY_NAME_LABEL;
 use layover_envoyfilter::IstioVersion;
 
 /// Where the module files are in the waypoint pod (an emptyDir the init container fills, or a
@@ -238,7 +239,7 @@ fn drop_in(
     let bootstrap = bootstrap_value(&compiled.policy, &endpoints, &bootstrap_opts)?;
     let bootstrap_yaml = crate::to_yaml(&bootstrap);
     let labels = json!({
-        "gateway.networking.k8s.io/gateway-name": name,
+        GATEWAY_NAME_LABEL: name,
         "app.kubernetes.io/managed-by": "layover",
     });
     let spiffe = format!("spiffe://{}/ns/{ns}/sa/{sa}", d.trust_domain);
@@ -320,7 +321,7 @@ fn drop_in(
         "metadata": { "name": name, "namespace": ns, "labels": labels },
         "spec": {
             "replicas": 1,
-            "selector": { "matchLabels": { "gateway.networking.k8s.io/gateway-name": name } },
+            "selector": { "matchLabels": { GATEWAY_NAME_LABEL: name } },
             "template": {
                 "metadata": {
                     "labels": labels,
@@ -372,7 +373,7 @@ fn drop_in(
         "kind": "Service",
         "metadata": { "name": name, "namespace": ns, "labels": labels },
         "spec": {
-            "selector": { "gateway.networking.k8s.io/gateway-name": name },
+            "selector": { GATEWAY_NAME_LABEL: name },
             // ztunnel sends a waypoint HBONE on 15008 only.
             "ports": [{ "name": "mesh", "port": HBONE_PORT, "targetPort": HBONE_PORT, "appProtocol": "all" }],
         },

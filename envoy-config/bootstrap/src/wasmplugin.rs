@@ -35,16 +35,11 @@
 use layover_envoyfilter::emit::Target;
 use layover_envoyfilter::wire::WasmPluginDoc;
 use layover_envoyfilter::IstioVersion;
+use layover_envoyfilter::WAYPOINT_GATEWAY_CLASS;
 use layover_proto::v1::Service;
 use serde_json::{json, Value};
 
 use crate::EmitError;
-
-/// MeshConfig `rootNamespace` by default (where a GatewayClass-targeted plugin lives).
-pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
-
-/// The GatewayClass of Istio's waypoints (`pkg/config/constants/constants.go:181 @ 1.30.3`).
-pub const WAYPOINT_GATEWAY_CLASS: &str = "istio-waypoint";
 
 /// The suffix istiod gives the TrafficExtension it makes of a WasmPlugin
 /// (`translate.go:27 @ 1.30.3`).

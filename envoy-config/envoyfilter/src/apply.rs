@@ -80,7 +80,7 @@ impl Default for ApplyContext {
         ApplyContext {
             context: PatchContext::SidecarInbound,
             waypoint: None,
-            root_namespace: "istio-system".into(),
+            root_namespace: DEFAULT_ROOT_NAMESPACE.into(),
             istio: IstioVersion::PINNED,
             istiod_waypoint: None,
         }
@@ -90,10 +90,11 @@ impl Default for ApplyContext {
 /// The label istiod reads a waypoint pod's Gateway from (`workloadGatewayName`,
 /// `pilot/pkg/model/policyattachment.go @ 1.30.3`); Istio's waypoint pods (and layover's
 /// drop-in's) carry it, with `istio.io/gateway-name` for older tooling.
-const GATEWAY_NAME_LABELS: [&str; 2] = [
-    "gateway.networking.k8s.io/gateway-name",
-    "istio.io/gateway-name",
-];
+const GATEWAY_NAME_LABELS: [&str; 2] = [crate::emit::GATEWAY_NAME_LABEL, "istio.io/gateway-name"];
+
+/// Istio's default root namespace (MeshConfig `rootNamespace`): EnvoyFilters (and
+/// GatewayClass-targeted policies) there apply to every proxy.
+pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
 
 impl ApplyContext {
     /// The context of the waypoint Gateway `namespace/name` under the pinned Istio release.

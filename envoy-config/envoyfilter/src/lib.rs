@@ -23,7 +23,7 @@ pub mod wire;
 
 pub use apply::{
     apply, apply_with_report, Applied, ApplyContext, FilterReport, IstiodWaypointRules,
-    PatchReport, Report, SkippedFilter, WAYPOINT_GATEWAY_CLASS,
+    PatchReport, Report, SkippedFilter, DEFAULT_ROOT_NAMESPACE, WAYPOINT_GATEWAY_CLASS,
 };
 pub use load::{load_paths, load_str};
 pub use version::{Attachment, IstioVersion};

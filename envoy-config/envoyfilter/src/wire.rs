@@ -85,6 +85,16 @@ pub struct WorkloadSelector {
     pub labels: BTreeMap<String, String>,
 }
 
+/// `selector` of policies such as WasmPlugin (istio.type.v1beta1.WorkloadSelector): the labels
+/// are `matchLabels` there, unlike EnvoyFilter's `workloadSelector.labels`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelector {
+    /// Labels the workload must carry.
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+}
+
 /// `targetRefs[]` (istio.type.v1beta1.PolicyTargetReference).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -320,9 +330,9 @@ pub struct WasmPluginDoc {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WasmPluginSpec {
-    /// Workload selector (sidecars and classic gateways).
+    /// Workload selector (sidecars and classic gateways; never a waypoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selector: Option<WorkloadSelector>,
+    pub selector: Option<LabelSelector>,
     /// Deprecated single target reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_ref: Option<PolicyTargetReference>,

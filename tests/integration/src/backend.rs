@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::envoy::HarnessError;
+use crate::error::HarnessError;
 
 /// What a backend received, as it answers it (the JSON body of an echo response).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

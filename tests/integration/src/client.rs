@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::envoy::HarnessError;
+use crate::error::HarnessError;
 use crate::TEST_TIMEOUT;
 
 /// A complete response.

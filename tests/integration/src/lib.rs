@@ -17,6 +17,7 @@ pub mod backend;
 pub mod bench;
 pub mod client;
 pub mod envoy;
+pub mod error;
 pub mod mesh;
 pub mod tls;
 pub mod waypoint;

@@ -24,7 +24,7 @@ use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::envoy::HarnessError;
+use crate::error::HarnessError;
 use crate::{Reply, TEST_TIMEOUT};
 
 /// Why an mTLS exchange did not produce a response.

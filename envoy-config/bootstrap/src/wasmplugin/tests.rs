@@ -1,4 +1,5 @@
 use super::*;
+use layover_envoyfilter::DEFAULT_ROOT_NAMESPACE;
 
 fn doc(spec: Value) -> WasmPluginDoc {
     let mut spec = spec;
