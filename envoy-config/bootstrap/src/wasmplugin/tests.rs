@@ -140,7 +140,7 @@ fn attachment_follows_should_attach_policy() {
     // `labels`, as EnvoyFilter's `workloadSelector`; the WasmPlugin API says `matchLabels`.)
     assert_eq!(
         attach(
-            json!({ "selector": { "labels": { "gateway.networking.k8s.io/gateway-name": "waypoint" } } })
+            json!({ "selector": { "matchLabels": { "gateway.networking.k8s.io/gateway-name": "waypoint" } } })
         ),
         Attachment::Nowhere
     );
