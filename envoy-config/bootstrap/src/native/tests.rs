@@ -178,14 +178,13 @@ fn route_features_translate_as_istiod_writes_them() {
                 "host_selection_retry_max_attempts": 5,
             } } }),
         ),
-        // retry.go DefaultPolicy: 2 attempts, istiod's retry_on, 503 retriable.
+        // retry.go:35-103 @ 1.30.3 DefaultPolicy: 2 attempts, istiod's retry_on, no status codes.
         (
             "default retry policy",
             vs("  - route: [{destination: {host: r}}]\n"),
             json!({ "route": { "retry_policy": {
                 "num_retries": 2,
                 "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
-                "retriable_status_codes": [503],
                 "host_selection_retry_max_attempts": 5,
             } } }),
         ),

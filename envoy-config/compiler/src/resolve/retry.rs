@@ -7,7 +7,11 @@ use crate::util::parse_duration_ms;
 use layover_proto::v1 as pb;
 
 /// Istio's built-in retry policy for routes without `retries`
-/// (istiod `pilot/pkg/networking/core/route/retry/retry.go`, `defaultPolicy`).
+/// (`pilot/pkg/networking/core/route/retry/retry.go:35-103 @ 1.30.3`, `DefaultPolicy`): two
+/// attempts on connect failures, refused streams, `unavailable` and `cancelled`; no retriable
+/// status codes — `retriable-status-codes` stays in `retry_on`, but 503 is no longer listed
+/// (1.26.8 listed it only under `EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY=false`, which defaulted
+/// to true: `retry.go:34-56`, `features/pilot.go:258-259 @ 1.26.8`).
 pub fn istio_default_retry() -> pb::RetryPolicy {
     pb::RetryPolicy {
         attempts: 2,
@@ -22,7 +26,7 @@ pub fn istio_default_retry() -> pb::RetryPolicy {
         .iter()
         .map(|s| s.to_string())
         .collect(),
-        retriable_status_codes: vec![503],
+        retriable_status_codes: Vec::new(),
         retry_host_predicates: vec!["envoy.retry_host_predicates.previous_hosts".into()],
         host_selection_retry_max_attempts: 5,
         retry_remote_localities: false,
