@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not baked in with env!(): cargo reuses a build script's binary across
+    // checkouts that share a target directory, and a baked-in path points at the first one.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let schema = root.join("layover/v1/policy.proto");
     println!("cargo:rerun-if-changed={}", schema.display());
 
