@@ -33,11 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "layover",
-    version,
-    about = "L7 waypoint policy for Istio ambient mesh"
-)]
+#[command(name = "layover", about = "L7 waypoint policy for Istio ambient mesh")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -98,8 +94,26 @@ enum Cmd {
     },
 }
 
+/// `layover --version`: the crate version and the Istio release whose semantics it implements.
+fn version() -> &'static str {
+    // clap keeps the string for the life of the process; made once, at start.
+    Box::leak(
+        format!(
+            "{} (Istio {} semantics)",
+            env!("CARGO_PKG_VERSION"),
+            layover_envoyfilter::IstioVersion::PINNED
+        )
+        .into_boxed_str(),
+    )
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().version(version()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.cmd {
         Cmd::Envoy(args) => match envoy_cmd::run(&args) {
             Ok(()) => ExitCode::SUCCESS,

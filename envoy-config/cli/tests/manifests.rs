@@ -230,3 +230,11 @@ fn an_unknown_istio_version_is_a_clear_error() {
     );
     assert!(!out.join("envoyfilter.yaml").exists());
 }
+
+#[test]
+fn version_names_the_pinned_istio_release() {
+    let o = layover(&["--version"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Istio 1.30.3 semantics"), "{out}");
+}
