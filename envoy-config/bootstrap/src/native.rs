@@ -35,7 +35,7 @@
 //!   (`route/route.go` `TranslateFault`), CORS → per-route `envoy.filters.http.cors`
 //!   (`TranslateCORSPolicy`).
 //! - AuthorizationPolicy (`pilot/pkg/security/authz/builder/builder.go`, `model/`) → RBAC
-//!   filters in istiod's order, DENY before ALLOW, AUDIT as a `LOG` filter, `istio.io/dry-run`
+//!   filters in istiod's order (AUDIT as a `LOG` filter, DENY, ALLOW), `istio.io/dry-run`
 //!   as `shadow_rules`; the policies bound to a service are that service's virtual hosts'
 //!   `RBACPerRoute`. Principals match the mTLS peer (`authenticated`) or, inside the HBONE
 //!   tunnel, the peer identity `connect_terminate` left in filter state (`filter_state`, as
@@ -205,8 +205,9 @@ pub fn native_config(
     }))
 }
 
-/// The connection manager's HTTP filters, in istiod's order: RBAC (DENY, ALLOW, AUDIT), CORS,
-/// fault, router. Each filter's base configuration is a no-op; routes and virtual hosts carry
+/// The connection manager's HTTP filters, in istiod's order: RBAC AUDIT, DENY, ALLOW
+/// (`pilot/pkg/security/authz/builder/builder.go:124-140 @ 1.30.3`), fault, CORS
+/// (`pilot/pkg/networking/core/listener_builder.go:438`), router. Each filter's base configuration is a no-op; routes and virtual hosts carry
 /// the real configuration in `typed_per_filter_config`.
 pub fn http_filters() -> Vec<Value> {
     let rbac = |name: &str| {
@@ -217,16 +218,16 @@ pub fn http_filters() -> Vec<Value> {
         })
     };
     vec![
+        rbac(RBAC_AUDIT_FILTER),
         rbac(RBAC_DENY_FILTER),
         rbac(RBAC_ALLOW_FILTER),
-        rbac(RBAC_AUDIT_FILTER),
-        json!({
-            "name": CORS_FILTER,
-            "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors" },
-        }),
         json!({
             "name": FAULT_FILTER,
             "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault" },
+        }),
+        json!({
+            "name": CORS_FILTER,
+            "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors" },
         }),
         json!({
             "name": "envoy.filters.http.router",

@@ -547,8 +547,8 @@ spec:
 
 #[test]
 fn http_filters_in_istiod_order() {
-    // builder.go: DENY before ALLOW (and AUDIT); then CORS, fault, router
-    // (pilot/pkg/networking/core/listener_builder.go buildHTTPConnectionManager).
+    // builder.go:124-140 @ 1.30.3: AUDIT, DENY, ALLOW; then fault, CORS, router
+    // (pilot/pkg/networking/core/listener_builder.go:438 @ 1.30.3).
     let names: Vec<String> = http_filters()
         .iter()
         .map(|f| f["name"].as_str().unwrap().to_string())
@@ -556,11 +556,11 @@ fn http_filters_in_istiod_order() {
     assert_eq!(
         names,
         [
+            RBAC_AUDIT_FILTER,
             RBAC_DENY_FILTER,
             RBAC_ALLOW_FILTER,
-            RBAC_AUDIT_FILTER,
-            CORS_FILTER,
             FAULT_FILTER,
+            CORS_FILTER,
             "envoy.filters.http.router"
         ]
     );
