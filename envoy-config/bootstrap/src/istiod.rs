@@ -423,6 +423,32 @@ fn find_listener_hcm_access_log(base: &Value, listener: &str) -> Option<Value> {
         .cloned()
 }
 
+/// The istiod-shaped waypoint as a cluster runs it with layover: `opts.layover_filter`, when
+/// set, is attached only by the route A EnvoyFilter ([`route_a_envoy_filter`] for
+/// `opts.istio` and `opts.cluster_selection`), applied ahead of `opts.envoy_filters`; without
+/// it, istiod's own configuration.
+pub fn istiod_waypoint_with_layover(
+    policy: &Policy,
+    endpoints: &[Endpoint],
+    opts: &BootstrapOptions,
+) -> Result<Value, NativeError> {
+    let mut opts = opts.clone();
+    if let Some(filter) = opts.layover_filter.take() {
+        let target = crate::waypoint_target(policy);
+        let ef = route_a_envoy_filter(
+            policy,
+            Some(&filter),
+            opts.cluster_selection,
+            opts.istio,
+            &target,
+        )?;
+        let ef = layover_envoyfilter::EnvoyFilter::from_value(ef)
+            .map_err(|e| EmitError::EnvoyFilter(format!("emitted {e}")))?;
+        opts.envoy_filters.insert(0, ef);
+    }
+    istiod_waypoint_value(policy, endpoints, &opts, opts.istio)
+}
+
 /// The waypoint istiod `istio` would push for `policy` (see the module docs), with
 /// `opts.hbone` (required) for the HBONE listener's certificates and port. `opts.layover_filter`
 /// is not inserted here: layover gets in the way it does in a cluster, by applying the
@@ -537,7 +563,7 @@ fn patch_rules(policy: &Policy, istio: IstioVersion) -> layover_envoyfilter::Ist
 /// read.
 pub fn route_a_envoy_filter(
     policy: &Policy,
-    layover_filters: &[Value],
+    layover_filter: Option<&Value>,
     selection: layover_contract::ClusterSelection,
     istio: IstioVersion,
     target: &Target,
@@ -555,7 +581,10 @@ pub fn route_a_envoy_filter(
         "patch": { "operation": "INSERT_BEFORE", "value": crate::hbone_peer_address_filter() },
     })];
     for (_, port, _, name) in chains(policy, istio) {
-        let mut filters = layover_filters.to_vec();
+        // The direct peer's address first (what `ipBlocks` outside a tunnel needs, as in
+        // layover's own waypoint), then the layover filter, then the router.
+        let mut filters = vec![crate::direct_remote_address_filter()];
+        filters.extend(layover_filter.cloned());
         filters.push(router());
         let mut route = crate::route_merge(selection);
         if let Some(obj) = route.as_object_mut() {

@@ -145,7 +145,7 @@ pub fn manifests(
     // connection manager).
     let ef = checked_envoy_filter(crate::istiod::route_a_envoy_filter(
         &compiled.policy,
-        &[crate::direct_remote_address_filter(), filter.clone()],
+        Some(&filter),
         opts.cluster_selection,
         opts.istio,
         &target,

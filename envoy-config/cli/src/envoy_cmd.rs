@@ -192,24 +192,9 @@ pub const DEFAULT_DYNAMIC_MODULE_DIR: &str = "target/release";
 fn istiod_bootstrap(
     policy: &layover_proto::v1::Policy,
     endpoints: &[layover_bootstrap::Endpoint],
-    mut opts: BootstrapOptions,
+    opts: BootstrapOptions,
 ) -> Result<String, String> {
-    use layover_bootstrap::istiod::{istiod_waypoint_value, route_a_envoy_filter};
-    if let Some(filter) = opts.layover_filter.take() {
-        let target = layover_bootstrap::waypoint_target(policy);
-        let ef = route_a_envoy_filter(
-            policy,
-            &[layover_bootstrap::direct_remote_address_filter(), filter],
-            opts.cluster_selection,
-            opts.istio,
-            &target,
-        )
-        .map_err(|e| format!("cannot generate the route A EnvoyFilter: {e}"))?;
-        let ef = layover_envoyfilter::EnvoyFilter::from_value(ef)
-            .map_err(|e| format!("the route A EnvoyFilter does not fit the API: {e}"))?;
-        opts.envoy_filters.insert(0, ef);
-    }
-    let v = istiod_waypoint_value(policy, endpoints, &opts, opts.istio)
+    let v = layover_bootstrap::istiod::istiod_waypoint_with_layover(policy, endpoints, &opts)
         .map_err(|e| format!("cannot generate the istiod-shaped waypoint: {e}"))?;
     match opts.format {
         layover_bootstrap::Format::Yaml => Ok(layover_bootstrap::to_yaml(&v)),

@@ -27,6 +27,10 @@ pub const CLUSTER_HEADER: &str = "x-layover-cluster";
 /// removed before anything else (Envoy's own `x-envoy-*` controls are removed too).
 pub const INTERNAL_HEADER_PREFIX: &str = "x-layover-";
 
+/// The request header that makes a `test-panic` build of either filter panic (tests of the
+/// fail-closed behaviour only; the release builds do not read it).
+pub const TEST_PANIC_HEADER: &str = "x-layover-test-panic";
+
 /// The port ztunnel dials a waypoint's HBONE listener on, and in-mesh pods accept HBONE on
 /// (istio/istio `pkg/config/constants`: `HBONEInboundListenPort`).
 pub const HBONE_PORT: u16 = 15008;

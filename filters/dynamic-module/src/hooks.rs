@@ -245,7 +245,10 @@ fn start_delay(envoy: HttpFilter<'_>, ms: u64) -> Result<Scheduler, String> {
 #[cfg(feature = "test-panic")]
 #[allow(clippy::panic)]
 fn test_panic(headers: &[(String, String)]) {
-    if headers.iter().any(|(n, _)| n == "x-layover-test-panic") {
+    if headers
+        .iter()
+        .any(|(n, _)| n == layover_contract::TEST_PANIC_HEADER)
+    {
         panic!("test-panic: x-layover-test-panic requested a panic");
     }
 }

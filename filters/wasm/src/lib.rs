@@ -218,9 +218,10 @@ impl HttpContext for Http {
 #[cfg(feature = "test-panic")]
 #[allow(clippy::panic)]
 fn test_panic() {
-    if let Ok(Some(_)) =
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, "x-layover-test-panic")
-    {
+    if let Ok(Some(_)) = hostcalls::get_map_value(
+        MapType::HttpRequestHeaders,
+        layover_contract::TEST_PANIC_HEADER,
+    ) {
         panic!("test-panic: x-layover-test-panic requested a panic");
     }
 }

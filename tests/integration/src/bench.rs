@@ -3,13 +3,10 @@
 //! percentiles, the "no policy" rewrite of a waypoint bootstrap, and the istiod-shaped
 //! waypoint (native, or with layover attached by the route A EnvoyFilter).
 
-use layover_bootstrap::istiod::{istiod_waypoint_value, route_a_envoy_filter};
+use layover_bootstrap::istiod::istiod_waypoint_with_layover;
 use layover_bootstrap::{
-    direct_remote_address_filter, dynamic_module_filter, endpoints_from_registry, to_yaml,
-    wasm_filter, waypoint_target, BootstrapOptions, Hbone,
+    dynamic_module_filter, endpoints_from_registry, to_yaml, wasm_filter, BootstrapOptions, Hbone,
 };
-use layover_contract::ClusterSelection;
-use layover_envoyfilter::{EnvoyFilter, IstioVersion};
 use serde_json::{json, Value};
 
 /// One request of the load: the HBONE CONNECT authority (ignored on the plain listener), the
@@ -206,31 +203,20 @@ pub fn istiod_bootstrap(
     for ep in &mut endpoints {
         ep.hbone = true;
     }
-    let mut opts = BootstrapOptions {
-        admin_port,
-        listener_port: 0,
-        hbone: Some(hbone),
-        ..BootstrapOptions::default()
-    };
     let policy_json = serde_json::to_string(policy).map_err(|e| e.to_string())?;
-    let filter = match build {
+    let layover_filter = match build {
         IstiodBuild::Native => None,
         IstiodBuild::Wasm(path) => Some(wasm_filter(path, &policy_json)),
         IstiodBuild::DynamicModule => Some(dynamic_module_filter(&policy_json)),
     };
-    if let Some(filter) = filter {
-        let ef = route_a_envoy_filter(
-            policy,
-            &[direct_remote_address_filter(), filter],
-            ClusterSelection::Header,
-            IstioVersion::PINNED,
-            &waypoint_target(policy),
-        )
-        .map_err(|e| e.to_string())?;
-        opts.envoy_filters = vec![EnvoyFilter::from_value(ef).map_err(|e| e.to_string())?];
-    }
-    let v = istiod_waypoint_value(policy, &endpoints, &opts, IstioVersion::PINNED)
-        .map_err(|e| e.to_string())?;
+    let opts = BootstrapOptions {
+        admin_port,
+        listener_port: 0,
+        hbone: Some(hbone),
+        layover_filter,
+        ..BootstrapOptions::default()
+    };
+    let v = istiod_waypoint_with_layover(policy, &endpoints, &opts).map_err(|e| e.to_string())?;
     Ok(to_yaml(&v))
 }
 

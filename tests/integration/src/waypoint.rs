@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Method;
-use layover_bootstrap::istiod::{istiod_waypoint_value, route_a_envoy_filter};
+use layover_bootstrap::istiod::istiod_waypoint_with_layover;
 use layover_bootstrap::{bootstrap, endpoints_from_registry, BootstrapOptions, CONNECT_TERMINATE};
 use layover_contract::ClusterSelection;
 use layover_envoyfilter::IstioVersion;
@@ -359,24 +359,18 @@ impl FilterBuild {
         compiled: &layover_compiler::Compiled,
         opts: BootstrapOptions,
     ) -> Result<String, HarnessError> {
-        let istio = IstioVersion::PINNED;
         let endpoints = endpoints_from_registry(compiled);
-        let mut opts = opts;
-        if self != FilterBuild::Native {
-            let filter = self.http_filter(&policy_json(compiled)?)?;
-            let ef = route_a_envoy_filter(
-                &compiled.policy,
-                &[layover_bootstrap::direct_remote_address_filter(), filter],
-                ClusterSelection::Header,
-                istio,
-                &layover_bootstrap::waypoint_target(&compiled.policy),
-            )
-            .map_err(|e| HarnessError::Config(format!("route A EnvoyFilter: {e}")))?;
-            let ef = layover_envoyfilter::EnvoyFilter::from_value(ef)
-                .map_err(|e| HarnessError::Config(format!("route A EnvoyFilter: {e}")))?;
-            opts.envoy_filters.insert(0, ef);
-        }
-        let v = istiod_waypoint_value(&compiled.policy, &endpoints, &opts, istio)
+        let layover_filter = match self {
+            FilterBuild::Native => None,
+            _ => Some(self.http_filter(&policy_json(compiled)?)?),
+        };
+        let opts = BootstrapOptions {
+            layover_filter,
+            cluster_selection: ClusterSelection::Header,
+            istio: IstioVersion::PINNED,
+            ..opts
+        };
+        let v = istiod_waypoint_with_layover(&compiled.policy, &endpoints, &opts)
             .map_err(|e| HarnessError::Config(format!("istiod waypoint: {e}")))?;
         Ok(layover_bootstrap::to_yaml(&v))
     }

@@ -25,8 +25,8 @@ use layover_bootstrap::istiod::{
     http_chain_name, istiod_waypoint_value, route_a_envoy_filter, virtual_host_name,
 };
 use layover_bootstrap::{
-    direct_remote_address_filter, endpoints_from_registry, to_yaml, waypoint_target,
-    BootstrapOptions, CONNECT_TERMINATE, MAIN_INTERNAL,
+    endpoints_from_registry, to_yaml, waypoint_target, BootstrapOptions, CONNECT_TERMINATE,
+    MAIN_INTERNAL,
 };
 use layover_contract::ClusterSelection;
 use layover_envoyfilter::{apply_with_report, load_paths, ApplyContext, IstioVersion, Report};
@@ -188,7 +188,7 @@ fn ads_shaped(dump: &Value, ns: &str, gateway: &str) -> Value {
 fn route_a_file(f: &Fixture) -> PathBuf {
     let ef = route_a_envoy_filter(
         &f.compiled.policy,
-        &[direct_remote_address_filter()],
+        None,
         ClusterSelection::Header,
         IstioVersion::PINNED,
         &waypoint_target(&f.compiled.policy),

@@ -19,12 +19,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use layover_bootstrap::istiod::{
-    http_chain_name, istiod_waypoint_value, istiod_waypoint_with_plugins, route_a_envoy_filter,
+    http_chain_name, istiod_waypoint_with_layover, istiod_waypoint_with_plugins,
 };
 use layover_bootstrap::manifests::{manifests, ManifestOptions, ModuleBuild};
 use layover_bootstrap::{
-    direct_remote_address_filter, endpoints_from_registry, to_yaml, waypoint_target,
-    BootstrapOptions, Endpoint, CONNECT_TERMINATE, MAIN_INTERNAL,
+    endpoints_from_registry, to_yaml, BootstrapOptions, Endpoint, CONNECT_TERMINATE, MAIN_INTERNAL,
 };
 use layover_contract::ClusterSelection;
 use layover_envoyfilter::IstioVersion;
@@ -171,20 +170,15 @@ fn config(
     in_mesh: bool,
     launch: Option<&Launch>,
 ) -> String {
-    let (compiled, endpoints, mut opts) = setup(backends, certs, in_mesh, launch);
-    if build != FilterBuild::Native {
-        let filter = build.http_filter(&policy_json(&compiled).unwrap()).unwrap();
-        let ef = route_a_envoy_filter(
-            &compiled.policy,
-            &[direct_remote_address_filter(), filter],
-            ClusterSelection::Header,
-            istio,
-            &waypoint_target(&compiled.policy),
-        )
-        .unwrap();
-        opts.envoy_filters = vec![layover_envoyfilter::EnvoyFilter::from_value(ef).unwrap()];
-    }
-    let v = istiod_waypoint_value(&compiled.policy, &endpoints, &opts, istio).unwrap();
+    let (compiled, endpoints, opts) = setup(backends, certs, in_mesh, launch);
+    let layover_filter = (build != FilterBuild::Native)
+        .then(|| build.http_filter(&policy_json(&compiled).unwrap()).unwrap());
+    let opts = BootstrapOptions {
+        layover_filter,
+        istio,
+        ..opts
+    };
+    let v = istiod_waypoint_with_layover(&compiled.policy, &endpoints, &opts).unwrap();
     to_yaml(&v)
 }
 
