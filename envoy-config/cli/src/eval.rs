@@ -4,6 +4,7 @@
 
 mod render;
 pub mod request;
+mod select;
 
 use std::io::{BufRead, Read, Write};
 use std::net::IpAddr;
@@ -13,6 +14,7 @@ use layover_core::{normalize_path, CompiledPolicy, DestinationView, RequestView,
 use serde_json::Value;
 
 use request::RequestJson;
+use select::{Chosen, Selector, Target};
 
 /// Arguments of `layover eval`.
 pub struct EvalArgs {
@@ -24,23 +26,37 @@ pub struct EvalArgs {
     pub requests: Option<PathBuf>,
     /// Print a human-readable table instead of JSON lines.
     pub table: bool,
+    /// `--waypoint ns/name`: evaluate every request at this waypoint instead of the one that
+    /// serves its destination.
+    pub waypoint: Option<String>,
 }
 
 /// Runs `layover eval`, writing decisions to `out`. Returns the error message on failure.
 pub fn run(args: &EvalArgs, out: &mut dyn Write) -> Result<(), String> {
-    let compiled = layover_compiler::compile_paths(&args.config).map_err(|e| e.to_string())?;
-    for notice in &compiled.notices {
-        eprintln!("{notice}");
+    let (bundle, load_errors) = layover_compiler::load_paths_partial(&args.config);
+    if !load_errors.is_empty() {
+        return Err(layover_compiler::Errors(load_errors).to_string());
     }
-    let policy = CompiledPolicy::compile(&compiled.policy).map_err(|e| {
-        format!("the compiled policy was rejected by the engine: {e}\nhint: this is a compiler bug; please report it with the input YAML")
-    })?;
-
+    let mut selector = Selector::new(&bundle, args.waypoint.clone());
     let requests = read_requests(args)?;
+    let mut printed = std::collections::HashSet::new();
     let mut rows = Vec::with_capacity(requests.len());
     for (label, text) in requests {
         let request = RequestJson::parse(&text).map_err(|e| format!("{label}: {e}"))?;
-        rows.push((request.name.clone(), explain(&policy, &request)));
+        let decision = match selector.target(&request)? {
+            Target::Policy(policy, chosen, dropped) => {
+                let decision = with_waypoint(explain(policy, &request), &chosen);
+                with_notes(decision, &notes(&request, dropped))
+            }
+            Target::NoWaypoint(chosen) => render::no_waypoint(&request, &chosen),
+        };
+        // One compile per waypoint, each repeating the load notices: print each once.
+        for notice in selector.notices.drain(..) {
+            if printed.insert(notice.clone()) {
+                eprintln!("{notice}");
+            }
+        }
+        rows.push((request.name.clone(), decision));
     }
 
     let written = if args.table {
@@ -53,6 +69,40 @@ pub fn run(args: &EvalArgs, out: &mut dyn Write) -> Result<(), String> {
         })
     };
     written.map_err(|e| format!("writing the output failed: {e}"))
+}
+
+/// Adds which waypoint answered, and why that one, to a decision.
+fn with_waypoint(mut decision: Value, chosen: &Chosen) -> Value {
+    if let Value::Object(map) = &mut decision {
+        map.insert("waypoint".into(), render::waypoint(chosen));
+    }
+    decision
+}
+
+/// What the request gave that cannot change the decision, said instead of silently ignored.
+fn notes(request: &RequestJson, dropped_source_label_matches: &[String]) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !request.source.labels.is_empty() {
+        let mut note = "source.labels do not change the decision: waypoints drop VirtualService matches with sourceLabels (istiod listener_waypoint.go:1198-1203 @ 1.30.3)".to_string();
+        if dropped_source_label_matches.is_empty() {
+            note.push_str("; this waypoint's input has none");
+        } else {
+            note.push_str("; dropped here: ");
+            note.push_str(&dropped_source_label_matches.join("; "));
+        }
+        notes.push(note);
+    }
+    if request.body.is_some() {
+        notes.push("body: no waypoint route match or authorization rule reads the body; only its length (content-length) is visible to header matches".to_string());
+    }
+    notes
+}
+
+fn with_notes(mut decision: Value, notes: &[String]) -> Value {
+    if let (Value::Object(map), false) = (&mut decision, notes.is_empty()) {
+        map.insert("notes".into(), serde_json::json!(notes));
+    }
+    decision
 }
 
 /// Reads the request documents, each labelled for error messages (`file:line`).

@@ -91,6 +91,11 @@ enum Cmd {
         /// Print a table (one row per request) instead of JSON lines.
         #[arg(long)]
         table: bool,
+        /// Evaluate every request at this waypoint Gateway (`namespace/name` or `name`);
+        /// default: the waypoint that serves each request's destination service, as istiod
+        /// resolves `istio.io/use-waypoint`.
+        #[arg(long)]
+        waypoint: Option<String>,
     },
 }
 
@@ -168,12 +173,14 @@ fn main() -> ExitCode {
             request,
             requests,
             table,
+            waypoint,
         } => {
             let args = eval::EvalArgs {
                 config,
                 request,
                 requests,
                 table,
+                waypoint,
             };
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();

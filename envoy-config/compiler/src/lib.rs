@@ -55,7 +55,10 @@ mod vs;
 
 use std::path::PathBuf;
 
-pub use compile::{compile, compile_with, CompileOptions, Compiled, Endpoint, Registry};
+pub use compile::{
+    compile, compile_with, waypoint_bindings, Binding, CompileOptions, Compiled, Endpoint,
+    Registry, ServiceBinding, WaypointBindings,
+};
 pub use diag::{Error, Errors, Location, Notice, ObjRef, Severity};
 pub use load::{load_paths, load_paths_partial, load_str, load_str_partial};
 pub use object::{Bundle, Object, ObjectKind};

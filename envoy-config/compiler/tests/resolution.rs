@@ -249,7 +249,34 @@ spec: {ports: [{port: 80, name: http}]}
 case! {
     istio_io_use_waypoint_namespace_points_at_a_waypoint_in_another_namespace,
     "istio.io/use-waypoint-namespace points at a waypoint in another namespace",
-    cite: "istio.io ambient/usage/waypoint: 'Use a waypoint in a different namespace'",
+    cite: "pilot/pkg/serviceregistry/ambient/waypoints.go:200-218 and :441-445 @ 1.30.3 (from: All)",
+    yaml: r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: shared, namespace: infra}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners:
+  - {name: mesh, port: 15008, protocol: HBONE, allowedRoutes: {namespaces: {from: All}}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: x
+  namespace: default
+  labels: {istio.io/use-waypoint: shared, istio.io/use-waypoint-namespace: infra}
+spec: {ports: [{port: 80, name: http}]}
+"#,
+    check: |c| {
+        assert_eq!(c.policy.waypoint, "infra/shared");
+        assert_eq!(c.policy.services.len(), 1);
+    },
+}
+
+case! {
+    another_namespaces_waypoint_without_allowed_routes_is_refused,
+    "a waypoint in another namespace admits only its own namespace unless allowedRoutes says otherwise",
+    cite: "pilot/pkg/serviceregistry/ambient/waypoints.go:120-121, :497-502, :524-528 @ 1.30.3 (default from: Same)",
     yaml: r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -266,7 +293,12 @@ spec: {ports: [{port: 80, name: http}]}
 "#,
     check: |c| {
         assert_eq!(c.policy.waypoint, "infra/shared");
-        assert_eq!(c.policy.services.len(), 1);
+        assert!(c.policy.services.is_empty());
+        assert!(
+            c.notices.iter().any(|n| n.to_string().contains("WaypointAttachmentDenied")),
+            "{:?}",
+            c.notices
+        );
     },
 }
 

@@ -8,6 +8,7 @@ use layover_core::{
 use serde_json::{json, Map, Value};
 
 use super::request::RequestJson;
+use super::select::Chosen;
 
 /// Envoy answered before any filter ran (the path cannot be normalized).
 pub fn rejected(request: &RequestJson, rejected: &PathRejected) -> Value {
@@ -16,6 +17,26 @@ pub fn rejected(request: &RequestJson, rejected: &PathRejected) -> Value {
     out.insert("action".into(), json!("reject"));
     out.insert("status".into(), json!(rejected.status()));
     out.insert("reason".into(), json!(rejected.to_string()));
+    Value::Object(out)
+}
+
+/// The `waypoint` member: which waypoint answered and why that one.
+pub fn waypoint(chosen: &Chosen) -> Value {
+    json!({"name": chosen.waypoint, "chosen_by": chosen.why})
+}
+
+/// The request passes no waypoint (its service has none, or eval cannot tell which):
+/// ztunnel delivers it to the workloads, so no L7 policy of this input applies.
+pub fn no_waypoint(request: &RequestJson, chosen: &Chosen) -> Value {
+    let mut out = Map::new();
+    put_name(&mut out, request);
+    out.insert("action".into(), json!("no_waypoint"));
+    out.insert("status".into(), Value::Null);
+    out.insert(
+        "reason".into(),
+        json!("the request does not pass a waypoint: no waypoint route or authorization applies"),
+    );
+    out.insert("waypoint".into(), waypoint(chosen));
     Value::Object(out)
 }
 
@@ -244,9 +265,86 @@ fn cors(c: &CorsDecision<'_>) -> Value {
     json!({"kind": kind, "origin_allowed": c.origin_allowed, "response_headers": headers})
 }
 
-/// The demo's table: one row per request.
+/// One request's table row (without the WAYPOINT column).
+fn table_row(i: usize, name: &Option<String>, d: &Value) -> Vec<String> {
+    let s = |v: &Value| v.as_str().map(str::to_string);
+    let route = d["route"]["source"]
+        .as_str()
+        .map(|src| match d["route"]["index"].as_u64() {
+            Some(i) => format!("{src} #{i}"),
+            None => src.to_string(),
+        })
+        .unwrap_or_else(|| "-".into());
+    let dests = d["destinations"]
+        .as_array()
+        .map(|ds| {
+            ds.iter()
+                .map(|c| {
+                    let host = c["host"].as_str().unwrap_or("?");
+                    let short = host.split('.').next().unwrap_or(host);
+                    match c["subset"].as_str() {
+                        Some(sub) => format!("{short}/{sub} {}%", c["weight"]),
+                        None => format!("{short} {}%", c["weight"]),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "-".into());
+    let retries = match &d["retries"] {
+        Value::Null => "-".to_string(),
+        r => format!(
+            "{}x{}",
+            r["attempts"],
+            if r["source"] == "mesh_default" {
+                " (mesh)"
+            } else {
+                ""
+            }
+        ),
+    };
+    let fault = match &d["fault"] {
+        Value::Null => "-".to_string(),
+        f => {
+            let mut parts = Vec::new();
+            if let Some(ms) = f["delay"]["fixed_delay_ms"].as_u64() {
+                parts.push(format!("delay {ms}ms@{}%", f["delay"]["percentage"]));
+            }
+            if let Some(st) = f["abort"]["http_status"].as_u64() {
+                parts.push(format!("abort {st}@{}%", f["abort"]["percentage"]));
+            }
+            parts.join(" ")
+        }
+    };
+    let authz = match &d["authz"] {
+        Value::Null => "-".to_string(),
+        a => match (s(&a["policy"]), a["decision"].as_str()) {
+            (Some(p), Some(d)) => format!("{d} ({p})"),
+            (None, Some("deny")) => "deny (no ALLOW policy matched)".to_string(),
+            (None, Some("allow")) => "allow (no ALLOW policy bound)".to_string(),
+            (_, other) => other.unwrap_or("?").to_string(),
+        },
+    };
+    vec![
+        name.clone().unwrap_or_else(|| format!("#{}", i + 1)),
+        s(&d["action"]).unwrap_or_default(),
+        d["status"].as_u64().map_or("-".into(), |v| v.to_string()),
+        route,
+        dests,
+        retries,
+        d["timeout_ms"]
+            .as_u64()
+            .map_or("-".into(), |ms| format!("{ms}ms")),
+        fault,
+        authz,
+    ]
+}
+
+/// The demo's table: one row per request. A WAYPOINT column appears when the rows were
+/// evaluated at different waypoints (or some at none).
 pub fn write_table(out: &mut dyn Write, rows: &[(Option<String>, Value)]) -> std::io::Result<()> {
-    let header = [
+    let mut header = vec![
         "REQUEST",
         "ACTION",
         "STATUS",
@@ -257,82 +355,22 @@ pub fn write_table(out: &mut dyn Write, rows: &[(Option<String>, Value)]) -> std
         "FAULT",
         "AUTHZ",
     ];
-    let mut table: Vec<[String; 9]> = Vec::with_capacity(rows.len());
-    for (i, (name, d)) in rows.iter().enumerate() {
-        let s = |v: &Value| v.as_str().map(str::to_string);
-        let route = d["route"]["source"]
-            .as_str()
-            .map(|src| match d["route"]["index"].as_u64() {
-                Some(i) => format!("{src} #{i}"),
-                None => src.to_string(),
-            })
-            .unwrap_or_else(|| "-".into());
-        let dests = d["destinations"]
-            .as_array()
-            .map(|ds| {
-                ds.iter()
-                    .map(|c| {
-                        let host = c["host"].as_str().unwrap_or("?");
-                        let short = host.split('.').next().unwrap_or(host);
-                        match c["subset"].as_str() {
-                            Some(sub) => format!("{short}/{sub} {}%", c["weight"]),
-                            None => format!("{short} {}%", c["weight"]),
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "-".into());
-        let retries = match &d["retries"] {
-            Value::Null => "-".to_string(),
-            r => format!(
-                "{}x{}",
-                r["attempts"],
-                if r["source"] == "mesh_default" {
-                    " (mesh)"
-                } else {
-                    ""
-                }
-            ),
-        };
-        let fault = match &d["fault"] {
-            Value::Null => "-".to_string(),
-            f => {
-                let mut parts = Vec::new();
-                if let Some(ms) = f["delay"]["fixed_delay_ms"].as_u64() {
-                    parts.push(format!("delay {ms}ms@{}%", f["delay"]["percentage"]));
-                }
-                if let Some(st) = f["abort"]["http_status"].as_u64() {
-                    parts.push(format!("abort {st}@{}%", f["abort"]["percentage"]));
-                }
-                parts.join(" ")
-            }
-        };
-        let authz = match &d["authz"] {
-            Value::Null => "-".to_string(),
-            a => match (s(&a["policy"]), a["decision"].as_str()) {
-                (Some(p), Some(d)) => format!("{d} ({p})"),
-                (None, Some("deny")) => "deny (no ALLOW policy matched)".to_string(),
-                (None, Some("allow")) => "allow (no ALLOW policy bound)".to_string(),
-                (_, other) => other.unwrap_or("?").to_string(),
-            },
-        };
-        table.push([
-            name.clone().unwrap_or_else(|| format!("#{}", i + 1)),
-            s(&d["action"]).unwrap_or_default(),
-            d["status"].as_u64().map_or("-".into(), |v| v.to_string()),
-            route,
-            dests,
-            retries,
-            d["timeout_ms"]
-                .as_u64()
-                .map_or("-".into(), |ms| format!("{ms}ms")),
-            fault,
-            authz,
-        ]);
+    let mut table: Vec<Vec<String>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (name, d))| table_row(i, name, d))
+        .collect();
+    let waypoints: Vec<String> = rows
+        .iter()
+        .map(|(_, d)| d["waypoint"]["name"].as_str().unwrap_or("-").to_string())
+        .collect();
+    if waypoints.iter().any(|w| *w != waypoints[0]) {
+        header.insert(1, "WAYPOINT");
+        for (row, w) in table.iter_mut().zip(waypoints) {
+            row.insert(1, w);
+        }
     }
-    let mut widths = header.map(str::len);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &table {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -340,7 +378,7 @@ pub fn write_table(out: &mut dyn Write, rows: &[(Option<String>, Value)]) -> std
     }
     let line = |out: &mut dyn Write, cells: &[String]| -> std::io::Result<()> {
         let mut text = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
             if i > 0 {
                 text.push_str("  ");
             }
@@ -354,8 +392,10 @@ pub fn write_table(out: &mut dyn Write, rows: &[(Option<String>, Value)]) -> std
         }
         writeln!(out, "{text}")
     };
-    line(out, &header.map(str::to_string))?;
-    line(out, &widths.map(|w| "-".repeat(w)))?;
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    line(out, &header)?;
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    line(out, &rule)?;
     for row in &table {
         line(out, row)?;
     }

@@ -34,6 +34,11 @@ pub struct RequestJson {
     /// TLS SNI of the downstream connection, for `connection.sni` conditions.
     #[serde(default)]
     pub sni: Option<String>,
+    /// Request body. No waypoint route match or authorization rule reads a body (Envoy's
+    /// route and RBAC matchers see headers only); its length is the `content-length` header
+    /// when the request gives none, so header matches on it see what Envoy would.
+    #[serde(default)]
+    pub body: Option<String>,
 }
 
 /// A header given as one string or as several.
@@ -61,6 +66,11 @@ pub struct SourceJson {
     /// Original client address (`remoteIpBlocks`); defaults to `ip`.
     #[serde(default)]
     pub remote_ip: Option<IpAddr>,
+    /// The calling workload's labels. Waypoints never see them: a VirtualService match with
+    /// `sourceLabels` is dropped on waypoints, so they cannot change the decision (the
+    /// decision's `notes` say so).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The service the client dialled.
@@ -104,6 +114,15 @@ impl RequestJson {
     /// Headers flattened to (lower-case name, value) pairs in a stable order.
     pub fn header_pairs(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
+        if let Some(body) = &self.body {
+            if !self
+                .headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("content-length"))
+            {
+                out.push(("content-length".to_string(), body.len().to_string()));
+            }
+        }
         for (name, values) in &self.headers {
             let name = name.to_ascii_lowercase();
             match values {
@@ -178,6 +197,17 @@ mod tests {
         let err = RequestJson::parse(r#"{"source":{"principle":"x"}}"#).unwrap_err();
         assert!(err.contains("source"), "{err}");
         assert!(err.contains("principle"), "{err}");
+    }
+
+    #[test]
+    fn body_gives_content_length_unless_set() {
+        let r = RequestJson::parse(r#"{"body":"abc"}"#).unwrap();
+        assert_eq!(
+            r.header_pairs(),
+            vec![("content-length".into(), "3".into())]
+        );
+        let r = RequestJson::parse(r#"{"body":"abc","headers":{"Content-Length":"3"}}"#).unwrap();
+        assert_eq!(r.header_pairs().len(), 1);
     }
 
     #[test]

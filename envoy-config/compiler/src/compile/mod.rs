@@ -4,10 +4,13 @@
 //! DestinationRule subsets, clusters), then runs the translators (AuthorizationPolicy,
 //! HTTPRoute, VirtualService) and assembles their output into the policy.
 
+mod binding;
 mod clusters;
 mod mesh;
 mod services;
 mod waypoint;
+
+pub use binding::Binding;
 
 use crate::diag::{Error, Errors, Location, Notice, Severity};
 use crate::object::Bundle;
@@ -73,28 +76,8 @@ pub fn compile(bundle: &Bundle) -> Result<Compiled, Errors> {
 /// Resolves everything in `bundle` for one waypoint. All errors are collected; on error
 /// nothing is returned.
 pub fn compile_with(bundle: &Bundle, opts: &CompileOptions) -> Result<Compiled, Errors> {
-    let (deduped, mut notices) = dedup_objects(bundle);
-    let bundle = &deduped;
-    let mut ctx = Ctx {
-        bundle,
-        errors: Vec::new(),
-        notices: {
-            let mut n = bundle.notices.clone();
-            n.append(&mut notices);
-            n
-        },
-        services: Vec::new(),
-        by_host: HashMap::new(),
-        drs: HashMap::new(),
-        mesh: pb::MeshSettings {
-            path_normalization: pb::PathNormalization::Base as i32,
-            trust_domain: "cluster.local".into(),
-            root_namespace: "istio-system".into(),
-            default_retry: Some(istio_default_retry()),
-        },
-        waypoint: None,
-        served: Vec::new(),
-    };
+    let (deduped, notices) = dedup_objects(bundle);
+    let mut ctx = new_ctx(&deduped, notices);
     mesh::mesh_settings(&mut ctx);
     services::collect_services(&mut ctx);
     waypoint::pick_waypoint(&mut ctx, opts);
@@ -140,6 +123,79 @@ pub fn compile_with(bundle: &Bundle, opts: &CompileOptions) -> Result<Compiled, 
         notices: ctx.notices,
         registry,
     })
+}
+
+fn new_ctx(bundle: &Bundle, mut notices: Vec<Notice>) -> Ctx<'_> {
+    let mut all = bundle.notices.clone();
+    all.append(&mut notices);
+    Ctx {
+        bundle,
+        errors: Vec::new(),
+        notices: all,
+        services: Vec::new(),
+        by_host: HashMap::new(),
+        drs: HashMap::new(),
+        mesh: pb::MeshSettings {
+            path_normalization: pb::PathNormalization::Base as i32,
+            trust_domain: "cluster.local".into(),
+            root_namespace: "istio-system".into(),
+            default_retry: Some(istio_default_retry()),
+        },
+        waypoint: None,
+        served: Vec::new(),
+    }
+}
+
+/// One service and the waypoint its traffic passes.
+#[derive(Debug, Clone)]
+pub struct ServiceBinding {
+    /// FQDN.
+    pub hostname: String,
+    /// Namespace of the Service / ServiceEntry.
+    pub namespace: String,
+    /// Service name, or the ServiceEntry host.
+    pub name: String,
+    /// VIPs.
+    pub addresses: Vec<String>,
+    /// Its waypoint, or why it has none.
+    pub binding: Binding,
+}
+
+/// The waypoints an input declares and, for every service, the waypoint istiod would put in
+/// front of it.
+#[derive(Debug, Clone, Default)]
+pub struct WaypointBindings {
+    /// `namespace/name` of each Gateway of class `istio-waypoint`, in input order.
+    pub waypoints: Vec<String>,
+    /// Every Service and ServiceEntry host, in input order.
+    pub services: Vec<ServiceBinding>,
+}
+
+/// Resolves which waypoint serves each service, without compiling any of them: `layover eval`
+/// uses it to pick the waypoint a request reaches. Objects the compile would reject are read
+/// as far as they can be; compile errors are reported by the compile itself.
+pub fn waypoint_bindings(bundle: &Bundle) -> WaypointBindings {
+    let (deduped, notices) = dedup_objects(bundle);
+    let mut ctx = new_ctx(&deduped, notices);
+    mesh::mesh_settings(&mut ctx);
+    services::collect_services(&mut ctx);
+    let waypoints = waypoint::waypoint_infos(&ctx);
+    let bindings = waypoint::bindings(&ctx, &waypoints);
+    WaypointBindings {
+        waypoints: waypoints.iter().map(|w| w.key()).collect(),
+        services: ctx
+            .services
+            .iter()
+            .zip(bindings)
+            .map(|(s, binding)| ServiceBinding {
+                hostname: s.hostname.clone(),
+                namespace: s.namespace.clone(),
+                name: s.name.clone(),
+                addresses: s.addresses.clone(),
+                binding,
+            })
+            .collect(),
+    }
 }
 
 /// The served services with their route tables: HTTPRoutes take precedence over

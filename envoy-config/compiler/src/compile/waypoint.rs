@@ -1,6 +1,7 @@
 //! Which Gateway is the waypoint, and which services it serves.
 
-use super::{CompileOptions, USE_WAYPOINT, USE_WAYPOINT_NAMESPACE, WAYPOINT_FOR};
+use super::binding::{bind_service, Binding, Labelled, WaypointInfo};
+use super::{CompileOptions, USE_WAYPOINT, WAYPOINT_FOR};
 use crate::diag::{Error, Location, Notice, Severity};
 use crate::object::{Object, ObjectKind};
 use crate::resolve::Ctx;
@@ -94,68 +95,94 @@ pub(super) fn pick_waypoint(ctx: &mut Ctx, opts: &CompileOptions) {
     }
 }
 
-/// Marks the services the waypoint serves (`istio.io/use-waypoint` on the service, else on
-/// its namespace).
+/// The waypoint Gateways binding rules can name: class `istio-waypoint`, plus the Gateway the
+/// compile was asked for (a drop-in waypoint may have another class).
+pub(super) fn waypoint_infos(ctx: &Ctx) -> Vec<WaypointInfo> {
+    let chosen = ctx.waypoint.as_ref();
+    ctx.bundle
+        .objects
+        .iter()
+        .filter_map(|o| {
+            let ObjectKind::Gateway(g) = &o.kind else {
+                return None;
+            };
+            let is_chosen = chosen.is_some_and(|(ns, n)| *ns == o.at.namespace && *n == o.at.name);
+            (g.spec.gateway_class_name == "istio-waypoint" || is_chosen).then(|| {
+                WaypointInfo::from_gateway(&o.at.namespace, &o.at.name, &g.metadata.labels, &g.spec)
+            })
+        })
+        .collect()
+}
+
+/// Namespace name → its labels.
+pub(super) fn namespace_labels(ctx: &Ctx) -> HashMap<String, BTreeMap<String, String>> {
+    ctx.bundle
+        .objects
+        .iter()
+        .filter_map(|o| match &o.kind {
+            ObjectKind::Namespace(n) => Some((n.metadata.name.clone(), n.metadata.labels.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every service's binding, in `ctx.services` order.
+pub(super) fn bindings(ctx: &Ctx, waypoints: &[WaypointInfo]) -> Vec<Binding> {
+    let ns_labels = namespace_labels(ctx);
+    let empty = BTreeMap::new();
+    ctx.services
+        .iter()
+        .map(|s| {
+            let svc = Labelled {
+                what: s.origin.clone(),
+                namespace: &s.namespace,
+                labels: &s.labels,
+            };
+            bind_service(
+                &svc,
+                ns_labels.get(&s.namespace).unwrap_or(&empty),
+                waypoints,
+            )
+        })
+        .collect()
+}
+
+/// Marks the services the waypoint serves: those whose binding (istiod's rules, see
+/// [`binding`](super::binding)) is this waypoint. A label that names this waypoint but is
+/// refused (attachment denied, wrong traffic type) is a warning on the service.
 pub(super) fn compute_served(ctx: &mut Ctx) {
-    let bundle = ctx.bundle;
-    let mut ns_labels: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-    for o in &bundle.objects {
-        if let ObjectKind::Namespace(n) = &o.kind {
-            ns_labels.insert(n.metadata.name.clone(), n.metadata.labels.clone());
-        }
-    }
     let Some((wns, wname)) = ctx.waypoint.clone() else {
         ctx.served = vec![true; ctx.services.len()];
         return;
     };
-    let mut waypoint_for_services = true;
-    for o in &bundle.objects {
-        if let ObjectKind::Gateway(g) = &o.kind {
-            if o.at.namespace == wns && o.at.name == wname {
-                let wf = g.metadata.labels.get(WAYPOINT_FOR).map(String::as_str);
-                waypoint_for_services = !matches!(wf, Some("workload") | Some("none"));
-            }
+    let key = format!("{wns}/{wname}");
+    let waypoints = waypoint_infos(ctx);
+    let bindings = bindings(ctx, &waypoints);
+    let mut served = Vec::with_capacity(bindings.len());
+    for (i, b) in bindings.iter().enumerate() {
+        served.push(b.waypoint() == Some(key.as_str()));
+        if b.refused() == Some(key.as_str()) {
+            let svc = &ctx.services[i];
+            ctx.notices.push(Notice {
+                severity: Severity::Warning,
+                at: Location::Input,
+                path: String::new(),
+                message: format!(
+                    "{} ({}): not served: {}",
+                    svc.origin,
+                    svc.hostname,
+                    b.reason()
+                ),
+            });
         }
     }
-    let served: Vec<bool> = ctx
-        .services
-        .iter()
-        .map(|s| {
-            if !waypoint_for_services {
-                return false;
-            }
-            let empty = BTreeMap::new();
-            let nsl = ns_labels.get(&s.namespace).unwrap_or(&empty);
-            // The service's own label overrides the namespace's (istio.io ambient docs,
-            // "Configure a service to use a specific waypoint").
-            let (name, ns) = if let Some(n) = s.labels.get(USE_WAYPOINT) {
-                (
-                    n.clone(),
-                    s.labels
-                        .get(USE_WAYPOINT_NAMESPACE)
-                        .cloned()
-                        .unwrap_or_else(|| s.namespace.clone()),
-                )
-            } else if let Some(n) = nsl.get(USE_WAYPOINT) {
-                (
-                    n.clone(),
-                    nsl.get(USE_WAYPOINT_NAMESPACE)
-                        .cloned()
-                        .unwrap_or_else(|| s.namespace.clone()),
-                )
-            } else {
-                return false;
-            };
-            name != "none" && name == wname && ns == wns
-        })
-        .collect();
     if !served.iter().any(|s| *s) {
         ctx.notices.push(Notice {
             severity: Severity::Info,
             at: Location::Input,
             path: String::new(),
             message: format!(
-                "waypoint {wns}/{wname} serves no service: label a Service, ServiceEntry or Namespace with {USE_WAYPOINT}: {wname}"
+                "waypoint {key} serves no service: label a Service, ServiceEntry or Namespace with {USE_WAYPOINT}: {wname}"
             ),
         });
     }

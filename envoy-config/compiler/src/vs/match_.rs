@@ -15,7 +15,7 @@ pub(super) fn waypoint_matches<'a>(
     http: &'a VsHttpRoute,
 ) -> Option<Vec<(usize, &'a VsMatch)>> {
     // Match filtering as the waypoint does it: sourceLabels matches are dropped
-    // (istio/istio#51565), gateway matches must name "mesh", sourceNamespace must be the
+    // (pilot/pkg/networking/core/listener_waypoint.go:1198-1203 @ 1.30.3), gateway matches must name "mesh", sourceNamespace must be the
     // waypoint's namespace (route.go sourceMatchHTTP with the waypoint as the proxy).
     let mut matches: Vec<(usize, &VsMatch)> = Vec::new();
     for (j, m) in http.matches.iter().enumerate() {
@@ -24,7 +24,7 @@ pub(super) fn waypoint_matches<'a>(
             ctx.info(
                 at,
                 format!("{mp}.sourceLabels"),
-                "match dropped: sourceLabels matches are not applied in ambient mode (waypoints drop them)",
+                "match dropped: waypoints drop matches with sourceLabels (ambient mode does not support them; istiod listener_waypoint.go:1198-1203 @ 1.30.3)",
             );
             continue;
         }
