@@ -369,7 +369,10 @@ pub(crate) fn service_routes(
                 action.insert("cluster".into(), json!(sp.cluster));
             }
             timeouts(&mut action, 0);
-            if let Some(rp) = default_retry.and_then(retry_policy) {
+            // Before 1.30.3 the default route was an inbound route with its own retry policy
+            // (ServicePort.default_route_retry); from 1.30.3 the mesh default applies.
+            let retry = sp.default_route_retry.as_ref().or(default_retry);
+            if let Some(rp) = retry.and_then(retry_policy) {
                 action.insert("retry_policy".into(), rp);
             }
             out.push(json!({

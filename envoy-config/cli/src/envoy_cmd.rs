@@ -207,6 +207,7 @@ fn istiod_bootstrap(
 pub fn run(args: &EnvoyArgs) -> Result<(), String> {
     let opts = layover_compiler::CompileOptions {
         waypoint: args.waypoint.clone(),
+        istio: args.istio_version,
     };
     let compiled =
         layover_compiler::compile_paths_with(&args.config, &opts).map_err(|e| e.to_string())?;
@@ -364,7 +365,10 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
     let watch = |resource: &Path| {
         crate::watch::watch(
             &args.config,
-            args.waypoint.clone(),
+            &layover_compiler::CompileOptions {
+                waypoint: args.waypoint.clone(),
+                istio: args.istio_version,
+            },
             resource,
             &clusters,
             &make_filter,

@@ -29,6 +29,8 @@ pub struct EvalArgs {
     /// `--waypoint ns/name`: evaluate every request at this waypoint instead of the one that
     /// serves its destination.
     pub waypoint: Option<String>,
+    /// The Istio release whose routing defaults apply.
+    pub istio: layover_envoyfilter::IstioVersion,
 }
 
 /// Runs `layover eval`, writing decisions to `out`. Returns the error message on failure.
@@ -37,7 +39,7 @@ pub fn run(args: &EvalArgs, out: &mut dyn Write) -> Result<(), String> {
     if !load_errors.is_empty() {
         return Err(layover_compiler::Errors(load_errors).to_string());
     }
-    let mut selector = Selector::new(&bundle, args.waypoint.clone());
+    let mut selector = Selector::new(&bundle, args.waypoint.clone(), args.istio);
     let requests = read_requests(args)?;
     let mut printed = std::collections::HashSet::new();
     let mut rows = Vec::with_capacity(requests.len());

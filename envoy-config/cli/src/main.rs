@@ -75,6 +75,9 @@ enum Cmd {
         /// Waypoint Gateway to compile for (`namespace/name`), when the input has several.
         #[arg(long)]
         waypoint: Option<String>,
+        /// The Istio release whose routing defaults apply (1.22–1.30; default the pinned one).
+        #[arg(long, default_value_t = layover_envoyfilter::IstioVersion::PINNED)]
+        istio_version: layover_envoyfilter::IstioVersion,
     },
     /// Evaluate requests against a configuration and explain the decisions.
     #[command(group(ArgGroup::new("input").required(true).args(["request", "requests"])))]
@@ -96,6 +99,9 @@ enum Cmd {
         /// resolves `istio.io/use-waypoint`.
         #[arg(long)]
         waypoint: Option<String>,
+        /// The Istio release whose routing defaults apply (1.22–1.30; default the pinned one).
+        #[arg(long, default_value_t = layover_envoyfilter::IstioVersion::PINNED)]
+        istio_version: layover_envoyfilter::IstioVersion,
     },
 }
 
@@ -161,7 +167,17 @@ fn main() -> ExitCode {
             json,
             target,
             waypoint,
-        } => match compile(&paths, &out, json, target, waypoint) {
+            istio_version,
+        } => match compile(
+            &paths,
+            &out,
+            json,
+            target,
+            layover_compiler::CompileOptions {
+                waypoint,
+                istio: istio_version,
+            },
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
                 eprintln!("{msg}");
@@ -174,6 +190,7 @@ fn main() -> ExitCode {
             requests,
             table,
             waypoint,
+            istio_version,
         } => {
             let args = eval::EvalArgs {
                 config,
@@ -181,6 +198,7 @@ fn main() -> ExitCode {
                 requests,
                 table,
                 waypoint,
+                istio: istio_version,
             };
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
@@ -210,9 +228,8 @@ fn compile(
     out: &Path,
     json: bool,
     target: Target,
-    waypoint: Option<String>,
+    opts: layover_compiler::CompileOptions,
 ) -> Result<(), String> {
-    let opts = layover_compiler::CompileOptions { waypoint };
     let compiled = match layover_compiler::compile_paths_with(paths, &opts) {
         Ok(c) => c,
         Err(errors) => {

@@ -70,6 +70,7 @@ pub struct ManifestsArgs {
 pub fn run(args: &ManifestsArgs) -> Result<(), String> {
     let opts = layover_compiler::CompileOptions {
         waypoint: args.waypoint.clone(),
+        istio: args.istio_version,
     };
     let compiled =
         layover_compiler::compile_paths_with(&args.config, &opts).map_err(|e| e.to_string())?;

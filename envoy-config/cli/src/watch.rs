@@ -44,7 +44,7 @@ fn snapshot(paths: &[PathBuf]) -> (Option<SystemTime>, BTreeSet<PathBuf>) {
 /// (JSON), `clusters` is the cluster set of the running bootstrap.
 pub fn watch(
     config: &[PathBuf],
-    waypoint: Option<String>,
+    opts: &layover_compiler::CompileOptions,
     resource: &Path,
     clusters: &BTreeSet<String>,
     make_filter: &dyn Fn(&str) -> Result<Option<Value>, String>,
@@ -67,10 +67,7 @@ pub fn watch(
             continue;
         }
         seen = now;
-        let opts = layover_compiler::CompileOptions {
-            waypoint: waypoint.clone(),
-        };
-        let compiled = match layover_compiler::compile_paths_with(config, &opts) {
+        let compiled = match layover_compiler::compile_paths_with(config, opts) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("{e}\nlayover envoy --watch: the running policy stays in effect");

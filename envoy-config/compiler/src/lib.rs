@@ -18,7 +18,10 @@
 //! ```no_run
 //! use layover_compiler::{compile_paths_with, CompileOptions};
 //! # fn main() -> Result<(), layover_compiler::Errors> {
-//! let opts = CompileOptions { waypoint: Some("bookinfo/waypoint".into()) };
+//! let opts = CompileOptions {
+//!     waypoint: Some("bookinfo/waypoint".into()),
+//!     ..CompileOptions::default()
+//! };
 //! let out = compile_paths_with(&["testdata/bookinfo".into()], &opts)?;
 //! for n in &out.notices {
 //!     eprintln!("{n}");

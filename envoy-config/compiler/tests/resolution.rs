@@ -493,32 +493,103 @@ spec:
     },
 }
 
-case! {
-    several_virtualservices_for_one_host_the_oldest_wins_others_ignored,
-    "several VirtualServices for one host: the oldest wins, others ignored",
-    cite: "istiod getVirtualServiceForWaypoint + first HTTP VS (sortConfigByCreationTime)",
-    yaml: r#"
+const TWO_VIRTUAL_SERVICES: &str = r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: a-newer, creationTimestamp: "2024-02-01T00:00:00Z"}
 spec:
   hosts: [reviews]
-  http: [{route: [{destination: {host: ratings}}]}]
+  http: [{match: [{uri: {prefix: /a}}], route: [{destination: {host: ratings}}]}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: z-older, creationTimestamp: "2024-01-01T00:00:00Z"}
 spec:
   hosts: [reviews]
-  http: [{route: [{destination: {host: reviews}}]}]
-"#,
+  http: [{match: [{uri: {prefix: /z}}], route: [{destination: {host: reviews}}]}]
+"#;
+
+fn compile_at(yaml: &str, istio: &str) -> Compiled {
+    let opts = CompileOptions {
+        istio: istio.parse().unwrap(),
+        ..CompileOptions::default()
+    };
+    try_compile_opts(&format!("{BASE}\n---\n{yaml}"), &opts).unwrap()
+}
+
+case! {
+    several_virtualservices_for_one_host_are_merged_oldest_first,
+    "several VirtualServices for one host: their routes are merged, oldest first",
+    cite: "pilot/pkg/networking/core/listener_waypoint.go:1132-1142 @ 1.30.3 (commit da25675dc27)",
+    yaml: TWO_VIRTUAL_SERVICES,
     check: |c| {
         let r = &reviews(c).routes;
-        assert_eq!(r.len(), 1);
-        assert_eq!(r[0].origin.as_ref().unwrap().name, "z-older");
-        assert!(notices(c).contains("VirtualService default/a-newer): ignored for reviews.default.svc.cluster.local: VirtualService default/z-older already routes this host"));
+        let names: Vec<&str> = r.iter().map(|r| r.origin.as_ref().unwrap().name.as_str()).collect();
+        assert_eq!(names, ["z-older", "a-newer"]);
     },
 }
+
+/// Before 1.30.0 / 1.29.2 / 1.28.6 a waypoint used only the oldest VirtualService with HTTP
+/// routes (`listener_waypoint.go:771-779 @ 1.26.8`).
+#[test]
+fn several_virtualservices_before_the_merge_the_oldest_wins() {
+    for istio in ["1.26.8", "1.28.5", "1.29.1"] {
+        let c = compile_at(TWO_VIRTUAL_SERVICES, istio);
+        let r = &reviews(&c).routes;
+        assert_eq!(r.len(), 1, "{istio}");
+        assert_eq!(r[0].origin.as_ref().unwrap().name, "z-older", "{istio}");
+        assert!(notices(&c).contains("VirtualService default/a-newer): ignored for reviews.default.svc.cluster.local: VirtualService default/z-older already routes this host"), "{istio}");
+    }
+    for istio in ["1.28.6", "1.29.2", "1.30.0"] {
+        assert_eq!(
+            reviews(&compile_at(TWO_VIRTUAL_SERVICES, istio))
+                .routes
+                .len(),
+            2,
+            "{istio}"
+        );
+    }
+}
+
+/// One row per release boundary of the mesh default retry and the default route's retry
+/// (`layover_envoyfilter::IstioVersion` cites each): (release, 503 retried by default,
+/// default-route retry_on, default-route attempts; `None`: the mesh default applies).
+macro_rules! retry_row {
+    ($name:ident, $istio:expr, mesh_503: $m503:expr, default_route: $dr:expr) => {
+        #[test]
+        fn $name() {
+            let c = compile_at("", $istio);
+            let mesh = c
+                .policy
+                .mesh
+                .as_ref()
+                .unwrap()
+                .default_retry
+                .as_ref()
+                .unwrap();
+            assert_eq!(mesh.retriable_status_codes.contains(&503), $m503);
+            let got = reviews(&c).ports[0]
+                .default_route_retry
+                .as_ref()
+                .map(|r| (r.retry_on.join(","), r.attempts));
+            let want: Option<(&str, u32)> = $dr;
+            assert_eq!(got, want.map(|(on, n)| (on.to_string(), n)));
+        }
+    };
+}
+
+// retry.go:48 @ 1.23.6; inbound default route without retry (route.go:1218-1229 @ 1.22.0).
+retry_row!(retries_at_1_22, "1.22.8", mesh_503: true, default_route: Some(("", 0)));
+// ENABLE_INBOUND_RETRY_POLICY defaults to false (features/pilot.go:248 @ 1.23.0).
+retry_row!(retries_at_1_23, "1.23.6", mesh_503: true, default_route: Some(("", 0)));
+// EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY (commit 65aaaf4f8c5); inbound reset-before-request
+// (route.go:1242-1260 @ 1.24.0).
+retry_row!(retries_at_1_24, "1.24.0", mesh_503: false, default_route: Some(("reset-before-request", 2)));
+retry_row!(retries_at_1_26, "1.26.8", mesh_503: false, default_route: Some(("reset-before-request", 2)));
+retry_row!(retries_at_1_30_2, "1.30.2", mesh_503: false, default_route: Some(("reset-before-request", 2)));
+// The waypoint's default route is built like an outbound route (httproute.go:119-122 @ 1.30.3,
+// commit f830a7d4ba6): the mesh default applies.
+retry_row!(retries_at_1_30_3, "1.30.3", mesh_503: false, default_route: None);
 
 case! {
     same_creation_time_name_order_decides,
@@ -1572,6 +1643,7 @@ spec: {gatewayClassName: istio-waypoint}
         &yaml,
         &CompileOptions {
             waypoint: Some("default/b".into()),
+            ..CompileOptions::default()
         },
     )
     .unwrap();

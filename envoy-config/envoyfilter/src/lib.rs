@@ -26,7 +26,7 @@ pub use apply::{
     PatchReport, Report, SkippedFilter, DEFAULT_ROOT_NAMESPACE, WAYPOINT_GATEWAY_CLASS,
 };
 pub use load::{load_paths, load_str};
-pub use version::{Attachment, IstioVersion};
+pub use version::{Attachment, DefaultRouteRetry, IstioVersion};
 
 use std::collections::BTreeMap;
 use std::fmt;

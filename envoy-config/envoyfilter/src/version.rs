@@ -73,6 +73,68 @@ impl IstioVersion {
     }
 }
 
+/// The retry policy of a waypoint's default route (a served service without VirtualService or
+/// HTTPRoute), per release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultRouteRetry {
+    /// No retry policy: the inbound default route of 1.22.x (`route.go:1218-1229 @ 1.22.0`,
+    /// `BuildDefaultHTTPInboundRoute` sets none) and 1.23.x (`ENABLE_INBOUND_RETRY_POLICY`
+    /// defaults to false: `features/pilot.go:248 @ 1.23.0`).
+    None,
+    /// `retry_on: reset-before-request`, two retries, on the inbound default route
+    /// (`route.go:1242-1260 @ 1.24.0`); `grpc: false` when gRPC ports get no retry
+    /// (commit c39842db8ef, istio/istio#55110: from 1.24.5, 1.25.2 and 1.26.0;
+    /// `route.go:1256-1257 @ 1.26.8`).
+    ResetBeforeRequest {
+        /// gRPC ports get the retry too (before the fix).
+        grpc: bool,
+    },
+    /// The mesh default retry policy: from 1.30.3 the waypoint's default route is built like a
+    /// sidecar outbound route (commit f830a7d4ba6, istio/istio#60846;
+    /// `httproute.go:119-122 @ 1.30.3`).
+    MeshDefault,
+}
+
+impl IstioVersion {
+    /// Whether Istio's built-in default retry policy lists 503 as a retriable status code:
+    /// up to 1.23.x (`retry.go:48 @ 1.23.6`); from 1.24.0 `EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY`
+    /// (default true) drops it (commit 65aaaf4f8c5, istio/istio#52111; `retry.go:52-54 @
+    /// 1.24.0`), and 1.27 removed the flag (`retry.go:34-56 @ 1.30.3`).
+    pub fn default_retry_includes_503(self) -> bool {
+        self < IstioVersion::new(1, 24, 0)
+    }
+
+    /// The retry policy of a waypoint's default route (see [`DefaultRouteRetry`]).
+    pub fn waypoint_default_route_retry(self) -> DefaultRouteRetry {
+        let v = |minor, patch| IstioVersion::new(1, minor, patch);
+        if self >= v(30, 3) {
+            DefaultRouteRetry::MeshDefault
+        } else if self < v(24, 0) {
+            DefaultRouteRetry::None
+        } else {
+            let grpc_fixed = match self.minor {
+                24 => self >= v(24, 5),
+                25 => self >= v(25, 2),
+                _ => true,
+            };
+            DefaultRouteRetry::ResetBeforeRequest { grpc: !grpc_fixed }
+        }
+    }
+
+    /// Whether a waypoint merges the HTTP routes of every VirtualService for a host (oldest
+    /// first) instead of using only the first one with `http` routes: commit da25675dc27
+    /// (istio/istio#59484), in 1.30.0 and backported to 1.29.2 and 1.28.6
+    /// (`listener_waypoint.go:1132-1142 @ 1.30.3`; first-only at `:771-779 @ 1.26.8`).
+    pub fn waypoint_merges_virtual_services(self) -> bool {
+        let v = |minor, patch| IstioVersion::new(1, minor, patch);
+        match self.minor {
+            28 => self >= v(28, 6),
+            29 => self >= v(29, 2),
+            m => m >= 30,
+        }
+    }
+}
+
 impl Default for IstioVersion {
     fn default() -> Self {
         IstioVersion::PINNED
@@ -142,6 +204,120 @@ mod tests {
             );
         }
     }
+
+    /// One row per release boundary of a routing default (`version_row!(name, "x.y.z", method, want)`).
+    macro_rules! version_row {
+        ($name:ident, $v:expr, $method:ident, $want:expr) => {
+            #[test]
+            fn $name() {
+                let v: IstioVersion = $v.parse().unwrap();
+                assert_eq!(v.$method(), $want, "{v}");
+            }
+        };
+    }
+
+    version_row!(
+        retry_503_up_to_1_23,
+        "1.23.6",
+        default_retry_includes_503,
+        true
+    );
+    version_row!(
+        retry_no_503_from_1_24,
+        "1.24.0",
+        default_retry_includes_503,
+        false
+    );
+    version_row!(
+        retry_no_503_pinned,
+        "1.30.3",
+        default_retry_includes_503,
+        false
+    );
+    version_row!(
+        default_route_no_retry_1_22,
+        "1.22.8",
+        waypoint_default_route_retry,
+        DefaultRouteRetry::None
+    );
+    version_row!(
+        default_route_no_retry_1_23,
+        "1.23.6",
+        waypoint_default_route_retry,
+        DefaultRouteRetry::None
+    );
+    version_row!(
+        default_route_reset_1_24_0,
+        "1.24.0",
+        waypoint_default_route_retry,
+        DefaultRouteRetry::ResetBeforeRequest { grpc: true }
+    );
+    version_row!(
+        default_route_reset_1_24_5,
+        "1.24.5",
+        waypoint_default_route_retry,
+        DefaultRouteRetry::ResetBeforeRequest { grpc: false }
+    );
+    version_row!(
+        default_route_reset_1_25_1,
+        "1.25.1",
+        waypoint_default_route_retry,
+        DefaultRouteRetry::ResetBeforeRequest { grpc: true }
+    );
+    version_row!(
+        default_route_reset_1_25_2,
+        "1.25.2",
+        waypoint_default_route_retry,
+        DefaultRouteRetry::ResetBeforeRequest { grpc: false }
+    );
+    version_row!(
+        default_route_reset_1_30_2,
+        "1.30.2",
+        waypoint_default_route_retry,
+        DefaultRouteRetry::ResetBeforeRequest { grpc: false }
+    );
+    version_row!(
+        default_route_mesh_1_30_3,
+        "1.30.3",
+        waypoint_default_route_retry,
+        DefaultRouteRetry::MeshDefault
+    );
+    version_row!(
+        vs_first_only_1_28_5,
+        "1.28.5",
+        waypoint_merges_virtual_services,
+        false
+    );
+    version_row!(
+        vs_merged_1_28_6,
+        "1.28.6",
+        waypoint_merges_virtual_services,
+        true
+    );
+    version_row!(
+        vs_first_only_1_29_1,
+        "1.29.1",
+        waypoint_merges_virtual_services,
+        false
+    );
+    version_row!(
+        vs_merged_1_29_2,
+        "1.29.2",
+        waypoint_merges_virtual_services,
+        true
+    );
+    version_row!(
+        vs_first_only_1_26_8,
+        "1.26.8",
+        waypoint_merges_virtual_services,
+        false
+    );
+    version_row!(
+        vs_merged_1_30_0,
+        "1.30.0",
+        waypoint_merges_virtual_services,
+        true
+    );
 
     #[test]
     fn attachment_follows_istiod_per_release() {

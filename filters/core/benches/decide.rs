@@ -150,6 +150,7 @@ fn policy(routes: usize, rules: usize) -> wire::Policy {
             protocol: "HTTP".into(),
             target_port: 9080,
             cluster: format!("outbound|9080||{HOST}"),
+            default_route_retry: None,
         }],
         routes: (0..routes).map(route).collect(),
         route_source: wire::RouteSource::VirtualService as i32,

@@ -40,7 +40,9 @@ struct CompiledService {
     name: String,
     origin: String,
     /// (port number, the one-element destination list of its default route).
-    ports: Vec<(u16, Vec<DestinationChoice>)>,
+    /// Port → its default-route destination and, when the release says so, that route's
+    /// own retry policy (`ServicePort.default_route_retry`).
+    ports: Vec<(u16, Vec<DestinationChoice>, Option<wire::RetryPolicy>)>,
     route_source: wire::RouteSource,
     authz_bound: Vec<u32>,
     routes: Vec<CompiledRoute>,
@@ -690,6 +692,7 @@ fn compile_service(
                 request_header_ops: Vec::new(),
                 response_header_ops: Vec::new(),
             }],
+            p.default_route_retry.clone(),
         ));
     }
     let gateway = route_source == wire::RouteSource::HttpRoute;
@@ -870,7 +873,7 @@ impl CompiledPolicy {
         }?;
         let svc = self.services.get(idx as usize)?;
         if let Some(p) = port {
-            if !svc.ports.iter().any(|(n, _)| *n == p) {
+            if !svc.ports.iter().any(|(n, _, _)| *n == p) {
                 return None;
             }
         }
@@ -979,7 +982,8 @@ impl CompiledPolicy {
         }
 
         if svc.route_source == wire::RouteSource::Default {
-            let Some(dest) = default_port_destinations(svc, req.destination.port) else {
+            let Some((dest, port_retry)) = default_port_destinations(svc, req.destination.port)
+            else {
                 d.action = Action::NoRoute;
                 d.status = Some(404);
                 d.reason = "no_service_port";
@@ -996,10 +1000,16 @@ impl CompiledPolicy {
             d.reason = "default_route";
             d.destinations = dest;
             d.route_destinations = dest;
-            d.retry = self.default_retry.as_ref().map(|policy| EffectiveRetry {
-                policy,
-                from_mesh_default: true,
-            });
+            d.retry = match port_retry {
+                Some(policy) => Some(EffectiveRetry {
+                    policy,
+                    from_mesh_default: false,
+                }),
+                None => self.default_retry.as_ref().map(|policy| EffectiveRetry {
+                    policy,
+                    from_mesh_default: true,
+                }),
+            };
             if dest.first().is_some_and(|x| x.unavailable) {
                 d.action = Action::Unavailable;
                 d.status = Some(d.unavailable_status);
@@ -1124,7 +1134,7 @@ impl CompiledPolicy {
         normalized_path: &'a str,
     ) -> &'a [DestinationChoice] {
         if svc.route_source == wire::RouteSource::Default {
-            return default_port_destinations(svc, req.destination.port).unwrap_or(&[]);
+            return default_port_destinations(svc, req.destination.port).map_or(&[], |(d, _)| d);
         }
         let Some((ri, _, _)) = select_route(svc, req, normalized_path) else {
             return &[];
@@ -1138,10 +1148,13 @@ impl CompiledPolicy {
 
 /// The default route of a service without routes: its port's destination (the only port when
 /// the request names none).
-fn default_port_destinations(svc: &CompiledService, port: u16) -> Option<&[DestinationChoice]> {
+fn default_port_destinations(
+    svc: &CompiledService,
+    port: u16,
+) -> Option<(&[DestinationChoice], Option<&wire::RetryPolicy>)> {
     svc.ports
         .iter()
-        .find(|(n, _)| *n == port)
+        .find(|(n, _, _)| *n == port)
         .or_else(|| {
             if svc.ports.len() == 1 && port == 0 {
                 svc.ports.first()
@@ -1149,7 +1162,7 @@ fn default_port_destinations(svc: &CompiledService, port: u16) -> Option<&[Desti
                 None
             }
         })
-        .map(|(_, dest)| dest.as_slice())
+        .map(|(_, dest, retry)| (dest.as_slice(), retry.as_ref()))
 }
 
 /// The first route (index, match index, matched path length) of the service's table that the

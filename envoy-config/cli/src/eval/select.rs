@@ -28,6 +28,7 @@ pub struct Selector<'a> {
     bundle: &'a Bundle,
     bindings: WaypointBindings,
     forced: Option<String>,
+    istio: layover_envoyfilter::IstioVersion,
     compiled: HashMap<Option<String>, (CompiledPolicy, Vec<String>)>,
     /// Compile notices not printed yet, per waypoint; printed once, on first use.
     pub notices: Vec<String>,
@@ -44,11 +45,16 @@ pub enum Target<'p> {
 
 impl<'a> Selector<'a> {
     /// `forced`: `--waypoint ns/name` (or `name`).
-    pub fn new(bundle: &'a Bundle, forced: Option<String>) -> Self {
+    pub fn new(
+        bundle: &'a Bundle,
+        forced: Option<String>,
+        istio: layover_envoyfilter::IstioVersion,
+    ) -> Self {
         Selector {
             bundle,
             bindings: layover_compiler::waypoint_bindings(bundle),
             forced,
+            istio,
             compiled: HashMap::new(),
             notices: Vec::new(),
         }
@@ -173,6 +179,7 @@ impl<'a> Selector<'a> {
     fn compile(&mut self, waypoint: Option<&str>) -> Result<(CompiledPolicy, Vec<String>), String> {
         let opts = CompileOptions {
             waypoint: waypoint.map(str::to_string),
+            istio: self.istio,
         };
         let compiled = layover_compiler::compile_with(self.bundle, &opts).map_err(|e| {
             let at = waypoint.map_or(String::new(), |w| format!(" (compiling waypoint {w})"));

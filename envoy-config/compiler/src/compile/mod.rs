@@ -15,6 +15,7 @@ pub use binding::Binding;
 use crate::diag::{Error, Errors, Location, Notice, Severity};
 use crate::object::Bundle;
 use crate::resolve::{istio_default_retry, Ctx};
+use layover_envoyfilter::{DefaultRouteRetry, IstioVersion};
 use layover_proto::v1 as pb;
 use std::collections::{BTreeMap, HashMap};
 
@@ -31,6 +32,11 @@ pub struct CompileOptions {
     /// Waypoint Gateway to compile for, `namespace/name` or `name`; required only when the
     /// input declares several waypoints. May name a Gateway of any class (drop-in waypoint).
     pub waypoint: Option<String>,
+    /// The Istio release whose routing defaults apply (`--istio-version`; default the pinned
+    /// release): the mesh default retry's 503, the default route's retry policy, and whether a
+    /// waypoint merges several VirtualServices for one host
+    /// ([`layover_envoyfilter::IstioVersion`] cites each rule).
+    pub istio: IstioVersion,
 }
 
 /// The compiler's output.
@@ -77,7 +83,7 @@ pub fn compile(bundle: &Bundle) -> Result<Compiled, Errors> {
 /// nothing is returned.
 pub fn compile_with(bundle: &Bundle, opts: &CompileOptions) -> Result<Compiled, Errors> {
     let (deduped, notices) = dedup_objects(bundle);
-    let mut ctx = new_ctx(&deduped, notices);
+    let mut ctx = new_ctx(&deduped, notices, opts.istio);
     mesh::mesh_settings(&mut ctx);
     services::collect_services(&mut ctx);
     waypoint::pick_waypoint(&mut ctx, opts);
@@ -125,7 +131,7 @@ pub fn compile_with(bundle: &Bundle, opts: &CompileOptions) -> Result<Compiled, 
     })
 }
 
-fn new_ctx(bundle: &Bundle, mut notices: Vec<Notice>) -> Ctx<'_> {
+fn new_ctx(bundle: &Bundle, mut notices: Vec<Notice>, istio: IstioVersion) -> Ctx<'_> {
     let mut all = bundle.notices.clone();
     all.append(&mut notices);
     Ctx {
@@ -139,10 +145,11 @@ fn new_ctx(bundle: &Bundle, mut notices: Vec<Notice>) -> Ctx<'_> {
             path_normalization: pb::PathNormalization::Base as i32,
             trust_domain: "cluster.local".into(),
             root_namespace: "istio-system".into(),
-            default_retry: Some(istio_default_retry()),
+            default_retry: Some(istio_default_retry(istio)),
         },
         waypoint: None,
         served: Vec::new(),
+        istio,
     }
 }
 
@@ -176,7 +183,7 @@ pub struct WaypointBindings {
 /// as far as they can be; compile errors are reported by the compile itself.
 pub fn waypoint_bindings(bundle: &Bundle) -> WaypointBindings {
     let (deduped, notices) = dedup_objects(bundle);
-    let mut ctx = new_ctx(&deduped, notices);
+    let mut ctx = new_ctx(&deduped, notices, IstioVersion::PINNED);
     mesh::mesh_settings(&mut ctx);
     services::collect_services(&mut ctx);
     let waypoints = waypoint::waypoint_infos(&ctx);
@@ -232,6 +239,7 @@ fn service_table(
                     protocol: p.protocol.clone(),
                     target_port: p.target_port,
                     cluster: ctx.cluster_name(p.number, "", &svc.hostname),
+                    default_route_retry: default_route_retry(ctx.istio, &p.protocol),
                 })
                 .collect(),
             routes: rts,
@@ -242,6 +250,27 @@ fn service_table(
     }
     services.sort_by(|a, b| a.hostname.cmp(&b.hostname));
     services
+}
+
+/// The retry policy of a served service's default route on a port of `protocol`, when the
+/// release gives that route its own (`None`: the mesh default applies).
+fn default_route_retry(istio: IstioVersion, protocol: &str) -> Option<pb::RetryPolicy> {
+    match istio.waypoint_default_route_retry() {
+        DefaultRouteRetry::MeshDefault => None,
+        DefaultRouteRetry::None => Some(pb::RetryPolicy::default()),
+        DefaultRouteRetry::ResetBeforeRequest { grpc } => {
+            // `protocol.IsGRPC()`: GRPC and GRPC-Web (pkg/config/protocol/instance.go).
+            let is_grpc = matches!(protocol.to_ascii_uppercase().as_str(), "GRPC" | "GRPC-WEB");
+            if is_grpc && !grpc {
+                return Some(pb::RetryPolicy::default());
+            }
+            Some(pb::RetryPolicy {
+                attempts: 2,
+                retry_on: vec!["reset-before-request".to_string()],
+                ..pb::RetryPolicy::default()
+            })
+        }
+    }
 }
 
 /// The same object (kind, namespace, name) given twice: like `kubectl apply` of both files,

@@ -96,6 +96,8 @@ pub(crate) struct Ctx<'a> {
     pub waypoint: Option<(String, String)>,
     /// Index into `services` → served by this waypoint.
     pub served: Vec<bool>,
+    /// The Istio release whose version-dependent rules apply.
+    pub istio: layover_envoyfilter::IstioVersion,
 }
 
 impl<'a> Ctx<'a> {

@@ -4,6 +4,7 @@ use super::Ctx;
 use crate::diag::ObjRef;
 use crate::model::VsRetries;
 use crate::util::parse_duration_ms;
+use layover_envoyfilter::IstioVersion;
 use layover_proto::v1 as pb;
 
 /// Istio's built-in retry policy for routes without `retries`
@@ -11,8 +12,9 @@ use layover_proto::v1 as pb;
 /// attempts on connect failures, refused streams, `unavailable` and `cancelled`; no retriable
 /// status codes — `retriable-status-codes` stays in `retry_on`, but 503 is no longer listed
 /// (1.26.8 listed it only under `EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY=false`, which defaulted
-/// to true: `retry.go:34-56`, `features/pilot.go:258-259 @ 1.26.8`).
-pub fn istio_default_retry() -> pb::RetryPolicy {
+/// to true: `retry.go:34-56`, `features/pilot.go:258-259 @ 1.26.8`). Up to 1.23.x it lists
+/// 503 ([`IstioVersion::default_retry_includes_503`]).
+pub fn istio_default_retry(istio: IstioVersion) -> pb::RetryPolicy {
     pb::RetryPolicy {
         attempts: 2,
         per_try_timeout_ms: 0,
@@ -26,7 +28,11 @@ pub fn istio_default_retry() -> pb::RetryPolicy {
         .iter()
         .map(|s| s.to_string())
         .collect(),
-        retriable_status_codes: Vec::new(),
+        retriable_status_codes: if istio.default_retry_includes_503() {
+            vec![503]
+        } else {
+            Vec::new()
+        },
         retry_host_predicates: vec!["envoy.retry_host_predicates.previous_hosts".into()],
         host_selection_retry_max_attempts: 5,
         retry_remote_localities: false,
@@ -64,7 +70,7 @@ pub(crate) fn convert_retry(
         }
         return Some(pb::RetryPolicy::default());
     }
-    let mut out = istio_default_retry();
+    let mut out = istio_default_retry(ctx.istio);
     out.attempts = r.attempts as u32;
     if let Some(on) = r.retry_on.as_deref().filter(|s| !s.trim().is_empty()) {
         out.retry_on.clear();

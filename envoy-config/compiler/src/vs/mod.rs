@@ -44,7 +44,8 @@ pub(crate) fn compile_virtual_services(
         .collect();
     for (_, svc) in &services {
         let chosen = choose(ctx, &applicable, svc, gw_routes, &mut used);
-        if let Some(k) = chosen {
+        let mut table = Vec::new();
+        for k in chosen {
             used[k] = true;
             translated[k] = true;
             let o = applicable[k];
@@ -56,11 +57,18 @@ pub(crate) fn compile_virtual_services(
                 ctx.info(
                     &o.at,
                     "spec.http",
-                    format!("no route of this VirtualService applies to the waypoint; {} keeps its default route", svc.hostname),
+                    format!(
+                        "no route of this VirtualService applies to the waypoint for {}",
+                        svc.hostname
+                    ),
                 );
-            } else {
-                out.insert(svc.hostname.clone(), routes);
             }
+            table.extend(routes);
+        }
+        // No route left from any VirtualService: the default route
+        // (`listener_waypoint.go:1143-1145 @ 1.30.3`).
+        if !table.is_empty() {
+            out.insert(svc.hostname.clone(), table);
         }
     }
     for (k, o) in applicable.iter().enumerate() {
@@ -133,17 +141,20 @@ fn applicable<'a>(ctx: &mut Ctx<'a>) -> Vec<&'a Object> {
     applicable
 }
 
-/// The VirtualService that routes `svc`: the oldest applicable one with HTTP routes for its
-/// host, from the service's or the waypoint's namespace. The others that would apply are
-/// marked `used` (with a warning) so they are not reported as matching nothing.
+/// The VirtualServices that route `svc`, oldest first: every applicable one with HTTP routes
+/// for its host, from the service's or the waypoint's namespace, their routes merged in that
+/// order (1.30.0, 1.29.2 and 1.28.6 on: `listener_waypoint.go:1132-1142 @ 1.30.3`); before,
+/// only the oldest (`listener_waypoint.go:771-779 @ 1.26.8`), and the others that would apply
+/// are marked `used` with a warning so they are not reported as matching nothing.
 fn choose(
     ctx: &mut Ctx,
     applicable: &[&Object],
     svc: &Svc,
     gw_routes: &HashMap<String, Vec<pb::HttpRoute>>,
     used: &mut [bool],
-) -> Option<usize> {
-    let mut chosen: Option<usize> = None;
+) -> Vec<usize> {
+    let merge = ctx.istio.waypoint_merges_virtual_services();
+    let mut chosen: Vec<usize> = Vec::new();
     for (k, o) in applicable.iter().enumerate() {
         let ObjectKind::VirtualService(d) = &o.kind else {
             continue;
@@ -176,17 +187,17 @@ fn choose(
             used[k] = true;
             continue;
         }
-        match chosen {
-            None => chosen = Some(k),
-            Some(c) => {
+        match chosen.first() {
+            Some(&c) if !merge => {
                 let first = applicable[c].at.object();
                 ctx.warn(
                     &o.at,
                     "",
-                    format!("ignored for {}: {first} already routes this host; a waypoint uses only the first (oldest) VirtualService with HTTP routes (istiod getVirtualServiceForWaypoint)", svc.hostname),
+                    format!("ignored for {}: {first} already routes this host; before Istio 1.30.0 (1.29.2, 1.28.6) a waypoint uses only the first (oldest) VirtualService with HTTP routes (listener_waypoint.go:771-779 @ 1.26.8)", svc.hostname),
                 );
                 used[k] = true;
             }
+            _ => chosen.push(k),
         }
     }
     chosen

@@ -117,6 +117,7 @@ pub(crate) fn service(
                 protocol: "HTTP".into(),
                 target_port: 9080,
                 cluster: format!("outbound|9080||{host}"),
+                default_route_retry: None,
             },
             wire::ServicePort {
                 number: 8080,
@@ -124,6 +125,7 @@ pub(crate) fn service(
                 protocol: "HTTP".into(),
                 target_port: 8080,
                 cluster: format!("outbound|8080||{host}"),
+                default_route_retry: None,
             },
         ],
         routes,
