@@ -218,9 +218,21 @@ pub fn app_yaml(app: &str, backends: &[&Backend]) -> String {
 
 /// Loads and compiles Istio YAML; errors carry the compiler's messages.
 pub fn compile_yaml(yaml: &str) -> Result<layover_compiler::Compiled, HarnessError> {
+    compile_yaml_at(yaml, IstioVersion::PINNED)
+}
+
+/// [`compile_yaml`] with the routing defaults of Istio release `istio`.
+pub fn compile_yaml_at(
+    yaml: &str,
+    istio: IstioVersion,
+) -> Result<layover_compiler::Compiled, HarnessError> {
     let bundle = layover_compiler::load_str("test.yaml", yaml)
         .map_err(|e| HarnessError::Config(format!("loading the test YAML:\n{e}\n---\n{yaml}")))?;
-    layover_compiler::compile(&bundle)
+    let opts = layover_compiler::CompileOptions {
+        istio,
+        ..layover_compiler::CompileOptions::default()
+    };
+    layover_compiler::compile_with(&bundle, &opts)
         .map_err(|e| HarnessError::Config(format!("compiling the test YAML:\n{e}\n---\n{yaml}")))
 }
 
@@ -352,7 +364,7 @@ impl FilterBuild {
     /// The istiod-shaped waypoint for `compiled` with this build, as YAML: natively
     /// ([`FilterBuild::Native`], istiod's own RBAC and routes) or with the layover filter
     /// attached only by the route A EnvoyFilter (what `layover manifests` emits, applied with
-    /// istiod's rules at [`IstioVersion::PINNED`]) ahead of `opts.envoy_filters`.
+    /// istiod's rules at `opts.istio`) ahead of `opts.envoy_filters`.
     /// `opts.hbone` is required; every service needs an address ([`assign_vips`]).
     pub fn istiod_bootstrap(
         self,
@@ -367,7 +379,6 @@ impl FilterBuild {
         let opts = BootstrapOptions {
             layover_filter,
             cluster_selection: ClusterSelection::Header,
-            istio: IstioVersion::PINNED,
             ..opts
         };
         let v = istiod_waypoint_with_layover(&compiled.policy, &endpoints, &opts)
@@ -526,7 +537,18 @@ impl Waypoint {
         build: FilterBuild,
         yaml: &str,
     ) -> Result<Waypoint, HarnessError> {
-        let mut compiled = compile_yaml(yaml)?;
+        Waypoint::start_at(shape, build, yaml, IstioVersion::PINNED).await
+    }
+
+    /// [`Waypoint::start_in`] for Istio release `istio`: its routing defaults in the policy
+    /// (`--istio-version`), and in the istiod shape its waypoint and EnvoyFilter rules.
+    pub async fn start_at(
+        shape: Shape,
+        build: FilterBuild,
+        yaml: &str,
+        istio: IstioVersion,
+    ) -> Result<Waypoint, HarnessError> {
+        let mut compiled = compile_yaml_at(yaml, istio)?;
         let envoy_filters = layover_envoyfilter::load_str("test.yaml", yaml).map_err(|e| {
             let lines: Vec<String> = e.iter().map(ToString::to_string).collect();
             HarnessError::Config(format!(
@@ -540,6 +562,7 @@ impl Waypoint {
                 let envoy = Envoy::start_with(&build.envoy_options()?, |launch| {
                     let opts = BootstrapOptions {
                         envoy_filters: envoy_filters.clone(),
+                        istio,
                         ..launch_options(launch)
                     };
                     build.bootstrap(&compiled, opts)
@@ -566,6 +589,7 @@ impl Waypoint {
                     let opts = BootstrapOptions {
                         envoy_filters: envoy_filters.clone(),
                         hbone: Some(certs.hbone.clone()),
+                        istio,
                         ..launch_options(launch)
                     };
                     build.istiod_bootstrap(&compiled, opts)

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
+use layover_envoyfilter::IstioVersion;
 use layover_integration::waypoint::{
     app_yaml, assign_vips, compile_yaml, launch_options, policy_json, subsets_yaml,
     waypoint_bootstrap, FilterBuild, Shape, Waypoint,
@@ -143,6 +144,17 @@ impl Apps {
 /// Several apps in one Envoy let one test cover related behaviours with one Envoy start (the
 /// V8 compile of the module dominates a test's cost).
 async fn mesh(build: FilterBuild, apps: &[&str], extra: &str) -> (Waypoint, Apps) {
+    mesh_at(build, apps, extra, IstioVersion::PINNED).await
+}
+
+/// [`mesh`] with the routing defaults (and, in the istiod shape, the waypoint) of Istio
+/// release `istio`.
+async fn mesh_at(
+    build: FilterBuild,
+    apps: &[&str],
+    extra: &str,
+    istio: IstioVersion,
+) -> (Waypoint, Apps) {
     let mut yaml = String::new();
     let mut out = BTreeMap::new();
     for app in apps {
@@ -155,7 +167,7 @@ async fn mesh(build: FilterBuild, apps: &[&str], extra: &str) -> (Waypoint, Apps
         out.insert(app.to_string(), bs);
     }
     yaml.push_str(extra);
-    let wp = Waypoint::start(build, &yaml)
+    let wp = Waypoint::start_at(Shape::current(), build, &yaml, istio)
         .await
         .unwrap_or_else(|e| panic!("[{}] {e}", build.name()));
     (wp, Apps(out))
@@ -493,6 +505,21 @@ both_builds! {
         let reply = wp.get(&host("exhausted"), "/retry").await.unwrap();
         assert_eq!(reply.status, 503, "{}", reply.text());
         assert_eq!(apps.counts("exhausted"), [3, 0, 0]);
+    }
+
+    // The mesh default retry policy of a route without `retries`, per release
+    // (`--istio-version`): up to 1.23 it retries a 503 (`retry/retry.go:48 @ 1.23.6`); from 1.24
+    // it does not (commit 65aaaf4f8c5; `retry.go:34-56 @ 1.30.3`). In the istiod shape the
+    // waypoint and the EnvoyFilter's attachment are that release's too.
+    async fn mesh_default_retry_follows_the_release(build: FilterBuild) {
+        for (istio, status, tries) in [("1.23.6", 200, 2), ("1.30.3", 503, 1)] {
+            let route = vs("flaky", "  - route: [{destination: {host: flaky, subset: v1}}]\n");
+            let (wp, apps) = mesh_at(build, &["flaky"], &route, istio.parse().unwrap()).await;
+            apps.of("flaky")[0].fail_next(1);
+            let reply = wp.get(&host("flaky"), "/").await.unwrap();
+            assert_eq!(reply.status, status, "{istio}: {}", reply.text());
+            assert_eq!(apps.counts("flaky"), [tries, 0, 0], "{istio}");
+        }
     }
 
     // https://istio.io/latest/docs/reference/config/networking/virtual-service/#HTTPRetry
