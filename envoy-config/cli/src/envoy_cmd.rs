@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::AtomicBool;
 
 use layover_bootstrap::{BootstrapOptions, DownstreamTls, Hbone};
 use layover_contract::ClusterSelection;
@@ -362,7 +363,7 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
         .iter()
         .map(|c| c.name.clone())
         .collect();
-    let watch = |resource: &Path| {
+    let watch = |resource: &Path, stop: &AtomicBool| {
         crate::watch::watch(
             &args.config,
             &layover_compiler::CompileOptions {
@@ -372,6 +373,7 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
             resource,
             &clusters,
             &make_filter,
+            stop,
         )
     };
     if args.run {
@@ -387,26 +389,32 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
         cmd.arg("-c")
             .arg(&config_path)
             .args(["--disable-hot-restart", "--log-level", "warn"]);
-        if let Some(resource) = &ecds_resource {
-            // Envoy runs beside the watch loop; Ctrl-C stops both (same process group).
-            let mut child = cmd
-                .spawn()
-                .map_err(|e| format!("cannot start {}: {e}", envoy.display()))?;
-            let result = watch(resource);
-            let _ = child.kill();
-            let _ = child.wait();
-            return result;
-        }
-        let status = cmd
-            .status()
-            .map_err(|e| format!("cannot start {}: {e}", envoy.display()))?;
-        if !status.success() {
+        // Envoy runs beside the watch loop, if any; SIGTERM / SIGINT reach Envoy, and layover
+        // exits after it.
+        let beside = ecds_resource
+            .as_ref()
+            .map(|resource| move |stop: &AtomicBool| watch(resource, stop));
+        let status = crate::supervise::run(
+            &mut cmd,
+            beside
+                .as_ref()
+                .map(|f| f as &(dyn Fn(&AtomicBool) -> Result<(), String> + Sync)),
+        )?;
+        // Stopped by a signal we passed on: a normal end, not a failure.
+        if !status.success() && !stopped_by_signal(status) {
             return Err(format!("Envoy exited with {status}"));
         }
     } else if let Some(resource) = &ecds_resource {
-        return watch(resource);
+        return watch(resource, &AtomicBool::new(false));
     }
     Ok(())
+}
+
+/// Envoy ends with status 0 on SIGTERM / SIGINT; a signal that killed it outright also counts
+/// as a deliberate stop.
+fn stopped_by_signal(status: std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal().is_some()
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {

@@ -25,6 +25,7 @@ mod envoy_cmd;
 mod eval;
 mod hbone_cmd;
 mod manifests_cmd;
+mod supervise;
 mod watch;
 
 use clap::{ArgGroup, Parser, Subcommand};

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
@@ -48,6 +49,7 @@ pub fn watch(
     resource: &Path,
     clusters: &BTreeSet<String>,
     make_filter: &dyn Fn(&str) -> Result<Option<Value>, String>,
+    stop: &AtomicBool,
 ) -> Result<(), String> {
     let mut seen = snapshot(config);
     let mut version: u64 = 1;
@@ -62,6 +64,9 @@ pub fn watch(
     );
     loop {
         std::thread::sleep(POLL);
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let now = snapshot(config);
         if now == seen {
             continue;
