@@ -398,7 +398,7 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
             &mut cmd,
             beside
                 .as_ref()
-                .map(|f| f as &(dyn Fn(&AtomicBool) -> Result<(), String> + Sync)),
+                .map(|f| f as crate::supervise::Beside<'_>),
         )?;
         // Stopped by a signal we passed on: a normal end, not a failure.
         if !status.success() && !stopped_by_signal(status) {

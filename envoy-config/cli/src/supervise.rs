@@ -10,6 +10,9 @@ use rustix::process::{kill_process, Pid, Signal};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+/// Work that runs beside Envoy until told to stop (the `--watch` loop).
+pub type Beside<'a> = &'a (dyn Fn(&AtomicBool) -> Result<(), String> + Sync);
+
 /// The signals passed on to Envoy.
 const FORWARDED: [i32; 3] = [SIGTERM, SIGINT, SIGHUP];
 
@@ -27,7 +30,7 @@ fn as_signal(raw: i32) -> Signal {
 /// is returned after Envoy has exited.
 pub fn run(
     cmd: &mut Command,
-    beside: Option<&(dyn Fn(&AtomicBool) -> Result<(), String> + Sync)>,
+    beside: Option<Beside<'_>>,
 ) -> Result<ExitStatus, String> {
     let mut signals =
         Signals::new(FORWARDED).map_err(|e| format!("cannot install signal handlers: {e}"))?;
