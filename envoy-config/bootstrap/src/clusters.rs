@@ -14,6 +14,7 @@ use crate::hbone::{
     ORIGINAL_DST_METADATA,
 };
 use crate::options::{BootstrapOptions, Endpoint};
+use crate::traffic_policy;
 
 /// The clusters of `policy`, in policy order, each with the endpoints it selects. Names must be
 /// non-empty and unique (with HBONE, also distinct from the HBONE chain's own clusters).
@@ -147,7 +148,6 @@ fn cluster_json(
     let localities = localities_json(cluster, endpoints, endpoint_ips);
     let any_hbone = endpoints.iter().any(|ep| ep.hbone && selects(cluster, ep));
 
-    let max = u32::MAX;
     let mut out = json!({
         "name": cluster.name,
         "type": "STATIC",
@@ -155,16 +155,8 @@ fn cluster_json(
         "lb_policy": lb,
         // istiod's default thresholds: effectively unlimited, so the circuit breaker never
         // fails requests a DestinationRule did not ask to limit (Envoy's default max_retries
-        // of 3 would).
-        "circuit_breakers": {
-            "thresholds": [{
-                "max_connections": max,
-                "max_pending_requests": max,
-                "max_requests": max,
-                "max_retries": max,
-                "track_remaining": true,
-            }],
-        },
+        // of 3 would); the DestinationRule's connectionPool replaces each it sets.
+        "circuit_breakers": traffic_policy::circuit_breakers(cluster.connection_pool.as_ref()),
         "load_assignment": {
             "cluster_name": cluster.name,
             "endpoints": localities,
@@ -185,17 +177,15 @@ fn cluster_json(
             );
         }
     }
-    if speaks_http2(cluster, policy) {
-        if let Some(obj) = out.as_object_mut() {
-            obj.insert(
-                "typed_extension_protocol_options".into(),
-                json!({
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": { "http2_protocol_options": {} },
-                    },
-                }),
-            );
+    if let Some(obj) = out.as_object_mut() {
+        if speaks_http2(cluster, policy) {
+            traffic_policy::set_http2(obj);
+        }
+        if let Some(pool) = &cluster.connection_pool {
+            traffic_policy::apply_connection_pool(obj, pool);
+        }
+        if let Some(od) = &cluster.outlier_detection {
+            traffic_policy::apply_outlier_detection(obj, od);
         }
     }
     Ok(out)

@@ -33,6 +33,7 @@ mod hbone;
 mod listeners;
 mod options;
 mod routes;
+mod traffic_policy;
 
 pub mod config_dump;
 mod filter;

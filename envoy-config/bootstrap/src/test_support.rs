@@ -19,6 +19,7 @@ pub(crate) fn cluster(name: &str, service: &str, port: u32, labels: &[(&str, &st
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         load_balancer: String::new(),
+        ..Default::default()
     }
 }
 

@@ -396,9 +396,7 @@ pub fn run(args: &EnvoyArgs) -> Result<(), String> {
             .map(|resource| move |stop: &AtomicBool| watch(resource, stop));
         let status = crate::supervise::run(
             &mut cmd,
-            beside
-                .as_ref()
-                .map(|f| f as crate::supervise::Beside<'_>),
+            beside.as_ref().map(|f| f as crate::supervise::Beside<'_>),
         )?;
         // Stopped by a signal we passed on: a normal end, not a failure.
         if !status.success() && !stopped_by_signal(status) {

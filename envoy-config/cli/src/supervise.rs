@@ -28,10 +28,7 @@ fn as_signal(raw: i32) -> Signal {
 /// runs on another thread while Envoy runs (the `--watch` loop); it must return once `stop` is
 /// set, which happens when Envoy has exited. An error from `beside` stops Envoy (SIGTERM) and
 /// is returned after Envoy has exited.
-pub fn run(
-    cmd: &mut Command,
-    beside: Option<Beside<'_>>,
-) -> Result<ExitStatus, String> {
+pub fn run(cmd: &mut Command, beside: Option<Beside<'_>>) -> Result<ExitStatus, String> {
     let mut signals =
         Signals::new(FORWARDED).map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let mut child = cmd

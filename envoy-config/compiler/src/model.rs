@@ -525,19 +525,108 @@ pub struct TrafficPolicy {
     #[serde(default)]
     pub load_balancer: Option<LoadBalancer>,
     #[serde(default)]
-    pub connection_pool: Option<Value>,
+    pub connection_pool: Option<ConnectionPoolSettings>,
     #[serde(default)]
-    pub outlier_detection: Option<Value>,
+    pub outlier_detection: Option<OutlierDetection>,
     #[serde(default)]
     pub tls: Option<Value>,
     #[serde(default)]
-    pub port_level_settings: Option<Value>,
+    pub port_level_settings: Vec<PortTrafficPolicy>,
     #[serde(default)]
     pub tunnel: Option<Value>,
     #[serde(default)]
     pub proxy_protocol: Option<Value>,
     #[serde(default)]
     pub retry_budget: Option<Value>,
+}
+
+/// `trafficPolicy.portLevelSettings[]`: replaces (does not inherit) the rule's settings on one
+/// port.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PortTrafficPolicy {
+    #[serde(default)]
+    pub port: Option<PortSelector>,
+    #[serde(default)]
+    pub load_balancer: Option<LoadBalancer>,
+    #[serde(default)]
+    pub connection_pool: Option<ConnectionPoolSettings>,
+    #[serde(default)]
+    pub outlier_detection: Option<OutlierDetection>,
+    #[serde(default)]
+    pub tls: Option<Value>,
+}
+
+/// `connectionPool` (networking.istio.io ConnectionPoolSettings).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConnectionPoolSettings {
+    #[serde(default)]
+    pub tcp: Option<TcpSettings>,
+    #[serde(default)]
+    pub http: Option<HttpSettings>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TcpSettings {
+    #[serde(default)]
+    pub max_connections: Option<i64>,
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    #[serde(default)]
+    pub tcp_keepalive: Option<Value>,
+    #[serde(default)]
+    pub max_connection_duration: Option<String>,
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpSettings {
+    #[serde(default)]
+    pub http1_max_pending_requests: Option<i64>,
+    #[serde(default)]
+    pub http2_max_requests: Option<i64>,
+    #[serde(default)]
+    pub max_requests_per_connection: Option<i64>,
+    #[serde(default)]
+    pub max_retries: Option<i64>,
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    #[serde(default)]
+    pub h2_upgrade_policy: Option<String>,
+    #[serde(default)]
+    pub use_client_protocol: Option<bool>,
+    #[serde(default)]
+    pub max_concurrent_streams: Option<i64>,
+}
+
+/// `outlierDetection` (networking.istio.io OutlierDetection).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OutlierDetection {
+    /// Deprecated alias of `consecutiveGatewayErrors` semantics in old APIs; istiod 1.30.3
+    /// no longer reads it.
+    #[serde(default)]
+    pub consecutive_errors: Option<i64>,
+    #[serde(default, rename = "consecutive5xxErrors")]
+    pub consecutive_5xx_errors: Option<u32>,
+    #[serde(default)]
+    pub consecutive_gateway_errors: Option<u32>,
+    #[serde(default)]
+    pub consecutive_local_origin_failures: Option<u32>,
+    #[serde(default)]
+    pub split_external_local_origin_errors: Option<bool>,
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub base_ejection_time: Option<String>,
+    #[serde(default)]
+    pub max_ejection_percent: Option<i64>,
+    #[serde(default)]
+    pub min_health_percent: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -1911,3 +1911,158 @@ spec:
     assert_eq!(forward(&reviews(&c).routes[0]).destinations[0].host, R);
     assert!(notices(&c).contains("replaced by the later definition in test.yaml: document 5"));
 }
+
+// ------------------------------------------------- DestinationRule traffic policy per cluster
+
+/// The cluster `name` of the compiled policy.
+fn cluster<'a>(c: &'a Compiled, name: &str) -> &'a pb::Cluster {
+    c.policy
+        .clusters
+        .iter()
+        .find(|k| k.name == name)
+        .unwrap_or_else(|| panic!("no cluster {name}"))
+}
+
+const TRAFFIC_DR: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: multi}
+spec:
+  host: multi
+  trafficPolicy:
+    loadBalancer: {simple: RANDOM}
+    connectionPool:
+      tcp: {maxConnections: 7, connectTimeout: 3s, idleTimeout: 9s}
+      http: {http1MaxPendingRequests: 5, http2MaxRequests: 6, maxRetries: 0, idleTimeout: 4s, maxRequestsPerConnection: 2}
+    outlierDetection: {consecutive5xxErrors: 3, interval: 5s, baseEjectionTime: 30s, maxEjectionPercent: 50}
+    portLevelSettings:
+    - port: {number: 8080}
+      loadBalancer: {simple: ROUND_ROBIN}
+  subsets:
+  - name: a
+    labels: {v: a}
+    trafficPolicy:
+      outlierDetection: {consecutiveGatewayErrors: 2}
+  - name: b
+    labels: {v: b}
+    trafficPolicy:
+      portLevelSettings:
+      - port: {number: 80}
+        loadBalancer: {simple: LEAST_REQUEST}
+"#;
+
+/// One row: cluster name → its (load balancer, has connection pool, outlier: 5xx, gateway).
+macro_rules! traffic_row {
+    ($name:ident, $cite:literal, $cluster:expr, lb: $lb:expr, pool: $pool:expr, outlier: $od:expr) => {
+        #[doc = concat!("Source: ", $cite)]
+        #[test]
+        fn $name() {
+            let c = compile(TRAFFIC_DR);
+            let k = cluster(&c, $cluster);
+            assert_eq!(k.load_balancer, $lb);
+            assert_eq!(k.connection_pool.is_some(), $pool);
+            let od = k
+                .outlier_detection
+                .as_ref()
+                .map(|o| (o.consecutive_5xx_errors, o.consecutive_gateway_errors));
+            let want: Option<(Option<u32>, Option<u32>)> = $od;
+            assert_eq!(od, want);
+        }
+    };
+}
+
+traffic_row!(rule_policy_applies_to_the_port, "cluster_waypoint.go:343-345 @ 1.30.3",
+    "inbound-vip|80|http|multi.default.svc.cluster.local", lb: "RANDOM", pool: true, outlier: Some((Some(3), None)));
+traffic_row!(port_level_replaces_the_whole_policy, "util.go:810-835 @ 1.30.3 (no inheritance)",
+    "inbound-vip|8080|http|multi.default.svc.cluster.local", lb: "ROUND_ROBIN", pool: false, outlier: None);
+traffic_row!(subset_overrides_one_component, "util.go:838-866 @ 1.30.3 (mergeTrafficPolicy)",
+    "inbound-vip|80|http/a|multi.default.svc.cluster.local", lb: "RANDOM", pool: true, outlier: Some((None, Some(2))));
+traffic_row!(subset_port_level_replaces_every_component, "util.go:860-871 @ 1.30.3 (hasPortLevel)",
+    "inbound-vip|80|http/b|multi.default.svc.cluster.local", lb: "LEAST_REQUEST", pool: false, outlier: None);
+traffic_row!(subset_on_another_port_merges_the_rules_port_level, "util.go:840 @ 1.30.3",
+    "inbound-vip|8080|http/b|multi.default.svc.cluster.local", lb: "ROUND_ROBIN", pool: false, outlier: None);
+
+#[test]
+fn connection_pool_fields_as_istiod_reads_them() {
+    // cluster_traffic_policy.go:106-142 @ 1.30.3: positive values only; http idleTimeout wins.
+    let c = compile(TRAFFIC_DR);
+    let p = cluster(&c, "inbound-vip|80|http|multi.default.svc.cluster.local")
+        .connection_pool
+        .unwrap();
+    assert_eq!(
+        (
+            p.max_connections,
+            p.connect_timeout_ms,
+            p.http1_max_pending_requests,
+            p.http2_max_requests
+        ),
+        (7, 3000, 5, 6)
+    );
+    assert_eq!(
+        (
+            p.max_retries,
+            p.idle_timeout_ms,
+            p.max_requests_per_connection
+        ),
+        (0, 4000, 2)
+    );
+}
+
+#[test]
+fn unsupported_traffic_policy_fields_are_warnings_naming_them() {
+    let c = compile(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {consistentHash: {httpHeaderName: x-user}, localityLbSetting: {enabled: true}}
+    tls: {mode: SIMPLE}
+    outlierDetection: {consecutiveErrors: 5}
+    connectionPool: {tcp: {tcpKeepalive: {time: 10s}}}
+"#,
+    );
+    let n = notices(&c);
+    for field in [
+        "spec.trafficPolicy.loadBalancer.consistentHash",
+        "spec.trafficPolicy.loadBalancer.localityLbSetting",
+        "spec.trafficPolicy.tls",
+        "spec.trafficPolicy.outlierDetection.consecutiveErrors",
+        "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive",
+    ] {
+        assert!(
+            n.contains(&format!("{field}: ")),
+            "{field} not warned:\n{n}"
+        );
+    }
+    // consistentHash no longer fails the compile: the default balancer, and a warning.
+    assert_eq!(
+        cluster(
+            &c,
+            "inbound-vip|9080|http|reviews.default.svc.cluster.local"
+        )
+        .load_balancer,
+        ""
+    );
+}
+
+#[test]
+fn an_invalid_traffic_policy_duration_is_an_error_naming_the_field() {
+    let e = compile_err(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    outlierDetection: {baseEjectionTime: soon}
+"#,
+    );
+    assert!(
+        e.contains("outlierDetection.baseEjectionTime: invalid duration \"soon\""),
+        "{e}"
+    );
+}

@@ -31,6 +31,7 @@ fn cluster(name: &str, service: &str, port: u32, subset: &str, sel: &[(&str, &st
         subset: subset.into(),
         labels: labels(sel).into_iter().collect(),
         load_balancer: String::new(),
+        ..Default::default()
     }
 }
 

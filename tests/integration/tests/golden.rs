@@ -23,6 +23,7 @@ fn example() -> String {
             subset: subset.into(),
             labels: labels.into_iter().collect(),
             load_balancer: lb.into(),
+            ..Default::default()
         }
     };
     let policy = Policy {

@@ -507,6 +507,35 @@ both_builds! {
         assert_eq!(apps.counts("exhausted"), [3, 0, 0]);
     }
 
+    // DestinationRule `outlierDetection` on the waypoint's clusters (istiod
+    // `applyOutlierDetection`, `cluster_traffic_policy.go:454-521 @ 1.30.3`, applied to
+    // `inbound-vip` clusters at `cluster_waypoint.go:219-227`): with `consecutive5xxErrors: 1`
+    // an endpoint is ejected on its first 5xx and gets nothing more; round robin would give it
+    // every third request otherwise. The rule is the oldest of the host's two DestinationRules
+    // (name order without timestamps), so its traffic policy is the one kept.
+    async fn outlier_detection_ejects_a_failing_endpoint(build: FilterBuild) {
+        let dr = "---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: a-ejecting-policy, namespace: default}
+spec:
+  host: ejecting
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection: {consecutive5xxErrors: 1, interval: 10s, baseEjectionTime: 5m, maxEjectionPercent: 100}
+";
+        let (wp, apps) = mesh(build, &["ejecting"], dr).await;
+        apps.of("ejecting")[0].fail_next(1000);
+        let mut statuses = Vec::new();
+        for _ in 0..30 {
+            statuses.push(wp.get(&host("ejecting"), "/").await.unwrap().status.as_u16());
+        }
+        let failed = statuses.iter().filter(|s| **s != 200).count();
+        assert_eq!(failed, 1, "{statuses:?}");
+        assert_eq!(apps.counts("ejecting")[0], 1, "{:?}", apps.counts("ejecting"));
+        assert_eq!(apps.total("ejecting"), 30);
+    }
+
     // The mesh default retry policy of a route without `retries`, per release
     // (`--istio-version`): up to 1.23 it retries a 503 (`retry/retry.go:48 @ 1.23.6`); from 1.24
     // it does not (commit 65aaaf4f8c5; `retry.go:34-56 @ 1.30.3`). In the istiod shape the

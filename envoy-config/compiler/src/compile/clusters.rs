@@ -42,26 +42,12 @@ pub(super) fn collect_destination_rules(ctx: &mut Ctx) {
             );
             continue;
         }
-        let lb_of = |tp: &Option<TrafficPolicy>| -> String {
-            tp.as_ref()
-                .and_then(|t| t.load_balancer.as_ref())
-                .map(|lb| {
-                    if let Some(s) = &lb.simple {
-                        s.clone()
-                    } else if lb.consistent_hash.is_some() {
-                        "CONSISTENT_HASH".to_string()
-                    } else {
-                        String::new()
-                    }
-                })
-                .unwrap_or_default()
-        };
-        let dr_lb = lb_of(&d.spec.traffic_policy);
+        super::traffic::check_unsupported(ctx, &o.at, &d.spec);
         for t in targets {
             let merging = ctx.drs.contains_key(&t);
             let entry = ctx.drs.entry(t.clone()).or_default();
             if !merging {
-                entry.lb = dr_lb.clone();
+                entry.policy = d.spec.traffic_policy.clone().map(|tp| (tp, o.at.clone()));
             }
             let mut dup = Vec::new();
             for (i, s) in d.spec.subsets.iter().enumerate() {
@@ -69,19 +55,11 @@ pub(super) fn collect_destination_rules(ctx: &mut Ctx) {
                     dup.push((i, s.name.clone()));
                     continue;
                 }
-                let lb = {
-                    let l = lb_of(&s.traffic_policy);
-                    if l.is_empty() {
-                        dr_lb.clone()
-                    } else {
-                        l
-                    }
-                };
                 entry.subsets.push((
                     s.name.clone(),
                     SubsetDef {
                         labels: s.labels.clone(),
-                        lb,
+                        policy: s.traffic_policy.clone(),
                     },
                 ));
             }
@@ -118,15 +96,24 @@ pub(super) fn build_clusters(ctx: &mut Ctx) -> (Vec<pb::Cluster>, Registry) {
         .iter()
         .filter(|o| matches!(o.kind, ObjectKind::WorkloadEntry(_)))
         .collect();
-    for svc in &ctx.services {
+    let services = ctx.services.clone();
+    for svc in &services {
         let dr = ctx.drs.get(&svc.hostname).cloned().unwrap_or_default();
-        let mut variants: Vec<(String, BTreeMap<String, String>, String)> =
-            vec![(String::new(), BTreeMap::new(), dr.lb.clone())];
+        let mut variants: Vec<(String, BTreeMap<String, String>, Option<&TrafficPolicy>)> =
+            vec![(String::new(), BTreeMap::new(), None)];
         for (n, s) in &dr.subsets {
-            variants.push((n.clone(), s.labels.clone(), s.lb.clone()));
+            variants.push((n.clone(), s.labels.clone(), s.policy.as_ref()));
         }
+        let dr_policy = dr.policy.as_ref().map(|(tp, _)| tp);
         for p in &svc.ports {
-            for (subset, sub_labels, lb) in &variants {
+            for (subset, sub_labels, subset_policy) in &variants {
+                let settings = super::traffic::cluster_settings(
+                    ctx,
+                    dr.policy.as_ref().map(|(_, at)| at),
+                    dr_policy,
+                    (!subset.is_empty()).then_some(*subset_policy),
+                    p.number,
+                );
                 let name = ctx.cluster_name(p.number, subset, &svc.hostname);
                 let mut labels = svc.selector.clone().unwrap_or_default();
                 labels.extend(sub_labels.clone());
@@ -183,7 +170,9 @@ pub(super) fn build_clusters(ctx: &mut Ctx) -> (Vec<pb::Cluster>, Registry) {
                     port: p.number,
                     subset: subset.clone(),
                     labels: labels.into_iter().collect(),
-                    load_balancer: lb.clone(),
+                    load_balancer: settings.load_balancer,
+                    connection_pool: settings.connection_pool,
+                    outlier_detection: settings.outlier_detection,
                 });
             }
         }

@@ -8,6 +8,7 @@ mod binding;
 mod clusters;
 mod mesh;
 mod services;
+mod traffic;
 mod waypoint;
 
 pub use binding::Binding;

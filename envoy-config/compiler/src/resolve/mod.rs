@@ -63,15 +63,16 @@ pub(crate) struct Svc {
 pub(crate) struct SubsetDef {
     /// Labels the subset's endpoints carry.
     pub labels: BTreeMap<String, String>,
-    /// Load balancer (the rule's when the subset sets none).
-    pub lb: String,
+    /// The subset's own traffic policy (merged with the rule's per port when clusters are
+    /// built).
+    pub policy: Option<crate::model::TrafficPolicy>,
 }
 
 /// What the DestinationRules of one host define.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DrInfo {
-    /// Load balancer of the host.
-    pub lb: String,
+    /// Traffic policy of the host (the oldest rule's), and where it came from.
+    pub policy: Option<(crate::model::TrafficPolicy, ObjRef)>,
     /// Subsets by name, in definition order.
     pub subsets: Vec<(String, SubsetDef)>,
 }
