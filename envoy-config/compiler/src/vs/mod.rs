@@ -24,6 +24,8 @@ use crate::util::{fqdn, host_matches, parse_duration_ms};
 use layover_proto::v1 as pb;
 use std::collections::HashMap;
 
+pub(crate) use headers::{is_authority, is_internal};
+
 /// Translates every VirtualService; returns route tables keyed by served service FQDN.
 /// Services that already have Gateway API routes (`gw_routes`) keep those.
 pub(crate) fn compile_virtual_services(
@@ -43,8 +45,10 @@ pub(crate) fn compile_virtual_services(
         .map(|(i, s)| (i, s.clone()))
         .collect();
     for (_, svc) in &services {
-        let chosen = choose(ctx, &applicable, svc, gw_routes, &mut used);
-        if let Some(k) = chosen {
+        // istiod 1.30.3 merges the HTTP routes of every matching VirtualService, oldest first
+        // (`buildWaypointInboundHTTPRouteConfig`, listener_waypoint.go:1130-1142 @ 1.30.3).
+        let mut merged: Vec<pb::HttpRoute> = Vec::new();
+        for k in choose(ctx, &applicable, svc, gw_routes, &mut used) {
             used[k] = true;
             translated[k] = true;
             let o = applicable[k];
@@ -56,11 +60,16 @@ pub(crate) fn compile_virtual_services(
                 ctx.info(
                     &o.at,
                     "spec.http",
-                    format!("no route of this VirtualService applies to the waypoint; {} keeps its default route", svc.hostname),
+                    format!(
+                        "no route of this VirtualService applies to the waypoint for {}",
+                        svc.hostname
+                    ),
                 );
-            } else {
-                out.insert(svc.hostname.clone(), routes);
             }
+            merged.extend(routes);
+        }
+        if !merged.is_empty() {
+            out.insert(svc.hostname.clone(), merged);
         }
     }
     for (k, o) in applicable.iter().enumerate() {
@@ -133,17 +142,19 @@ fn applicable<'a>(ctx: &mut Ctx<'a>) -> Vec<&'a Object> {
     applicable
 }
 
-/// The VirtualService that routes `svc`: the oldest applicable one with HTTP routes for its
-/// host, from the service's or the waypoint's namespace. The others that would apply are
-/// marked `used` (with a warning) so they are not reported as matching nothing.
+/// The VirtualServices that route `svc`, oldest first: the applicable ones with HTTP routes
+/// for its host, from the service's or the waypoint's namespace (`getVirtualServiceForWaypoint`,
+/// listener_waypoint.go:1161-1178 @ 1.30.3; those without `http` are skipped, :1132-1134).
+/// None when the service has HTTPRoutes, which take precedence (those VirtualServices are
+/// marked `used`, with a warning, so they are not reported as matching nothing).
 fn choose(
     ctx: &mut Ctx,
     applicable: &[&Object],
     svc: &Svc,
     gw_routes: &HashMap<String, Vec<pb::HttpRoute>>,
     used: &mut [bool],
-) -> Option<usize> {
-    let mut chosen: Option<usize> = None;
+) -> Vec<usize> {
+    let mut chosen: Vec<usize> = Vec::new();
     for (k, o) in applicable.iter().enumerate() {
         let ObjectKind::VirtualService(d) = &o.kind else {
             continue;
@@ -176,18 +187,18 @@ fn choose(
             used[k] = true;
             continue;
         }
-        match chosen {
-            None => chosen = Some(k),
-            Some(c) => {
-                let first = applicable[c].at.object();
-                ctx.warn(
-                    &o.at,
-                    "",
-                    format!("ignored for {}: {first} already routes this host; a waypoint uses only the first (oldest) VirtualService with HTTP routes (istiod getVirtualServiceForWaypoint)", svc.hostname),
-                );
-                used[k] = true;
-            }
+        if let Some(&first) = chosen.first() {
+            let first = applicable[first].at.object();
+            ctx.info(
+                &o.at,
+                "",
+                format!("merged for {}: its routes follow those of the older {first} (istiod merges every matching VirtualService, listener_waypoint.go:1130-1142 @ 1.30.3)", svc.hostname),
+            );
         }
+        chosen.push(k);
+    }
+    if gw_routes.contains_key(&svc.hostname) {
+        chosen.clear();
     }
     chosen
 }
@@ -228,7 +239,11 @@ fn translate_vs(
             .map(|d| &d.destination)
             .chain(http.mirror.iter())
             .chain(http.mirrors.iter().map(|m| &m.destination))
-            .any(|d| port_ambiguous(ctx, &fqdn(&d.host, &ns), d.port.as_ref().map(|p| p.number)));
+            .any(|d| port_ambiguous(ctx, &fqdn(&d.host, &ns), d.port.as_ref().map(|p| p.number)))
+            // FROM_REQUEST_PORT redirects carry the arrival port (route.go:803-808 @ 1.30.3).
+            || http.redirect.as_ref().is_some_and(|rd| {
+                rd.port.is_none() && rd.derive_port.as_deref() == Some("FROM_REQUEST_PORT")
+            });
         let listen_ports: Vec<Option<u32>> = match svc {
             Some(s) if ambiguous && s.ports.len() > 1 => {
                 s.ports.iter().map(|p| Some(p.number)).collect()
@@ -319,13 +334,17 @@ fn translate_http(
         r.matches.push(match_::route_match(ctx, at, &mp, m));
     }
     r.action = action(ctx, at, &path, http, lp, nerr);
+    let mut authority = None;
     if let Some(h) = &http.headers {
-        r.request_headers = headers::header_ops(h.request.as_ref());
+        let (req, a) = headers::header_ops_and_authority(h.request.as_ref());
+        r.request_headers = req;
         r.response_headers = headers::header_ops(h.response.as_ref());
+        authority = a;
     }
     if let Some(rw) = &http.rewrite {
         r.rewrite = Some(rewrite::rewrite(ctx, at, &path, rw));
     }
+    host_rewrite(ctx, at, &path, http, authority, &mut r);
     if let Some(t) = &http.timeout {
         r.timeout_ms = duration(ctx, at, &format!("{path}.timeout"), t);
     }
@@ -340,6 +359,56 @@ fn translate_http(
         r.cors = Some(cors::cors(ctx, at, &path, c));
     }
     Some(r)
+}
+
+/// The host rewrite a forward route gets from `:authority` / `host` header operations
+/// (istiod `applyHTTPRouteDestination`, route.go:654-662 @ 1.30.3: `rewrite.authority` wins over
+/// the route's headers); with a single destination its own header authority applies only when
+/// the route sets none (`processDestination`, route.go:725-734). A weighted destination's
+/// authority (route.go:765-768, per cluster) is not expressible yet: dropped with a warning.
+fn host_rewrite(
+    ctx: &mut Ctx,
+    at: &ObjRef,
+    path: &str,
+    http: &VsHttpRoute,
+    authority: Option<String>,
+    r: &mut pb::HttpRoute,
+) {
+    if !matches!(r.action, Some(pb::http_route::Action::Forward(_))) {
+        return;
+    }
+    let from_rewrite = r
+        .rewrite
+        .as_ref()
+        .is_some_and(|rw| !rw.authority.is_empty());
+    let dest_authority = |k: usize| {
+        http.route.get(k).and_then(|d| {
+            headers::header_ops_and_authority(d.headers.as_ref().and_then(|h| h.request.as_ref())).1
+        })
+    };
+    let chosen = if from_rewrite {
+        None
+    } else if authority.is_some() {
+        authority
+    } else if http.route.len() == 1 {
+        dest_authority(0)
+    } else {
+        None
+    };
+    if http.route.len() > 1 {
+        for k in 0..http.route.len() {
+            if dest_authority(k).is_some() {
+                ctx.warn(
+                    at,
+                    format!("{path}.route[{k}].headers.request"),
+                    "ignored: a :authority / host operation on one of several weighted destinations (istiod rewrites the host per cluster) is not supported yet",
+                );
+            }
+        }
+    }
+    if let Some(a) = chosen {
+        r.rewrite.get_or_insert_with(Default::default).authority = a;
+    }
 }
 
 /// Exactly one of route, redirect, directResponse (istio validateHTTPRoute); the action of
@@ -375,7 +444,7 @@ fn action(
         );
     }
     if let Some(rd) = &http.redirect {
-        Some(Action::Redirect(redirect::redirect(ctx, at, path, rd)))
+        Some(Action::Redirect(redirect::redirect(ctx, at, path, rd, lp)))
     } else if let Some(dr) = &http.direct_response {
         Some(Action::DirectResponse(direct_response::direct_response(
             ctx, at, path, dr,
