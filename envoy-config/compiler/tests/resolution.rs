@@ -1806,3 +1806,56 @@ spec:
     assert_eq!(forward(&reviews(&c).routes[0]).destinations[0].host, R);
     assert!(notices(&c).contains("replaced by the later definition in test.yaml: document 5"));
 }
+
+case! {
+    grpcroute_method_matches_become_path_matches,
+    "GRPCRoute: service+method exact → exact path, service only → prefix /svc/ (one trailing / trimmed), method only → regex, RegularExpression forms",
+    cite: "istiod convertGRPCRoute / createGRPCURIMatch (pilot/pkg/config/kube/gateway/conversion.go:265-346, 1570-1618 @ 1.30.3); PathPrefix trimming conversion.go:1549-1553",
+    yaml: r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews}]
+  rules:
+  - matches:
+    - method: {service: pkg.S, method: M}
+    - method: {service: pkg.S}
+    - method: {method: M}
+    - method: {type: RegularExpression, service: "pkg\\..*"}
+    - headers: [{name: X-H, value: v}]
+    backendRefs: [{name: ratings, port: 9080}]
+"#,
+    check: |c| {
+        let r = &reviews(c).routes;
+        let uris: Vec<_> = r.iter().map(|x| x.matches[0].uri.clone()).collect();
+        assert!(uris.contains(&exact("/pkg.S/M")));
+        assert!(uris.contains(&prefix("/pkg.S")));
+        assert!(uris.contains(&regex("/[^/]+/M")));
+        assert!(uris.contains(&regex("/pkg\\..*/.+")));
+        assert!(r.iter().all(|x| x.origin.as_ref().unwrap().kind == "GRPCRoute"));
+        let h = r.iter().find(|x| !x.matches[0].headers.is_empty()).unwrap();
+        assert_eq!(h.matches[0].headers[0].name, "x-h");
+    },
+}
+
+case! {
+    without_headers_regex_star_is_a_present_match,
+    "withoutHeaders regex \"*\" is accepted and compiles to a present match (the route matches when the header is absent)",
+    cite: "pkg/config/validation/virtualservice.go:149-154 @ 1.30.3; route.go:1164-1186 canBeConvertedToPresentMatch; tests/integration/pilot/common/routing.go:1171 \"without headers regex convert to present_match\"",
+    yaml: r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{withoutHeaders: {end-user: {regex: "*"}}}]
+    route: [{destination: {host: reviews}}]
+"#,
+    check: |c| {
+        let m = &reviews(c).routes[0].matches[0];
+        assert_eq!(m.without_headers[0].name, "end-user");
+        assert_eq!(m.without_headers[0].value, None);
+    },
+}

@@ -364,8 +364,11 @@ fn translate_http(
 /// The host rewrite a forward route gets from `:authority` / `host` header operations
 /// (istiod `applyHTTPRouteDestination`, route.go:654-662 @ 1.30.3: `rewrite.authority` wins over
 /// the route's headers); with a single destination its own header authority applies only when
-/// the route sets none (`processDestination`, route.go:725-734). A weighted destination's
-/// authority (route.go:765-768, per cluster) is not expressible yet: dropped with a warning.
+/// the route sets none (`processDestination`, route.go:725-734). Weighted destinations rewrite
+/// per cluster (route.go:765-768), and a route-level rewrite still wins (routing.go "set host
+/// header in route and multi destination" @ 1.30.3); when every weighted destination sets the
+/// same authority that is one route-level rewrite ("set host header multi destination"). Other
+/// mixes are not expressible yet: dropped with a warning.
 fn host_rewrite(
     ctx: &mut Ctx,
     at: &ObjRef,
@@ -386,26 +389,29 @@ fn host_rewrite(
             headers::header_ops_and_authority(d.headers.as_ref().and_then(|h| h.request.as_ref())).1
         })
     };
+    // The destinations istiod keeps: all of a single one; 0-weight ones are skipped otherwise.
+    let kept: Vec<usize> = (0..http.route.len())
+        .filter(|&k| http.route.len() == 1 || http.route[k].weight.unwrap_or(0) != 0)
+        .collect();
+    let dests: Vec<Option<String>> = kept.iter().map(|&k| dest_authority(k)).collect();
     let chosen = if from_rewrite {
         None
     } else if authority.is_some() {
         authority
-    } else if http.route.len() == 1 {
-        dest_authority(0)
+    } else if dests.first().is_some_and(Option::is_some) && dests.windows(2).all(|w| w[0] == w[1]) {
+        dests.first().cloned().flatten()
     } else {
-        None
-    };
-    if http.route.len() > 1 {
-        for k in 0..http.route.len() {
-            if dest_authority(k).is_some() {
+        for (&k, a) in kept.iter().zip(&dests) {
+            if a.is_some() {
                 ctx.warn(
                     at,
                     format!("{path}.route[{k}].headers.request"),
-                    "ignored: a :authority / host operation on one of several weighted destinations (istiod rewrites the host per cluster) is not supported yet",
+                    "ignored: a :authority / host operation on some but not all weighted destinations (istiod rewrites the host per cluster) is not supported yet",
                 );
             }
         }
-    }
+        None
+    };
     if let Some(a) = chosen {
         r.rewrite.get_or_insert_with(Default::default).authority = a;
     }
