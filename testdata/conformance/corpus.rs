@@ -91,6 +91,7 @@ macro_rules! corpus {
         $m!(gw_redirect_replace_prefix_match);
         $m!(gw_header_modifier_host_rewrites_the_authority);
         $m!(gw_header_modifier_first_duplicate_wins);
+        $m!(gw_backend_ref_host_header_rewrites_the_authority);
         $m!(gw_parent_ref_port_applies_to_that_port_only);
         $m!(gw_parent_ref_port_routes_that_port);
         $m!(grpc_route_service_and_method_exact);
@@ -666,6 +667,28 @@ spec:
         req: get("a:9080", "/h"),
         eval: r#"{"action":"route","authority":"gw.example","request_headers":[]}"#,
         envoy: Some(Envoy { status: 200, backend: Some("b"), authority: Some("gw.example"), ..Envoy::default() }),
+        native: true,
+    }
+}
+
+pub fn gw_backend_ref_host_header_rewrites_the_authority() -> Row {
+    Row {
+        cite: "conversion.go:970-996 @ 1.30.3 (backendRef filters become the destination's headers) → route.go:725-734 (a single destination's host header is the host rewrite)",
+        yaml: r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: a, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: a}]
+  rules:
+  - backendRefs:
+    - name: b
+      port: 9080
+      filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: host, value: backend.example}]}}]
+"#,
+        req: get("a:9080", "/h"),
+        eval: r#"{"action":"route","authority":"backend.example"}"#,
+        envoy: Some(Envoy { status: 200, backend: Some("b"), authority: Some("backend.example"), ..Envoy::default() }),
         native: true,
     }
 }

@@ -327,6 +327,41 @@ fn apply_prefix_replacement(r: &mut pb::HttpRoute, repl: &str) {
     }
 }
 
+/// The host rewrite the backendRefs' RequestHeaderModifier `host` entries ask for: one backend's,
+/// or the value every backend of non-zero weight sets (istiod's per-cluster host rewrite then
+/// rewrites every request alike, route.go:765-768 @ 1.30.3). Other mixes are not expressible yet:
+/// warned and dropped.
+fn backend_authority(ctx: &mut Ctx, at: &ObjRef, rp: &str, rule: &HrRule) -> Option<String> {
+    let kept: Vec<(usize, Option<String>)> = rule
+        .backend_refs
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.weight.unwrap_or(1) != 0)
+        .map(|(i, b)| {
+            let a = b
+                .filters
+                .iter()
+                .filter_map(|f| f.request_header_modifier.as_ref())
+                .find_map(filter::header_authority);
+            (i, a)
+        })
+        .collect();
+    let first = kept.first().and_then(|(_, a)| a.clone());
+    if first.is_some() && kept.iter().all(|(_, a)| *a == first) {
+        return first;
+    }
+    for (i, a) in &kept {
+        if a.is_some() {
+            ctx.warn(
+                at,
+                format!("{rp}.backendRefs[{i}].filters"),
+                "ignored: a host header on some but not all weighted backendRefs (istiod rewrites the host per cluster) is not supported yet",
+            );
+        }
+    }
+    None
+}
+
 /// A rule's route without matches, shared by its matches.
 struct RuleAction {
     route: pb::HttpRoute,
@@ -392,8 +427,12 @@ fn rule_action(
         };
     }
     r.action = Some(backend::backends(ctx, at, rp, ns, rule, parent_port));
-    // A URLRewrite hostname wins over a header modifier's host (route.go:654-662 @ 1.30.3).
-    if let Some(a) = filtered.header_authority {
+    // A URLRewrite hostname wins over a header modifier's host (route.go:654-662 @ 1.30.3),
+    // which wins over the backendRefs' own (route.go:725-734, 765-768).
+    if let Some(a) = filtered
+        .header_authority
+        .or_else(|| backend_authority(ctx, at, rp, rule))
+    {
         let rw = r.rewrite.get_or_insert_with(Default::default);
         if rw.authority.is_empty() {
             rw.authority = a;
