@@ -212,7 +212,7 @@ fn load_value(bundle: &mut Bundle, file: &str, doc: usize, value: Value) -> Resu
             Some(("networking.istio.io", &["v1", "v1beta1", "v1alpha3"]))
         }
         "AuthorizationPolicy" => Some(("security.istio.io", &["v1", "v1beta1"])),
-        "HTTPRoute" => Some(("gateway.networking.k8s.io", &["v1", "v1beta1"])),
+        "HTTPRoute" | "GRPCRoute" => Some(("gateway.networking.k8s.io", &["v1", "v1beta1"])),
         "Gateway" => {
             if group == "networking.istio.io" {
                 notice(
@@ -357,7 +357,29 @@ fn typed(at: &ObjRef, kind: &str, v: Value) -> Result<ObjectKind, Error> {
         "DestinationRule" => ObjectKind::DestinationRule(de(at, v)?),
         "Gateway" => ObjectKind::Gateway(de(at, v)?),
         "HTTPRoute" => ObjectKind::HttpRoute(de(at, v)?),
+        "GRPCRoute" => ObjectKind::HttpRoute(grpc_route(at, v)?),
         _ => ObjectKind::AuthorizationPolicy(de(at, v)?),
+    })
+}
+
+/// A GRPCRoute, read as the HTTPRoute istiod converts it to (conversion.go:265-346 @ 1.30.3).
+#[allow(clippy::result_large_err)]
+fn grpc_route(
+    at: &ObjRef,
+    v: Value,
+) -> Result<crate::model::Doc<crate::model::HttpRouteSpec>, Error> {
+    let d: crate::model::Doc<crate::model::GrpcRouteSpec> = de(at, v)?;
+    let spec = crate::gwapi::grpc_to_http_route(d.spec).map_err(|(path, message)| Error {
+        at: Location::Object(at.clone()),
+        path,
+        message,
+    })?;
+    Ok(crate::model::Doc {
+        api_version: d.api_version,
+        kind: d.kind,
+        metadata: d.metadata,
+        spec,
+        status: d.status,
     })
 }
 

@@ -1075,3 +1075,55 @@ pub struct PathNormalizationSpec {
     #[serde(default)]
     pub normalization: Option<String>,
 }
+
+/// Gateway API `GRPCRoute` spec (gateway.networking.k8s.io/v1). Compiled as the HTTPRoute istiod
+/// converts it to (`convertGRPCRoute`, pilot/pkg/config/kube/gateway/conversion.go:265-346 @
+/// 1.30.3); see `gwapi::grpc`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GrpcRouteSpec {
+    #[serde(default)]
+    pub parent_refs: Vec<ParentRef>,
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<GrRule>,
+}
+
+/// A `GRPCRouteRule`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GrRule {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub matches: Vec<GrMatch>,
+    #[serde(default)]
+    pub filters: Vec<HrFilter>,
+    #[serde(default)]
+    pub backend_refs: Vec<HrBackendRef>,
+    #[serde(default)]
+    pub session_persistence: Option<Value>,
+}
+
+/// A `GRPCRouteMatch`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GrMatch {
+    #[serde(default)]
+    pub method: Option<GrMethod>,
+    #[serde(default)]
+    pub headers: Vec<HrNameValue>,
+}
+
+/// A `GRPCMethodMatch`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GrMethod {
+    #[serde(rename = "type", default)]
+    pub type_: Option<String>,
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub method: Option<String>,
+}

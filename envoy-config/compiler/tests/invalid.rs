@@ -53,6 +53,13 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "invalid type: string \"x\"",
     ),
     (
+        // istiod convertGRPCRoute (conversion.go:320-324 @ 1.30.3): unsupported filter type.
+        "grpcroute-filter.yaml",
+        "document 2 (GRPCRoute default/reviews)",
+        "spec.rules[0].filters[0].type",
+        "unsupported filter type \"URLRewrite\" for a GRPCRoute",
+    ),
+    (
         "zero-total-weight.yaml",
         "document 2 (VirtualService default/reviews)",
         "spec.http[0].route",

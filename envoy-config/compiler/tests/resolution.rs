@@ -852,9 +852,9 @@ data:
 }
 
 case! {
-    timeout_and_fault_delay_default_100_legacy_percent_abort,
-    "timeout and fault (delay default 100%, legacy percent, abort)",
-    cite: "Istio HTTPFaultInjection reference; istiod translateFault",
+    timeout_and_fault_delay_default_0_legacy_percent_abort,
+    "timeout and fault (delay and abort without percentage: 0%, legacy percent)",
+    cite: "istiod TranslateFault (route.go:1396-1400, 1414-1416 @ 1.30.3); virtual_service.proto:1474,1521 @ 1.30.3 (unspecified: no request delayed / aborted)",
     yaml: r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -873,13 +873,13 @@ spec:
         assert_eq!(r[0].timeout_ms, 1500);
         let f = r[0].fault.as_ref().unwrap();
         assert_eq!(f.delay.as_ref().unwrap().fixed_delay_ms, 7000);
-        assert_eq!(f.delay.as_ref().unwrap().percentage, 100.0);
+        assert_eq!(f.delay.as_ref().unwrap().percentage, 0.0);
         assert_eq!(f.abort.as_ref().unwrap().http_status, 500);
         assert_eq!(f.abort.as_ref().unwrap().percentage, 10.5);
         let f = r[1].fault.as_ref().unwrap();
         assert_eq!(f.delay.as_ref().unwrap().percentage, 20.0);
         assert_eq!(f.abort.as_ref().unwrap().grpc_status, 14);
-        assert_eq!(f.abort.as_ref().unwrap().percentage, 100.0);
+        assert_eq!(f.abort.as_ref().unwrap().percentage, 0.0);
     },
 }
 
@@ -1199,9 +1199,9 @@ spec:
 }
 
 case! {
-    pathprefix_is_element_wise_exact_foo_or_prefix_foo,
-    "PathPrefix is element-wise: exact /foo or prefix /foo/",
-    cite: "Gateway API PathPrefix ('/foo' matches '/foo/bar', not '/foobar'); Envoy path_separated_prefix",
+    pathprefix_is_element_wise_one_separated_prefix,
+    "PathPrefix is element-wise: one prefix /foo (one trailing / trimmed) that the engine reads as path_separated_prefix",
+    cite: "Gateway API PathPrefix ('/foo' matches '/foo/bar', not '/foobar'); istiod createURIMatch (conversion.go:1549-1553 @ 1.30.3) and TranslateRouteMatch (route.go:1088-1093)",
     yaml: r#"
 apiVersion: gateway.networking.k8s.io/v1beta1
 kind: HTTPRoute
@@ -1214,9 +1214,8 @@ spec:
 "#,
     check: |c| {
         let m = &reviews(c).routes[0].matches;
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].uri, exact("/foo"));
-        assert_eq!(m[1].uri, prefix("/foo/"));
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].uri, prefix("/foo"));
     },
 }
 
@@ -1254,18 +1253,17 @@ spec:
 "#,
     check: |c| {
         let r = &reviews(c).routes;
-        // Exact /full (longer) before Exact /old, then /api as exact /api + prefix /api/.
+        // Exact /full (longer) before Exact /old, then prefix /api.
         let Some(pb::http_route::Action::Redirect(rd)) = &r[1].action else { panic!("{:?}", r[1]) };
         assert_eq!((rd.status, rd.scheme.as_str(), rd.authority.as_str(), rd.uri.as_str()), (302, "https", "new.example", "/new"));
         assert!(rd.port_from_scheme);
         let w = r[0].rewrite.as_ref().unwrap();
         assert!(w.has_full_path);
         assert_eq!(w.full_path, "/other");
-        assert_eq!(r[2].matches[0].uri, exact("/api"));
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[2].matches[0].uri, prefix("/api"));
         assert_eq!(r[2].rewrite.as_ref().unwrap().uri, "/v2");
-        assert_eq!(r[3].matches[0].uri, prefix("/api/"));
-        assert_eq!(r[3].rewrite.as_ref().unwrap().uri, "/v2/");
-        assert_eq!(r[3].rewrite.as_ref().unwrap().authority, "internal");
+        assert_eq!(r[2].rewrite.as_ref().unwrap().authority, "internal");
         assert_eq!(r[2].request_headers.as_ref().unwrap().set[0].name, "x-a");
         assert_eq!(r[2].request_headers.as_ref().unwrap().remove, ["x-b"]);
         assert_eq!(r[2].response_headers.as_ref().unwrap().add[0].name, "x-c");
@@ -2065,4 +2063,57 @@ spec:
         e.contains("outlierDetection.baseEjectionTime: invalid duration \"soon\""),
         "{e}"
     );
+}
+
+case! {
+    grpcroute_method_matches_become_path_matches,
+    "GRPCRoute: service+method exact → exact path, service only → prefix /svc/ (one trailing / trimmed), method only → regex, RegularExpression forms",
+    cite: "istiod convertGRPCRoute / createGRPCURIMatch (pilot/pkg/config/kube/gateway/conversion.go:265-346, 1570-1618 @ 1.30.3); PathPrefix trimming conversion.go:1549-1553",
+    yaml: r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews}]
+  rules:
+  - matches:
+    - method: {service: pkg.S, method: M}
+    - method: {service: pkg.S}
+    - method: {method: M}
+    - method: {type: RegularExpression, service: "pkg\\..*"}
+    - headers: [{name: X-H, value: v}]
+    backendRefs: [{name: ratings, port: 9080}]
+"#,
+    check: |c| {
+        let r = &reviews(c).routes;
+        let uris: Vec<_> = r.iter().map(|x| x.matches[0].uri.clone()).collect();
+        assert!(uris.contains(&exact("/pkg.S/M")));
+        assert!(uris.contains(&prefix("/pkg.S")));
+        assert!(uris.contains(&regex("/[^/]+/M")));
+        assert!(uris.contains(&regex("/pkg\\..*/.+")));
+        assert!(r.iter().all(|x| x.origin.as_ref().unwrap().kind == "GRPCRoute"));
+        let h = r.iter().find(|x| !x.matches[0].headers.is_empty()).unwrap();
+        assert_eq!(h.matches[0].headers[0].name, "x-h");
+    },
+}
+
+case! {
+    without_headers_regex_star_is_a_present_match,
+    "withoutHeaders regex \"*\" is accepted and compiles to a present match (the route matches when the header is absent)",
+    cite: "pkg/config/validation/virtualservice.go:149-154 @ 1.30.3; route.go:1164-1186 canBeConvertedToPresentMatch; tests/integration/pilot/common/routing.go:1171 \"without headers regex convert to present_match\"",
+    yaml: r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{withoutHeaders: {end-user: {regex: "*"}}}]
+    route: [{destination: {host: reviews}}]
+"#,
+    check: |c| {
+        let m = &reviews(c).routes[0].matches[0];
+        assert_eq!(m.without_headers[0].name, "end-user");
+        assert_eq!(m.without_headers[0].value, None);
+    },
 }

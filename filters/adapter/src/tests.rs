@@ -323,7 +323,7 @@ metadata: {name: reviews, namespace: default}
 spec:
   hosts: [reviews]
   http:
-  - fault: {delay: {fixedDelay: 250ms}}
+  - fault: {delay: {fixedDelay: 250ms, percentage: {value: 100}}}
     route: [{destination: {host: reviews, subset: v1}}]
 "#,
     );

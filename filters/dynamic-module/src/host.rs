@@ -67,6 +67,12 @@ impl HttpFilter<'_> {
     }
 
     /// Sends a local reply. `details` is the response-code detail in access logs (a token).
+    ///
+    /// Envoy's `envoy_dynamic_module_callback_http_send_response` passes `sendLocalReply` a gRPC
+    /// status of 0, so a gRPC client would read `grpc-status: 0` (OK) on a 404 or 403. The reply
+    /// to a gRPC request therefore carries the status Envoy maps the HTTP code to
+    /// (`Grpc::Utility::httpToGrpcStatus`), as the wasm build and native Envoy answer, unless
+    /// layover already set one (fault abort `grpcStatus`).
     pub(crate) fn send_response(
         self,
         status: u16,
@@ -74,8 +80,36 @@ impl HttpFilter<'_> {
         body: &[u8],
         details: &str,
     ) {
+        let has_grpc_status = headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("grpc-status"));
+        if !has_grpc_status && self.is_grpc_request() {
+            let mut with = headers.to_vec();
+            with.push((
+                "grpc-status".to_string(),
+                grpc_status_for(status).to_string(),
+            ));
+            self.raw
+                .send_response(u32::from(status), &with, body, details.as_bytes());
+            return;
+        }
         self.raw
             .send_response(u32::from(status), headers, body, details.as_bytes());
+    }
+
+    /// Envoy `Grpc::Common::hasGrpcContentType`: `application/grpc`, optionally followed by `+`
+    /// or `;` and more.
+    fn is_grpc_request(self) -> bool {
+        self.headers(HeaderKind::Request)
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .any(|(_, v)| {
+                let v = v.as_bytes();
+                let base = b"application/grpc";
+                v.len() >= base.len()
+                    && v[..base.len()].eq_ignore_ascii_case(base)
+                    && matches!(v.get(base.len()), None | Some(b'+') | Some(b';'))
+            })
     }
 
     /// Makes the connection manager re-run route selection (after writing the cluster header).
@@ -195,5 +229,30 @@ impl SpecifierContext<'_> {
     /// Selects the upstream cluster for the request.
     pub(crate) fn set_cluster_name(self, cluster: &str) {
         self.raw.set_cluster_name(cluster.as_bytes());
+    }
+}
+
+/// Envoy `Grpc::Utility::httpToGrpcStatus` (source/common/grpc/status.cc).
+fn grpc_status_for(http: u16) -> u32 {
+    match http {
+        400 => 13,             // INTERNAL
+        401 => 16,             // UNAUTHENTICATED
+        403 => 7,              // PERMISSION_DENIED
+        404 => 12,             // UNIMPLEMENTED
+        429 | 502..=504 => 14, // UNAVAILABLE
+        _ => 2,                // UNKNOWN
+    }
+}
+
+#[cfg(test)]
+mod grpc_status_tests {
+    use super::grpc_status_for;
+
+    #[test]
+    fn http_codes_map_as_envoy_maps_them() {
+        assert_eq!(grpc_status_for(404), 12);
+        assert_eq!(grpc_status_for(403), 7);
+        assert_eq!(grpc_status_for(503), 14);
+        assert_eq!(grpc_status_for(500), 2);
     }
 }

@@ -15,7 +15,7 @@ pub use binding::Binding;
 
 use crate::diag::{Error, Errors, Location, Notice, Severity};
 use crate::object::Bundle;
-use crate::resolve::{istio_default_retry, Ctx};
+use crate::resolve::{istio_default_retry, Ctx, Svc};
 use layover_envoyfilter::{DefaultRouteRetry, IstioVersion};
 use layover_proto::v1 as pb;
 use std::collections::{BTreeMap, HashMap};
@@ -219,13 +219,16 @@ fn service_table(
         if !ctx.served[i] {
             continue;
         }
-        let (route_source, rts) = if let Some(r) = routes.remove(&svc.hostname) {
+        let (route_source, mut rts) = if let Some(r) = routes.remove(&svc.hostname) {
             (pb::RouteSource::HttpRoute, r)
         } else if let Some(r) = vs_routes.remove(&svc.hostname) {
             (pb::RouteSource::VirtualService, r)
         } else {
             (pb::RouteSource::Default, Vec::new())
         };
+        if route_source != pb::RouteSource::Default {
+            default_routes_for_unrouted_ports(ctx, svc, &mut rts);
+        }
         services.push(pb::Service {
             hostname: svc.hostname.clone(),
             namespace: svc.namespace.clone(),
@@ -271,6 +274,40 @@ fn default_route_retry(istio: IstioVersion, protocol: &str) -> Option<pb::RetryP
                 ..pb::RetryPolicy::default()
             })
         }
+    }
+}
+
+/// istiod builds a waypoint's routes per service port, and a port none of the service's routes
+/// applies to (every match names another port, e.g. an HTTPRoute parentRef `port`,
+/// conversion.go:359-373 @ 1.30.3) gets the service's default inbound route
+/// (`buildWaypointInboundHTTPRouteConfig`, listener_waypoint.go:1143-1145 @ 1.30.3): appended
+/// here, pinned to that port.
+fn default_routes_for_unrouted_ports(ctx: &Ctx, svc: &Svc, rts: &mut Vec<pb::HttpRoute>) {
+    for p in &svc.ports {
+        let applies = |r: &pb::HttpRoute| {
+            r.matches.is_empty() || r.matches.iter().any(|m| m.port == 0 || m.port == p.number)
+        };
+        if rts.iter().any(applies) {
+            continue;
+        }
+        rts.push(pb::HttpRoute {
+            matches: vec![pb::RouteMatch {
+                port: p.number,
+                ..Default::default()
+            }],
+            action: Some(pb::http_route::Action::Forward(pb::Forward {
+                destinations: vec![pb::Destination {
+                    cluster: ctx.cluster_name(p.number, "", &svc.hostname),
+                    host: svc.hostname.clone(),
+                    port: p.number,
+                    weight: 100,
+                    ..Default::default()
+                }],
+            })),
+            // The default route's own retry policy where the release has one.
+            retries: default_route_retry(ctx.istio, &p.protocol),
+            ..Default::default()
+        });
     }
 }
 

@@ -8,6 +8,7 @@ use crate::model::{
     HrCors, HrHeaderModifier, HrHeaderValue, HrMirror, HrRedirect, HrRule, HrUrlRewrite,
 };
 use crate::resolve::{resolve_dest, Ctx};
+use crate::vs::{is_authority, is_internal};
 use layover_proto::v1 as pb;
 
 /// What a rule's filters decide beyond the route fields they set directly.
@@ -17,6 +18,8 @@ pub(super) struct Filtered {
     pub prefix_replacement: Option<String>,
     /// The RequestRedirect filter's redirect, which replaces the backends.
     pub redirect: Option<pb::Redirect>,
+    /// The host rewrite a RequestHeaderModifier's `host` entry asks for.
+    pub header_authority: Option<String>,
 }
 
 /// Applies `rule.filters` to `r` (at `{rp}.filters[i]`); mirrors resolve against the request's
@@ -35,7 +38,10 @@ pub(super) fn apply(
         let fp = format!("{rp}.filters[{fi}]");
         match f.type_.as_str() {
             "RequestHeaderModifier" => match &f.request_header_modifier {
-                Some(h) => merge_ops(&mut r.request_headers, header_mod(h)),
+                Some(h) => {
+                    merge_ops(&mut r.request_headers, header_mod(h));
+                    out.header_authority = header_authority(h).or(out.header_authority);
+                }
                 None => ctx.err(
                     at,
                     format!("{fp}.requestHeaderModifier"),
@@ -57,6 +63,7 @@ pub(super) fn apply(
                         at,
                         &fp,
                         rd,
+                        parent_port,
                         &mut out.prefix_replacement,
                     ))
                 }
@@ -110,12 +117,16 @@ pub(super) fn apply(
 }
 
 /// RequestRedirect → a redirect (status default 302); a ReplacePrefixMatch path is returned
-/// through `prefix_replacement`, applied per match later.
+/// through `prefix_replacement`, applied per match later. Without `port` and `scheme` the
+/// request's port is kept: istiod `createRedirectFilter` writes `FROM_REQUEST_PORT`
+/// (conversion.go:1393-1403 @ 1.30.3), i.e. the port the route is built for, `port`
+/// (route.go:803-808).
 fn request_redirect(
     ctx: &mut Ctx,
     at: &ObjRef,
     fp: &str,
     rd: &HrRedirect,
+    port: Option<u32>,
     prefix_replacement: &mut Option<String>,
 ) -> pb::Redirect {
     let status = rd.status_code.unwrap_or(302);
@@ -128,7 +139,11 @@ fn request_redirect(
     }
     let mut out = pb::Redirect {
         authority: rd.hostname.clone().unwrap_or_default(),
-        port: rd.port.unwrap_or(0),
+        port: match (rd.port, &rd.scheme) {
+            (Some(p), _) => p,
+            (None, None) => port.unwrap_or(0),
+            (None, Some(_)) => 0,
+        },
         // Gateway API: with a scheme and no port, the scheme's well-known port.
         port_from_scheme: rd.scheme.is_some() && rd.port.is_none(),
         scheme: rd.scheme.clone().unwrap_or_default(),
@@ -221,13 +236,16 @@ fn request_mirror(
                 (None, Some(p)) => f64::from(p.min(100)),
                 (None, None) => 100.0,
             };
-            mirrors.push(pb::Mirror {
-                cluster: d.cluster,
-                host: d.host,
-                port: d.port,
-                subset: String::new(),
-                percentage: pct,
-            });
+            // 0% writes no mirror (conversion.go:1250-1256 → route.go:932-946 @ 1.30.3).
+            if pct > 0.0 {
+                mirrors.push(pb::Mirror {
+                    cluster: d.cluster,
+                    host: d.host,
+                    port: d.port,
+                    subset: String::new(),
+                    percentage: pct,
+                });
+            }
         }
         Err(e) => ctx.err(at, mp, e),
     }
@@ -256,21 +274,58 @@ fn cors(c: &HrCors) -> pb::CorsPolicy {
     }
 }
 
-/// A header modifier → header operations (names lower-cased).
-pub(super) fn header_mod(h: &HrHeaderModifier) -> pb::HeaderOperations {
-    let hv = |v: &Vec<HrHeaderValue>| {
-        v.iter()
-            .map(|x| pb::HeaderValue {
-                name: x.name.to_ascii_lowercase(),
+/// istiod `headerListToMap` (conversion.go:1221-1235 @ 1.30.3): names lower-cased, and
+/// "subsequent entries with an equivalent header name MUST be ignored".
+fn first_per_name(v: &[HrHeaderValue]) -> Vec<pb::HeaderValue> {
+    let mut out: Vec<pb::HeaderValue> = Vec::new();
+    for x in v {
+        let name = x.name.to_ascii_lowercase();
+        if !out.iter().any(|o| o.name == name) {
+            out.push(pb::HeaderValue {
+                name,
                 value: x.value.clone(),
-            })
-            .collect()
-    };
-    pb::HeaderOperations {
-        set: hv(&h.set),
-        add: hv(&h.add),
-        remove: h.remove.iter().map(|r| r.to_ascii_lowercase()).collect(),
+            });
+        }
     }
+    out
+}
+
+/// A header modifier → header operations (names lower-cased, first entry per name wins);
+/// `host` is dropped as istiod's `TranslateHeadersOperations` drops internal headers
+/// (route.go:1011-1013, 1020-1030 @ 1.30.3) — a request `set` / `add` of it becomes the host
+/// rewrite, see [`header_authority`].
+pub(super) fn header_mod(h: &HrHeaderModifier) -> pb::HeaderOperations {
+    let keep = |v: pb::HeaderValue| (!is_internal(&v.name)).then_some(v);
+    pb::HeaderOperations {
+        set: first_per_name(&h.set)
+            .into_iter()
+            .filter_map(keep)
+            .collect(),
+        add: first_per_name(&h.add)
+            .into_iter()
+            .filter_map(keep)
+            .collect(),
+        remove: h
+            .remove
+            .iter()
+            .filter(|r| !is_internal(r))
+            .map(|r| r.to_ascii_lowercase())
+            .collect(),
+    }
+}
+
+/// The host rewrite a request header modifier's `host` entry asks for: `set` wins over `add`
+/// (route.go:1044-1048 @ 1.30.3, the HTTPRoute being converted to a VirtualService's headers
+/// by conversion.go:141-151).
+pub(super) fn header_authority(h: &HrHeaderModifier) -> Option<String> {
+    let pick = |v: &[HrHeaderValue]| {
+        first_per_name(v)
+            .into_iter()
+            .find(|x| is_authority(&x.name))
+            .map(|x| x.value)
+            .filter(|a| !a.is_empty())
+    };
+    pick(&h.set).or_else(|| pick(&h.add))
 }
 
 /// Appends `add` to the operations in `into` (several modifiers of one direction combine).

@@ -40,8 +40,8 @@ pub(super) type Key = (u8, usize, bool, usize, usize);
 pub(super) struct Matched {
     /// Gateway API precedence of the match.
     pub key: Key,
-    /// Route match alternatives; `Some("/")` marks the prefix alternative of a PathPrefix.
-    pub variants: Vec<(pb::RouteMatch, Option<String>)>,
+    /// The route match.
+    pub route_match: pb::RouteMatch,
     /// Whether the path is a PathPrefix (ReplacePrefixMatch needs one).
     pub is_prefix: bool,
 }
@@ -63,8 +63,10 @@ pub(super) fn translate(
             PathKind::Prefix(_) => 2,
             PathKind::Regex(_) => 1,
         },
+        // getURILength (conversion.go:525-539 @ 1.30.3) measures the converted prefix.
         match &path {
-            PathKind::Exact(v) | PathKind::Prefix(v) | PathKind::Regex(v) => v.len(),
+            PathKind::Exact(v) | PathKind::Regex(v) => v.len(),
+            PathKind::Prefix(v) => trim_prefix(v).len(),
         },
         m.method.is_some(),
         headers.len(),
@@ -78,31 +80,29 @@ pub(super) fn translate(
         port: parent_port.unwrap_or(0),
         ..Default::default()
     };
-    // PathPrefix is element-wise ("/foo" matches "/foo" and "/foo/x", not "/foobar"),
-    // which istiod gets from Envoy's path_separated_prefix. StringMatch has plain
-    // prefixes only, so "/foo" becomes two alternatives: exact "/foo", prefix "/foo/".
-    // A ReplacePrefixMatch rewrite needs each alternative as its own route, with the
-    // replacement adjusted for the trailing "/".
-    let variants: Vec<(pb::RouteMatch, Option<String>)> = match &path {
-        PathKind::Exact(v) => vec![(mk(exact(v)), None)],
-        PathKind::Regex(v) => vec![(mk(regex(v)), None)],
-        PathKind::Prefix(v) => {
-            let t = v.trim_end_matches('/');
-            if t.is_empty() {
-                vec![(mk(prefix("/")), Some("/".into()))]
-            } else {
-                vec![
-                    (mk(exact(t)), None),
-                    (mk(prefix(&format!("{t}/"))), Some("/".into())),
-                ]
-            }
-        }
+    // PathPrefix is element-wise ("/foo" matches "/foo" and "/foo/x", not "/foobar"): istiod
+    // trims one trailing "/" (conversion.go:1549-1553 @ 1.30.3) and writes Envoy's
+    // path_separated_prefix for every prefix but "/" (route.go:1088-1093), which the engine
+    // applies to HTTPRoute prefixes; a ReplacePrefixMatch replaces exactly that prefix.
+    let route_match = match &path {
+        PathKind::Exact(v) => mk(exact(v)),
+        PathKind::Regex(v) => mk(regex(v)),
+        PathKind::Prefix(v) => mk(prefix(&trim_prefix(v))),
     };
     Matched {
         key,
-        variants,
+        route_match,
         is_prefix: matches!(path, PathKind::Prefix(_)),
     }
+}
+
+/// istiod `createURIMatch` (conversion.go:1549-1553 @ 1.30.3): "When specified, a trailing `/`
+/// is ignored" — one "/" trimmed, "/" kept.
+fn trim_prefix(v: &str) -> String {
+    if v == "/" {
+        return v.to_string();
+    }
+    v.strip_suffix('/').unwrap_or(v).to_string()
 }
 
 /// The path part of `m`; Gateway API default: PathPrefix "/".

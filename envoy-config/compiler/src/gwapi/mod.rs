@@ -11,8 +11,11 @@
 
 mod backend;
 mod filter;
+mod grpc;
 mod match_;
 mod timeouts;
+
+pub(crate) use grpc::to_http_route as grpc_to_http_route;
 
 use crate::diag::ObjRef;
 use crate::model::{HrMatch, HrRule, HttpRouteSpec, ParentRef};
@@ -78,8 +81,10 @@ pub(crate) fn compile_http_routes(ctx: &mut Ctx) -> HashMap<String, Vec<pb::Http
                 }
                 compiled_for_some = true;
                 let host = ctx.services[idx].hostname.clone();
-                let entries = translate_route(ctx, o, &d.spec, pr.port);
-                per_svc.entry(host).or_default().extend(entries);
+                for port in route_ports(ctx, &d.spec, idx, pr.port) {
+                    let entries = translate_route(ctx, o, &d.spec, port);
+                    per_svc.entry(host.clone()).or_default().extend(entries);
+                }
             }
         }
         if !compiled_for_some {
@@ -102,6 +107,34 @@ pub(crate) fn compile_http_routes(ctx: &mut Ctx) -> HashMap<String, Vec<pb::Http
         out.insert(host, entries.into_iter().map(|e| e.route).collect());
     }
     out
+}
+
+/// The ports a route is translated for: the parentRef's port, or, when a RequestRedirect keeps
+/// the request's port (no port, no scheme: `FROM_REQUEST_PORT`, conversion.go:1393-1403 @
+/// 1.30.3) on a service with several ports, one copy per port, pinned to it, as istiod builds
+/// routes per listener port (route.go:803-808); otherwise one port-agnostic copy.
+fn route_ports(
+    ctx: &Ctx,
+    spec: &HttpRouteSpec,
+    idx: usize,
+    parent: Option<u32>,
+) -> Vec<Option<u32>> {
+    if parent.is_some() {
+        return vec![parent];
+    }
+    let keeps_port = spec.rules.iter().any(|r| {
+        r.filters.iter().any(|f| {
+            f.request_redirect
+                .as_ref()
+                .is_some_and(|rd| rd.port.is_none() && rd.scheme.is_none())
+        })
+    });
+    let ports = &ctx.services[idx].ports;
+    if keeps_port && !ports.is_empty() {
+        ports.iter().map(|p| Some(p.number)).collect()
+    } else {
+        vec![None]
+    }
 }
 
 /// The services a parentRef names: a Service, or (Istio) a ServiceEntry, meaning all of its
@@ -246,7 +279,6 @@ fn translate_route(
             let mp = format!("{rp}.matches[{mi}]");
             let mt = match_::translate(ctx, at, &mp, m, parent_port);
             let prefix_rewrite = base.prefix_replacement.is_some();
-            let mut routes: Vec<pb::HttpRoute> = Vec::new();
             if prefix_rewrite && !mt.is_prefix {
                 ctx.err(
                     at,
@@ -254,43 +286,32 @@ fn translate_route(
                     "ReplacePrefixMatch requires a PathPrefix match",
                 );
             }
-            if prefix_rewrite {
-                for (rm, slash) in mt.variants {
-                    let mut r = base.route.clone();
-                    let repl = base.prefix_replacement.clone().unwrap_or_default();
-                    let repl = match slash {
-                        // The matched prefix ends in "/": keep one "/" after the replacement.
-                        Some(_) => format!("{}/", repl.trim_end_matches('/')),
-                        None => repl,
-                    };
-                    apply_prefix_replacement(&mut r, &repl);
-                    r.matches = vec![rm];
-                    routes.push(r);
-                }
-            } else {
-                let mut r = base.route.clone();
-                r.matches = mt.variants.into_iter().map(|(m, _)| m).collect();
-                routes.push(r);
+            let mut r = base.route.clone();
+            if let Some(repl) = &base.prefix_replacement {
+                apply_prefix_replacement(&mut r, repl);
             }
-            for mut r in routes {
-                if let Some(og) = r.origin.as_mut() {
-                    og.match_index = mi as u32;
-                }
-                out.push(Entry {
-                    key: mt.key,
-                    ts: ts.clone(),
-                    ns: ns.clone(),
-                    name: at.name.clone(),
-                    rule: ri,
-                    m: mi,
-                    route: r,
-                });
+            r.matches = vec![mt.route_match];
+            if let Some(og) = r.origin.as_mut() {
+                og.match_index = mi as u32;
             }
+            out.push(Entry {
+                key: mt.key,
+                ts: ts.clone(),
+                ns: ns.clone(),
+                name: at.name.clone(),
+                rule: ri,
+                m: mi,
+                route: r,
+            });
         }
     }
     out
 }
 
+/// A ReplacePrefixMatch of the matched (path-separated) prefix. A RequestRedirect keeps the
+/// value as written (`%PREFIX()%` + value → prefix_rewrite, conversion.go:1408-1409 and
+/// route.go:788-793 @ 1.30.3); a URLRewrite trims one trailing "/", "" meaning "/" which strips
+/// the prefix (conversion.go:1266-1272; the engine's `^prefix(/?)(.*)` → `/\2`, route.go:641-650).
 fn apply_prefix_replacement(r: &mut pb::HttpRoute, repl: &str) {
     match r.action.as_mut() {
         Some(pb::http_route::Action::Redirect(rd)) => {
@@ -298,11 +319,47 @@ fn apply_prefix_replacement(r: &mut pb::HttpRoute, repl: &str) {
             rd.replace_prefix = true;
         }
         _ => {
+            let trimmed = repl.strip_suffix('/').unwrap_or(repl);
             let rw = r.rewrite.get_or_insert_with(Default::default);
-            rw.uri = repl.to_string();
+            rw.uri = if trimmed.is_empty() { "/" } else { trimmed }.to_string();
             rw.has_uri = true;
         }
     }
+}
+
+/// The host rewrite the backendRefs' RequestHeaderModifier `host` entries ask for: one backend's,
+/// or the value every backend of non-zero weight sets (istiod's per-cluster host rewrite then
+/// rewrites every request alike, route.go:765-768 @ 1.30.3). Other mixes are not expressible yet:
+/// warned and dropped.
+fn backend_authority(ctx: &mut Ctx, at: &ObjRef, rp: &str, rule: &HrRule) -> Option<String> {
+    let kept: Vec<(usize, Option<String>)> = rule
+        .backend_refs
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.weight.unwrap_or(1) != 0)
+        .map(|(i, b)| {
+            let a = b
+                .filters
+                .iter()
+                .filter_map(|f| f.request_header_modifier.as_ref())
+                .find_map(filter::header_authority);
+            (i, a)
+        })
+        .collect();
+    let first = kept.first().and_then(|(_, a)| a.clone());
+    if first.is_some() && kept.iter().all(|(_, a)| *a == first) {
+        return first;
+    }
+    for (i, a) in &kept {
+        if a.is_some() {
+            ctx.warn(
+                at,
+                format!("{rp}.backendRefs[{i}].filters"),
+                "ignored: a host header on some but not all weighted backendRefs (istiod rewrites the host per cluster) is not supported yet",
+            );
+        }
+    }
+    None
 }
 
 /// A rule's route without matches, shared by its matches.
@@ -324,7 +381,12 @@ fn rule_action(
 ) -> RuleAction {
     let mut r = pb::HttpRoute {
         origin: Some(pb::Origin {
-            kind: "HTTPRoute".into(),
+            // "HTTPRoute", or "GRPCRoute" for one read through `grpc::to_http_route`.
+            kind: if at.kind.is_empty() {
+                "HTTPRoute".into()
+            } else {
+                at.kind.clone()
+            },
             namespace: ns.to_string(),
             name: at.name.clone(),
             index: 0,
@@ -365,6 +427,17 @@ fn rule_action(
         };
     }
     r.action = Some(backend::backends(ctx, at, rp, ns, rule, parent_port));
+    // A URLRewrite hostname wins over a header modifier's host (route.go:654-662 @ 1.30.3),
+    // which wins over the backendRefs' own (route.go:725-734, 765-768).
+    if let Some(a) = filtered
+        .header_authority
+        .or_else(|| backend_authority(ctx, at, rp, rule))
+    {
+        let rw = r.rewrite.get_or_insert_with(Default::default);
+        if rw.authority.is_empty() {
+            rw.authority = a;
+        }
+    }
     RuleAction {
         route: r,
         prefix_replacement,

@@ -34,12 +34,14 @@ pub(super) fn fault(ctx: &mut Ctx, at: &ObjRef, path: &str, f: &VsFault) -> pb::
                 0
             }
         };
-        // percentage wins; the deprecated integer `percent` is read when it is absent;
-        // neither means every request (Istio translateFault).
+        // percentage wins; the deprecated integer `percent` is read when it is absent, and
+        // neither means no request is delayed: istiod `TranslateFault` reads the unset integer
+        // as 0 (route.go:1396-1400 @ 1.30.3; virtual_service.proto:1474 @ 1.30.3 "If left
+        // unspecified, no request will be delayed").
         let pct = match (&d.percentage, d.percent) {
             (Some(p), _) => percent(ctx, at, &format!("{dp}.percentage"), p),
             (None, Some(p)) => f64::from(p),
-            (None, None) => 100.0,
+            (None, None) => 0.0,
         };
         fi.delay = Some(pb::FaultDelay {
             fixed_delay_ms: fixed,
@@ -80,9 +82,12 @@ pub(super) fn fault(ctx: &mut Ctx, at: &ObjRef, path: &str, f: &VsFault) -> pb::
         if a.http_status.is_none() && a.grpc_status.is_none() && a.http2_error.is_none() {
             ctx.err(at, &ap, "one of httpStatus, grpcStatus must be set");
         }
+        // Unset: no request is aborted; istiod leaves Envoy's FaultAbort.percentage unset, a
+        // 0% FractionalPercent (route.go:1414-1416 @ 1.30.3; virtual_service.proto:1521 "If
+        // not specified, no request will be aborted").
         let pct = match &a.percentage {
             Some(p) => percent(ctx, at, &format!("{ap}.percentage"), p),
-            None => 100.0,
+            None => 0.0,
         };
         fi.abort = Some(pb::FaultAbort {
             http_status: status,

@@ -94,7 +94,14 @@ pub(super) fn route_match(ctx: &mut Ctx, at: &ObjRef, mp: &str, m: &VsMatch) -> 
         if let Err(e) = validate_header_name(k) {
             ctx.err(at, format!("{mp}.withoutHeaders"), e);
         }
-        let value = string_match(ctx, at, &format!("{mp}.withoutHeaders.{k}"), v);
+        // `regex: "*"` is accepted here only, as a present match (validation skips it,
+        // pkg/config/validation/virtualservice.go:149-154 @ 1.30.3; route.go:1164-1186
+        // canBeConvertedToPresentMatch): the route matches when the header is absent.
+        let value = if v.regex.as_deref() == Some("*") && v.exact.is_none() && v.prefix.is_none() {
+            None
+        } else {
+            string_match(ctx, at, &format!("{mp}.withoutHeaders.{k}"), v)
+        };
         rm.without_headers.push(pb::HeaderMatch {
             name: k.to_ascii_lowercase(),
             value,

@@ -1,5 +1,7 @@
 //! `mirror` / `mirrorPercentage` / `mirrors` → mirrors (mirrorPercentage wins over the
-//! deprecated mirrorPercent; neither means 100%).
+//! deprecated mirrorPercent; neither means 100%; an explicit 0 means no mirror: istiod
+//! `MirrorPercent` / `MirrorPercentByPolicy` return nil and no mirror policy is written,
+//! route.go:904-946 and 665-677 @ 1.30.3).
 
 use super::percent;
 use crate::diag::ObjRef;
@@ -35,13 +37,15 @@ pub(super) fn mirrors(
             m.port.as_ref().map(|p| p.number),
             lp,
         );
-        out.push(pb::Mirror {
-            cluster: d.cluster,
-            host: d.host,
-            port: d.port,
-            subset: d.subset,
-            percentage: pct,
-        });
+        if pct > 0.0 {
+            out.push(pb::Mirror {
+                cluster: d.cluster,
+                host: d.host,
+                port: d.port,
+                subset: d.subset,
+                percentage: pct,
+            });
+        }
     }
     if http.mirror.is_some() && !http.mirrors.is_empty() {
         ctx.err(
@@ -66,13 +70,15 @@ pub(super) fn mirrors(
             m.destination.port.as_ref().map(|p| p.number),
             lp,
         );
-        out.push(pb::Mirror {
-            cluster: d.cluster,
-            host: d.host,
-            port: d.port,
-            subset: d.subset,
-            percentage: pct,
-        });
+        if pct > 0.0 {
+            out.push(pb::Mirror {
+                cluster: d.cluster,
+                host: d.host,
+                port: d.port,
+                subset: d.subset,
+                percentage: pct,
+            });
+        }
     }
     out
 }

@@ -24,6 +24,8 @@ use crate::util::{fqdn, host_matches, parse_duration_ms};
 use layover_proto::v1 as pb;
 use std::collections::HashMap;
 
+pub(crate) use headers::{is_authority, is_internal};
+
 /// Translates every VirtualService; returns route tables keyed by served service FQDN.
 /// Services that already have Gateway API routes (`gw_routes`) keep those.
 pub(crate) fn compile_virtual_services(
@@ -187,18 +189,27 @@ fn choose(
             used[k] = true;
             continue;
         }
-        match chosen.first() {
-            Some(&c) if !merge => {
-                let first = applicable[c].at.object();
+        if let Some(&c) = chosen.first() {
+            let first = applicable[c].at.object();
+            if !merge {
                 ctx.warn(
                     &o.at,
                     "",
                     format!("ignored for {}: {first} already routes this host; before Istio 1.30.0 (1.29.2, 1.28.6) a waypoint uses only the first (oldest) VirtualService with HTTP routes (listener_waypoint.go:771-779 @ 1.26.8)", svc.hostname),
                 );
                 used[k] = true;
+                continue;
             }
-            _ => chosen.push(k),
+            ctx.info(
+                &o.at,
+                "",
+                format!("merged for {}: its routes follow those of the older {first} (istiod merges every matching VirtualService, listener_waypoint.go:1130-1142 @ 1.30.3)", svc.hostname),
+            );
         }
+        chosen.push(k);
+    }
+    if gw_routes.contains_key(&svc.hostname) {
+        chosen.clear();
     }
     chosen
 }
@@ -239,7 +250,11 @@ fn translate_vs(
             .map(|d| &d.destination)
             .chain(http.mirror.iter())
             .chain(http.mirrors.iter().map(|m| &m.destination))
-            .any(|d| port_ambiguous(ctx, &fqdn(&d.host, &ns), d.port.as_ref().map(|p| p.number)));
+            .any(|d| port_ambiguous(ctx, &fqdn(&d.host, &ns), d.port.as_ref().map(|p| p.number)))
+            // FROM_REQUEST_PORT redirects carry the arrival port (route.go:803-808 @ 1.30.3).
+            || http.redirect.as_ref().is_some_and(|rd| {
+                rd.port.is_none() && rd.derive_port.as_deref() == Some("FROM_REQUEST_PORT")
+            });
         let listen_ports: Vec<Option<u32>> = match svc {
             Some(s) if ambiguous && s.ports.len() > 1 => {
                 s.ports.iter().map(|p| Some(p.number)).collect()
@@ -330,13 +345,17 @@ fn translate_http(
         r.matches.push(match_::route_match(ctx, at, &mp, m));
     }
     r.action = action(ctx, at, &path, http, lp, nerr);
+    let mut authority = None;
     if let Some(h) = &http.headers {
-        r.request_headers = headers::header_ops(h.request.as_ref());
+        let (req, a) = headers::header_ops_and_authority(h.request.as_ref());
+        r.request_headers = req;
         r.response_headers = headers::header_ops(h.response.as_ref());
+        authority = a;
     }
     if let Some(rw) = &http.rewrite {
         r.rewrite = Some(rewrite::rewrite(ctx, at, &path, rw));
     }
+    host_rewrite(ctx, at, &path, http, authority, &mut r);
     if let Some(t) = &http.timeout {
         r.timeout_ms = duration(ctx, at, &format!("{path}.timeout"), t);
     }
@@ -351,6 +370,62 @@ fn translate_http(
         r.cors = Some(cors::cors(ctx, at, &path, c));
     }
     Some(r)
+}
+
+/// The host rewrite a forward route gets from `:authority` / `host` header operations
+/// (istiod `applyHTTPRouteDestination`, route.go:654-662 @ 1.30.3: `rewrite.authority` wins over
+/// the route's headers); with a single destination its own header authority applies only when
+/// the route sets none (`processDestination`, route.go:725-734). Weighted destinations rewrite
+/// per cluster (route.go:765-768), and a route-level rewrite still wins (routing.go "set host
+/// header in route and multi destination" @ 1.30.3); when every weighted destination sets the
+/// same authority that is one route-level rewrite ("set host header multi destination"). Other
+/// mixes are not expressible yet: dropped with a warning.
+fn host_rewrite(
+    ctx: &mut Ctx,
+    at: &ObjRef,
+    path: &str,
+    http: &VsHttpRoute,
+    authority: Option<String>,
+    r: &mut pb::HttpRoute,
+) {
+    if !matches!(r.action, Some(pb::http_route::Action::Forward(_))) {
+        return;
+    }
+    let from_rewrite = r
+        .rewrite
+        .as_ref()
+        .is_some_and(|rw| !rw.authority.is_empty());
+    let dest_authority = |k: usize| {
+        http.route.get(k).and_then(|d| {
+            headers::header_ops_and_authority(d.headers.as_ref().and_then(|h| h.request.as_ref())).1
+        })
+    };
+    // The destinations istiod keeps: all of a single one; 0-weight ones are skipped otherwise.
+    let kept: Vec<usize> = (0..http.route.len())
+        .filter(|&k| http.route.len() == 1 || http.route[k].weight.unwrap_or(0) != 0)
+        .collect();
+    let dests: Vec<Option<String>> = kept.iter().map(|&k| dest_authority(k)).collect();
+    let chosen = if from_rewrite {
+        None
+    } else if authority.is_some() {
+        authority
+    } else if dests.first().is_some_and(Option::is_some) && dests.windows(2).all(|w| w[0] == w[1]) {
+        dests.first().cloned().flatten()
+    } else {
+        for (&k, a) in kept.iter().zip(&dests) {
+            if a.is_some() {
+                ctx.warn(
+                    at,
+                    format!("{path}.route[{k}].headers.request"),
+                    "ignored: a :authority / host operation on some but not all weighted destinations (istiod rewrites the host per cluster) is not supported yet",
+                );
+            }
+        }
+        None
+    };
+    if let Some(a) = chosen {
+        r.rewrite.get_or_insert_with(Default::default).authority = a;
+    }
 }
 
 /// Exactly one of route, redirect, directResponse (istio validateHTTPRoute); the action of
@@ -386,7 +461,7 @@ fn action(
         );
     }
     if let Some(rd) = &http.redirect {
-        Some(Action::Redirect(redirect::redirect(ctx, at, path, rd)))
+        Some(Action::Redirect(redirect::redirect(ctx, at, path, rd, lp)))
     } else if let Some(dr) = &http.direct_response {
         Some(Action::DirectResponse(direct_response::direct_response(
             ctx, at, path, dr,
