@@ -47,6 +47,7 @@ mod authz;
 mod compile;
 mod diag;
 mod gwapi;
+mod jwt;
 mod load;
 mod object;
 mod resolve;

@@ -15,6 +15,7 @@ mod decision;
 mod error;
 mod fxhash;
 mod index;
+pub mod jwt;
 mod matcher;
 mod normalize;
 mod policy;
