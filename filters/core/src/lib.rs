@@ -34,6 +34,6 @@ pub use error::InvalidPolicy;
 pub use layover_proto::v1 as wire;
 pub use layover_proto::v1::Policy;
 pub use normalize::{normalize_path, PathRejected};
-pub use policy::CompiledPolicy;
+pub use policy::{CompiledPolicy, JwtSettings};
 pub use request::{namespace_of_principal, DestinationView, RequestView, SourceView};
 pub use sample::{Entropy, Sampled};

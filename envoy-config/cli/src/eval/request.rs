@@ -34,6 +34,10 @@ pub struct RequestJson {
     /// TLS SNI of the downstream connection, for `connection.sni` conditions.
     #[serde(default)]
     pub sni: Option<String>,
+    /// A compact JWT, verified offline against the RequestAuthentication rules' inline JWKS
+    /// (else the token is taken from the rules' locations, e.g. `Authorization: Bearer`).
+    #[serde(default)]
+    pub jwt: Option<String>,
 }
 
 /// A header given as one string or as several.
