@@ -62,6 +62,25 @@ pub fn jwt_filters(policy: &Policy) -> Vec<Value> {
     ]
 }
 
+/// `jwt_authn` exactly as istiod writes it (no layover payload header): for the native
+/// translation. `None` without rules.
+pub fn istiod_jwt_filter(policy: &Policy) -> Option<Value> {
+    if policy.jwt_rules.is_empty() {
+        return None;
+    }
+    let mut config = jwt_authn_config(&policy.jwt_rules);
+    if let Some(ps) = config.get_mut("providers").and_then(Value::as_object_mut) {
+        for (p, r) in ps.values_mut().zip(&policy.jwt_rules) {
+            if r.output_payload_to_header.is_empty() {
+                if let Some(o) = p.as_object_mut() {
+                    o.remove("forward_payload_header");
+                }
+            }
+        }
+    }
+    Some(json!({ "name": JWT_AUTHN, "typed_config": config }))
+}
+
 /// One provider (`policy_applier.go:162-248 @ 1.30.3`).
 fn provider(r: &JwtRule) -> Value {
     let mut p = json!({

@@ -144,7 +144,11 @@ pub fn native_bootstrap_value(
     opts: &BootstrapOptions,
 ) -> Result<Value, NativeError> {
     let route_config = route_configuration(policy)?;
-    let filters = Value::Array(http_filters());
+    let mut chain = crate::jwt_authn::istiod_jwt_filter(policy)
+        .into_iter()
+        .collect::<Vec<_>>();
+    chain.extend(http_filters());
+    let filters = Value::Array(chain);
     let base = BootstrapOptions {
         layover_filter: None,
         cluster_selection: layover_contract::ClusterSelection::Header,
@@ -1327,6 +1331,17 @@ fn source_ids(cx: &Cx<'_>, fi: usize, s: &wire::Source) -> Result<Value, NativeE
             ids.push(or_ids(namespace_ids(vals), neg));
         }
     }
+    for (vals, neg) in [
+        (&s.request_principals, false),
+        (&s.not_request_principals, true),
+    ] {
+        if !vals.is_empty() {
+            ids.push(or_ids(
+                vals.iter().map(|v| jwt::principal_id(v)).collect(),
+                neg,
+            ));
+        }
+    }
     for (vals, neg, f) in [
         (&s.ip_blocks, false, "ipBlocks"),
         (&s.not_ip_blocks, true, "notIpBlocks"),
@@ -1472,6 +1487,20 @@ fn condition(
                     .collect();
                 perms.push(or_rules(r, neg));
             }
+            "request.auth.principal" => {
+                ids.push(or_ids(
+                    vals.iter().map(|v| jwt::principal_id(v)).collect(),
+                    neg,
+                ));
+            }
+            k if k.starts_with("request.auth.") => {
+                if let Some(path) = jwt::key_path(k) {
+                    ids.push(or_ids(
+                        vec![jwt::claim_id(&path, vals, |v| istio_string(v, false))],
+                        neg,
+                    ));
+                }
+            }
             _ => {
                 if let Some(name) = header_name("request.headers") {
                     let r = vals.iter().map(|v| istio_header(&name, v, false)).collect();
@@ -1521,5 +1550,6 @@ fn collect_clusters(v: &Value, out: &mut BTreeSet<String>) {
     }
 }
 
+mod jwt;
 #[cfg(test)]
 mod tests;

@@ -301,4 +301,8 @@ macro_rules! builds {
     )*};
 }
 
-builds!(wasm => FilterBuild::Wasm, dynamic_module => FilterBuild::DynamicModule);
+builds!(
+    wasm => FilterBuild::Wasm,
+    dynamic_module => FilterBuild::DynamicModule,
+    native => FilterBuild::Native
+);
