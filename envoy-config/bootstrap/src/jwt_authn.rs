@@ -40,10 +40,36 @@ pub fn payload_headers(rules: &[JwtRule]) -> Vec<String> {
 /// The HTTP filters to run before layover for `policy`: none without RequestAuthentication
 /// rules, else the payload-header strip and `jwt_authn`.
 pub fn jwt_filters(policy: &Policy) -> Vec<Value> {
-    if policy.jwt_rules.is_empty() {
+    layover_filters(&policy.jwt_rules)
+}
+
+/// The rules that apply to the served service `host` (their RequestAuthentication binds it),
+/// in the policy's (issuer) order: istiod builds `jwt_authn` per service chain
+/// (`listener_waypoint.go:876-878 @ 1.30.3`).
+fn rules_for(policy: &Policy, host: &str) -> Vec<JwtRule> {
+    policy
+        .jwt_rules
+        .iter()
+        .filter(|r| r.services.iter().any(|s| s == host))
+        .cloned()
+        .collect()
+}
+
+/// [`jwt_filters`] for one service chain (the istiod-shaped waypoint's route A).
+pub fn jwt_filters_for_service(policy: &Policy, host: &str) -> Vec<Value> {
+    layover_filters(&rules_for(policy, host))
+}
+
+/// [`istiod_jwt_filter`] for one service chain (istiod's own waypoint configuration).
+pub fn istiod_jwt_filter_for_service(policy: &Policy, host: &str) -> Option<Value> {
+    istiod_filter(&rules_for(policy, host))
+}
+
+fn layover_filters(rules: &[JwtRule]) -> Vec<Value> {
+    if rules.is_empty() {
         return Vec::new();
     }
-    let remove: Vec<Value> = payload_headers(&policy.jwt_rules)
+    let remove: Vec<Value> = payload_headers(rules)
         .into_iter()
         .map(|h| json!({ "remove": h }))
         .collect();
@@ -57,7 +83,7 @@ pub fn jwt_filters(policy: &Policy) -> Vec<Value> {
         }),
         json!({
             "name": JWT_AUTHN,
-            "typed_config": jwt_authn_config(&policy.jwt_rules),
+            "typed_config": jwt_authn_config(rules),
         }),
     ]
 }
@@ -65,12 +91,16 @@ pub fn jwt_filters(policy: &Policy) -> Vec<Value> {
 /// `jwt_authn` exactly as istiod writes it (no layover payload header): for the native
 /// translation. `None` without rules.
 pub fn istiod_jwt_filter(policy: &Policy) -> Option<Value> {
-    if policy.jwt_rules.is_empty() {
+    istiod_filter(&policy.jwt_rules)
+}
+
+fn istiod_filter(rules: &[JwtRule]) -> Option<Value> {
+    if rules.is_empty() {
         return None;
     }
-    let mut config = jwt_authn_config(&policy.jwt_rules);
+    let mut config = jwt_authn_config(rules);
     if let Some(ps) = config.get_mut("providers").and_then(Value::as_object_mut) {
-        for (p, r) in ps.values_mut().zip(&policy.jwt_rules) {
+        for (p, r) in ps.values_mut().zip(rules) {
             if r.output_payload_to_header.is_empty() {
                 if let Some(o) = p.as_object_mut() {
                     o.remove("forward_payload_header");

@@ -15,7 +15,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use layover_integration::waypoint::{app_yaml, FilterBuild, Waypoint};
+use layover_integration::waypoint::{app_yaml, FilterBuild, Shape, Waypoint};
 use layover_integration::{Backend, Echo, Reply};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -289,20 +289,27 @@ async fn run(build: FilterBuild) {
     drop(backends);
 }
 
+/// One test per build and shape: layover's own bootstrap (`wasm`, `dynamic_module`, and the
+/// native translation `native`) and the istiod-shaped waypoint (`istiod_*`: layover attached
+/// by route A, which brings the chain's jwt_authn; `istiod_native`: istiod's own chain,
+/// jwt_authn before RBAC, `listener_waypoint.go:896-900 @ 1.30.3`).
 macro_rules! builds {
-    ($($module:ident => $build:expr),*) => {$(
+    ($($module:ident => $build:expr, $shape:expr);*) => {$(
         mod $module {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn request_authentication() {
-                run($build).await;
+                $shape.scope(run($build)).await;
             }
         }
     )*};
 }
 
 builds!(
-    wasm => FilterBuild::Wasm,
-    dynamic_module => FilterBuild::DynamicModule,
-    native => FilterBuild::Native
+    wasm => FilterBuild::Wasm, Shape::OwnBootstrap;
+    dynamic_module => FilterBuild::DynamicModule, Shape::OwnBootstrap;
+    native => FilterBuild::Native, Shape::OwnBootstrap;
+    istiod_wasm => FilterBuild::Wasm, Shape::Istiod;
+    istiod_dynamic_module => FilterBuild::DynamicModule, Shape::Istiod;
+    istiod_native => FilterBuild::Native, Shape::Istiod
 );
