@@ -42,7 +42,7 @@ impl JwtPayload {
                     .into_iter()
                     .map(|(k, v)| match v {
                         Claim::Str(s)
-                            if space_delimited.iter().any(|d| *d == k)
+                            if space_delimited.contains(&k)
                                 || DEFAULT_SPACE_DELIMITED_CLAIMS.contains(&k.as_str()) =>
                         {
                             let words = s
