@@ -49,6 +49,14 @@ pub struct JwtSettings {
 }
 
 impl JwtSettings {
+    /// Whether a RequestAuthentication rule of the payload's issuer binds `service`.
+    pub fn binds(&self, payload: &crate::jwt::JwtPayload, service: &str) -> bool {
+        let iss = payload.string("iss").unwrap_or("");
+        self.rules
+            .iter()
+            .any(|r| r.issuer == iss && r.services.iter().any(|s| s == service))
+    }
+
     fn of(rules: &[wire::JwtRule]) -> JwtSettings {
         let mut s = JwtSettings {
             enabled: !rules.is_empty(),
@@ -947,6 +955,16 @@ impl CompiledPolicy {
         req: &RequestView<'a>,
     ) -> Option<(&'a CompiledService, AuthzDecision<'a>)> {
         let svc = self.find_service(req)?;
+        // istiod builds jwt_authn per service chain (listener_waypoint.go:876-878 @ 1.30.3): a
+        // token counts only where a RequestAuthentication of its issuer binds the service.
+        let scoped;
+        let req = match req.jwt {
+            Some(j) if !self.jwt.binds(j, &svc.hostname) => {
+                scoped = RequestView { jwt: None, ..*req };
+                &scoped
+            }
+            _ => req,
+        };
         Some((svc, self.authz.evaluate(&svc.authz_bound, req)))
     }
 

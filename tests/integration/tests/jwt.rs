@@ -132,6 +132,14 @@ spec:
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
+metadata: {{name: unbound, namespace: default}}
+spec:
+  targetRefs: [{{kind: Service, group: "", name: unbound}}]
+  rules:
+  - from: [{{source: {{requestPrincipals: ["{ISSUER}/alice"]}}}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
 metadata: {{name: claims, namespace: default}}
 spec:
   targetRefs: [{{kind: Service, group: "", name: claims}}]
@@ -150,7 +158,7 @@ async fn run(build: FilterBuild) {
     let stranger = Key::new("k1");
     let mut apps = String::new();
     let mut backends = Vec::new();
-    for app in ["api", "open", "claims"] {
+    for app in ["api", "open", "claims", "unbound"] {
         let b = Backend::start(&format!("{app}-v1"), "v1").await.unwrap();
         apps.push_str(&app_yaml(app, &[&b]));
         backends.push(b);
@@ -286,6 +294,28 @@ async fn run(build: FilterBuild) {
         "presenter differs",
     );
     assert_status(&get("claims", None, vec![]).await, 403, "no token");
+
+    // A service no RequestAuthentication binds: istiod gives its chain no jwt_authn
+    // (listener_waypoint.go:876-878 @ 1.30.3), so a token never yields a principal there.
+    // layover ignores a payload whose issuer's rules do not bind the service (both shapes).
+    // layover's own bootstrap runs one jwt_authn for all services, so there a token that fails
+    // verification is answered 401 even for this service (stricter than istiod), and the
+    // native translation of the own bootstrap (one jwt_authn, no per-service chains) matches
+    // the principal: both are own-bootstrap-only differences.
+    let own_native = wp.shape == Shape::OwnBootstrap && build == FilterBuild::Native;
+    let reply = get("unbound", Some(alice.clone()), vec![]).await;
+    assert_status(
+        &reply,
+        if own_native { 200 } else { 403 },
+        "token for an unbound service",
+    );
+    let forged = stranger.sign(claims(ISSUER, "alice", json!({})));
+    let want = if wp.shape == Shape::Istiod { 403 } else { 401 };
+    assert_status(
+        &get("unbound", Some(forged), vec![]).await,
+        want,
+        "bad token, unbound service",
+    );
     drop(backends);
 }
 
