@@ -178,3 +178,51 @@ pub(crate) mod tests_support {
         JwtPayload::new(Claim::Object(fields), &[])
     }
 }
+
+/// A token counts only for services its issuer's RequestAuthentication binds.
+#[cfg(test)]
+mod scope_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use crate::tests::{policy, rv, service, HOST};
+    use crate::{wire, CompiledPolicy};
+
+    fn compiled(bound_services: &[&str]) -> CompiledPolicy {
+        let mut svc = service(HOST, wire::RouteSource::Default, vec![]);
+        svc.authorization_policies = vec![0];
+        let mut p = policy(vec![svc]);
+        p.authorization_policies = vec![wire::AuthorizationPolicy {
+            origin: Some(wire::Origin {
+                namespace: "default".into(),
+                name: "jwt".into(),
+                ..Default::default()
+            }),
+            action: wire::AuthorizationAction::Allow as i32,
+            rules: vec![wire::AuthorizationRule {
+                from: vec![wire::Source {
+                    request_principals: vec!["iss/alice".into()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            dry_run: false,
+        }];
+        p.jwt_rules = vec![wire::JwtRule {
+            issuer: "iss".into(),
+            services: bound_services.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }];
+        CompiledPolicy::compile(&p).unwrap()
+    }
+
+    /// pilot/pkg/networking/core/listener_waypoint.go:876-878 @ 1.30.3: jwt_authn per chain.
+    #[test]
+    fn token_counts_only_where_its_issuer_binds() {
+        let payload = super::tests_support::payload("iss=iss;sub=alice");
+        let mut req = rv("/", &[]);
+        req.jwt = Some(&payload);
+        assert!(compiled(&[HOST]).authorize(&req).allowed());
+        assert!(!compiled(&["other.default.svc.cluster.local"])
+            .authorize(&req)
+            .allowed());
+    }
+}

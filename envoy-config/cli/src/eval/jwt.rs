@@ -6,7 +6,7 @@
 //! does not verify (unknown issuer, bad signature, expired, not yet valid, wrong audience) →
 //! 401. Supported algorithms: RS256, ES256. The token comes from the request JSON's `jwt`
 //! field, else the rules' locations (`fromHeaders`, default `Authorization: Bearer`;
-//! `fromParams`, default `access_token`).
+//! `fromParams`, default `access_token`; `fromCookies`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -90,6 +90,17 @@ fn find_token(rules: &[JwtRule], request: &RequestJson) -> Option<String> {
             }
         }
         if let Some(t) = r.from_params.iter().find_map(|p| param(p)) {
+            return Some(t);
+        }
+        let cookies = header("cookie").unwrap_or_default();
+        let cookie = |name: &str| {
+            cookies
+                .split(';')
+                .filter_map(|kv| kv.trim().split_once('='))
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        if let Some(t) = r.from_cookies.iter().find_map(|c| cookie(c)) {
             return Some(t);
         }
     }
@@ -295,6 +306,45 @@ mod tests {
             verify(&[rule(&k, &[])], &t, 1061).unwrap_err(),
             "Jwt is expired"
         );
+    }
+
+    /// End to end through `explain`: RequestAuthentication + requestPrincipals ALLOW
+    /// (policy_applier.go:249-340, generator.go:263-320 @ 1.30.3).
+    #[test]
+    fn explain_valid_invalid_missing() {
+        let (k, other) = (key(), key());
+        let jwks = rule(&k, &[]).jwks;
+        let yaml = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: api, namespace: default}}\nspec: {{clusterIP: 10.0.0.9, ports: [{{name: http, port: 80}}]}}\n---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {{name: jwt, namespace: default}}\nspec:\n  targetRefs: [{{kind: Service, group: '', name: api}}]\n  jwtRules: [{{issuer: iss, jwks: '{jwks}'}}]\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: api, namespace: default}}\nspec:\n  targetRefs: [{{kind: Service, group: '', name: api}}]\n  rules: [{{from: [{{source: {{requestPrincipals: [iss/alice]}}}}]}}]\n"
+        );
+        let compiled = layover_compiler::compile_str("t.yaml", &yaml, &Default::default()).unwrap();
+        let policy = CompiledPolicy::compile(&compiled.policy).unwrap();
+        let run = |jwt: Option<String>, auth: Option<String>| {
+            let mut r = json!({"authority": "api.default.svc.cluster.local:80"});
+            if let Some(t) = jwt {
+                r["jwt"] = json!(t);
+            }
+            if let Some(a) = auth {
+                r["headers"] = json!({"authorization": a});
+            }
+            let req = RequestJson::parse(&r.to_string()).unwrap();
+            super::super::explain(&policy, &req)
+        };
+        let alice = sign(&k, json!({"iss": "iss", "sub": "alice"}));
+        assert_eq!(run(Some(alice.clone()), None)["action"], "route");
+        assert_eq!(
+            run(None, Some(format!("Bearer {alice}")))["action"],
+            "route"
+        );
+        let bob = sign(&k, json!({"iss": "iss", "sub": "bob"}));
+        assert_eq!(run(Some(bob), None)["status"], 403);
+        let forged = sign(&other, json!({"iss": "iss", "sub": "alice"}));
+        let d = run(Some(forged), None);
+        assert_eq!(
+            (d["action"].clone(), d["status"].clone()),
+            (json!("reject"), json!(401))
+        );
+        assert_eq!(run(None, None)["status"], 403);
     }
 
     #[test]
