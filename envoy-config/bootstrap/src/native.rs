@@ -202,9 +202,13 @@ pub fn native_config(
         .pointer("/static_resources/clusters")
         .cloned()
         .unwrap_or(Value::Array(Vec::new()));
+    let mut filters: Vec<Value> = crate::jwt_authn::istiod_jwt_filter(policy)
+        .into_iter()
+        .collect();
+    filters.extend(http_filters());
     Ok(json!({
         "route_config": route_configuration(policy)?,
-        "http_filters": http_filters(),
+        "http_filters": filters,
         "clusters": clusters,
     }))
 }
