@@ -177,7 +177,13 @@ fn native_chain(
     });
     let per_route = native::service_rbac(policy, svc)?;
     let phase = |p: Phase| wasmplugin::in_phase(plugins, svc, p).into_iter().cloned();
-    let mut filters: Vec<Value> = phase(Phase::Authn).chain(phase(Phase::Authz)).collect();
+    // listener_waypoint.go:896-900 @ 1.30.3: AUTHN plugins, jwt_authn, AUTHZ plugins, RBAC.
+    let mut filters: Vec<Value> = phase(Phase::Authn).collect();
+    filters.extend(crate::jwt_authn::istiod_jwt_filter_for_service(
+        policy,
+        &svc.hostname,
+    ));
+    filters.extend(phase(Phase::Authz));
     // builder.go:124-140 @ 1.30.3: AUDIT, then DENY, then ALLOW.
     for key in [
         native::RBAC_AUDIT_FILTER,
@@ -580,10 +586,13 @@ pub fn route_a_envoy_filter(
         },
         "patch": { "operation": "INSERT_BEFORE", "value": crate::hbone_peer_address_filter() },
     })];
-    for (_, port, _, name) in chains(policy, istio) {
-        // The direct peer's address first (what `ipBlocks` outside a tunnel needs, as in
-        // layover's own waypoint), then the layover filter, then the router.
-        let mut filters = vec![crate::direct_remote_address_filter()];
+    for (svc, port, _, name) in chains(policy, istio) {
+        // The chain's jwt_authn (istiod's, with layover's payload header and its strip in
+        // front: the chain's connection manager is replaced whole, so layover brings it), the
+        // direct peer's address (what `ipBlocks` outside a tunnel needs, as in layover's own
+        // waypoint), then the layover filter, then the router.
+        let mut filters = crate::jwt_authn::jwt_filters_for_service(policy, &svc.hostname);
+        filters.push(crate::direct_remote_address_filter());
         filters.extend(layover_filter.cloned());
         filters.push(router());
         let mut route = crate::route_merge(selection);

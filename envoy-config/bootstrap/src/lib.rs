@@ -30,6 +30,7 @@ mod common;
 mod envoy_filter;
 mod error;
 mod hbone;
+pub mod jwt_authn;
 mod listeners;
 mod options;
 mod routes;
@@ -145,6 +146,11 @@ pub fn bootstrap_value(
             );
         }
     }
+    let mut jwt_listeners = vec![listeners::LISTENER_NAME];
+    if opts.hbone.is_some() {
+        jwt_listeners.push(hbone::MAIN_INTERNAL);
+    }
+    jwt_authn::insert_jwt_filters(&mut out, policy, &jwt_listeners);
     apply_envoy_filters(&mut out, policy, opts)?;
     Ok(out)
 }

@@ -144,7 +144,11 @@ pub fn native_bootstrap_value(
     opts: &BootstrapOptions,
 ) -> Result<Value, NativeError> {
     let route_config = route_configuration(policy)?;
-    let filters = Value::Array(http_filters());
+    let mut chain = crate::jwt_authn::istiod_jwt_filter(policy)
+        .into_iter()
+        .collect::<Vec<_>>();
+    chain.extend(http_filters());
+    let filters = Value::Array(chain);
     let base = BootstrapOptions {
         layover_filter: None,
         cluster_selection: layover_contract::ClusterSelection::Header,
@@ -198,9 +202,13 @@ pub fn native_config(
         .pointer("/static_resources/clusters")
         .cloned()
         .unwrap_or(Value::Array(Vec::new()));
+    let mut filters: Vec<Value> = crate::jwt_authn::istiod_jwt_filter(policy)
+        .into_iter()
+        .collect();
+    filters.extend(http_filters());
     Ok(json!({
         "route_config": route_configuration(policy)?,
-        "http_filters": http_filters(),
+        "http_filters": filters,
         "clusters": clusters,
     }))
 }
@@ -1330,6 +1338,17 @@ fn source_ids(cx: &Cx<'_>, fi: usize, s: &wire::Source) -> Result<Value, NativeE
             ids.push(or_ids(namespace_ids(vals), neg));
         }
     }
+    for (vals, neg) in [
+        (&s.request_principals, false),
+        (&s.not_request_principals, true),
+    ] {
+        if !vals.is_empty() {
+            ids.push(or_ids(
+                vals.iter().map(|v| jwt::principal_id(v)).collect(),
+                neg,
+            ));
+        }
+    }
     for (vals, neg, f) in [
         (&s.ip_blocks, false, "ipBlocks"),
         (&s.not_ip_blocks, true, "notIpBlocks"),
@@ -1475,6 +1494,20 @@ fn condition(
                     .collect();
                 perms.push(or_rules(r, neg));
             }
+            "request.auth.principal" => {
+                ids.push(or_ids(
+                    vals.iter().map(|v| jwt::principal_id(v)).collect(),
+                    neg,
+                ));
+            }
+            k if k.starts_with("request.auth.") => {
+                if let Some(path) = jwt::key_path(k) {
+                    ids.push(or_ids(
+                        vec![jwt::claim_id(&path, vals, |v| istio_string(v, false))],
+                        neg,
+                    ));
+                }
+            }
             _ => {
                 if let Some(name) = header_name("request.headers") {
                     let r = vals.iter().map(|v| istio_header(&name, v, false)).collect();
@@ -1524,5 +1557,6 @@ fn collect_clusters(v: &Value, out: &mut BTreeSet<String>) {
     }
 }
 
+mod jwt;
 #[cfg(test)]
 mod tests;

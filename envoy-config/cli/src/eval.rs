@@ -2,6 +2,7 @@
 //! does, feeds each request through the same engine the filters run, after the same path
 //! normalization Envoy applies before any filter, and prints the decision as JSON.
 
+mod jwt;
 mod render;
 pub mod request;
 mod select;
@@ -154,6 +155,10 @@ pub fn explain(policy: &CompiledPolicy, request: &RequestJson) -> Value {
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
     let source_namespace = request.source_namespace();
+    let jwt = match jwt::authenticate(policy, request) {
+        Ok(payload) => payload,
+        Err(unauthenticated) => return unauthenticated,
+    };
 
     // The service the client dialled: explicit FQDN, else its VIP, else the Host header, the
     // way the plain-HTTP listener resolves it.
@@ -193,6 +198,7 @@ pub fn explain(policy: &CompiledPolicy, request: &RequestJson) -> Value {
             port: request.destination_port(),
         },
         sni: request.sni.as_deref(),
+        jwt: jwt.as_ref(),
     };
     let decision = policy.decide(&view);
     render::decision(request, &decision)

@@ -50,6 +50,7 @@ mod authz;
 mod compile;
 mod diag;
 mod gwapi;
+mod jwt;
 mod load;
 mod object;
 mod resolve;

@@ -211,7 +211,9 @@ fn load_value(bundle: &mut Bundle, file: &str, doc: usize, value: Value) -> Resu
         "VirtualService" | "DestinationRule" | "ServiceEntry" | "WorkloadEntry" => {
             Some(("networking.istio.io", &["v1", "v1beta1", "v1alpha3"]))
         }
-        "AuthorizationPolicy" => Some(("security.istio.io", &["v1", "v1beta1"])),
+        "AuthorizationPolicy" | "RequestAuthentication" => {
+            Some(("security.istio.io", &["v1", "v1beta1"]))
+        }
         "HTTPRoute" | "GRPCRoute" => Some(("gateway.networking.k8s.io", &["v1", "v1beta1"])),
         "Gateway" => {
             if group == "networking.istio.io" {
@@ -324,7 +326,6 @@ fn skip_reason(kind: &str, api_version: Option<&str>) -> String {
     match kind {
     "EnvoyFilter" => "skipped: EnvoyFilter patches Envoy configuration, not policy; `layover envoy` applies it to the local waypoint".to_string(),
     "PeerAuthentication"
-    | "RequestAuthentication"
     | "Sidecar"
     | "WasmPlugin"
     | "Telemetry"
@@ -358,6 +359,7 @@ fn typed(at: &ObjRef, kind: &str, v: Value) -> Result<ObjectKind, Error> {
         "Gateway" => ObjectKind::Gateway(de(at, v)?),
         "HTTPRoute" => ObjectKind::HttpRoute(de(at, v)?),
         "GRPCRoute" => ObjectKind::HttpRoute(grpc_route(at, v)?),
+        "RequestAuthentication" => ObjectKind::RequestAuthentication(de(at, v)?),
         _ => ObjectKind::AuthorizationPolicy(de(at, v)?),
     })
 }

@@ -939,6 +939,67 @@ pub struct AuthorizationPolicySpec {
     pub rules: Option<Vec<AuthzRule>>,
 }
 
+/// security.istio.io RequestAuthentication (istio.io/api security/v1beta1).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RequestAuthenticationSpec {
+    #[serde(default)]
+    pub selector: Option<MatchLabelsSelector>,
+    #[serde(default)]
+    pub target_ref: Option<TargetRef>,
+    #[serde(default)]
+    pub target_refs: Vec<TargetRef>,
+    #[serde(default)]
+    pub jwt_rules: Vec<JwtRuleSpec>,
+}
+
+/// RequestAuthentication `jwtRules[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JwtRuleSpec {
+    #[serde(default)]
+    pub issuer: String,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub jwks_uri: String,
+    #[serde(default)]
+    pub jwks: String,
+    #[serde(default)]
+    pub from_headers: Vec<JwtHeaderSpec>,
+    #[serde(default)]
+    pub from_params: Vec<String>,
+    #[serde(default)]
+    pub from_cookies: Vec<String>,
+    #[serde(default)]
+    pub output_payload_to_header: String,
+    #[serde(default)]
+    pub forward_original_token: bool,
+    #[serde(default)]
+    pub output_claim_to_headers: Vec<ClaimToHeaderSpec>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub space_delimited_claims: Vec<String>,
+}
+
+/// `jwtRules[].fromHeaders[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JwtHeaderSpec {
+    pub name: String,
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// `jwtRules[].outputClaimToHeaders[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClaimToHeaderSpec {
+    pub header: String,
+    pub claim: String,
+}
+
 /// `selector: {matchLabels: …}` of security.istio.io policies.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

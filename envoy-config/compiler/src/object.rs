@@ -4,8 +4,8 @@
 use crate::diag::{Notice, ObjRef};
 use crate::model::{
     AuthorizationPolicySpec, ConfigMapDoc, DestinationRuleSpec, Doc, GatewaySpec, HttpRouteSpec,
-    MeshConfigSpec, Metadata, NamespaceSpec, OptSpecDoc, ServiceEntrySpec, ServiceSpec,
-    VirtualServiceSpec, WorkloadEntrySpec,
+    MeshConfigSpec, Metadata, NamespaceSpec, OptSpecDoc, RequestAuthenticationSpec,
+    ServiceEntrySpec, ServiceSpec, VirtualServiceSpec, WorkloadEntrySpec,
 };
 
 /// One recognised object with its location.
@@ -31,6 +31,7 @@ impl Object {
             ObjectKind::Gateway(d) => &d.metadata,
             ObjectKind::HttpRoute(d) => &d.metadata,
             ObjectKind::AuthorizationPolicy(d) => &d.metadata,
+            ObjectKind::RequestAuthentication(d) => &d.metadata,
         }
     }
 }
@@ -51,6 +52,7 @@ pub enum ObjectKind {
     Gateway(Doc<GatewaySpec>),
     HttpRoute(Doc<HttpRouteSpec>),
     AuthorizationPolicy(Doc<AuthorizationPolicySpec>),
+    RequestAuthentication(Doc<RequestAuthenticationSpec>),
 }
 
 /// Everything loaded: objects in input order, and loader notices.

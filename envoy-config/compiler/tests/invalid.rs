@@ -79,15 +79,15 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "request-auth.yaml",
-        "document 2 (AuthorizationPolicy default/jwt-only)",
-        "spec.rules[0].from[0].source.requestPrincipals",
-        "request.auth (JWT) is not supported yet",
+        "document 2 (RequestAuthentication default/jwt-no-issuer)",
+        "spec.jwtRules[0].issuer",
+        "issuer or jwksUri must be non-empty string",
     ),
     (
         "request-auth-claims.yaml",
         "document 2 (AuthorizationPolicy default/jwt-claims)",
         "spec.rules[0].when[0].key",
-        "request.auth.claims[iss]: request.auth (JWT) conditions are not supported yet",
+        "unknown condition key \"request.auth.claim[iss]\"",
     ),
     (
         "delegate.yaml",

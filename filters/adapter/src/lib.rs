@@ -21,6 +21,7 @@ use layover_contract::{
 };
 
 mod connection;
+mod jwt;
 pub use connection::{connection, Connection, ConnectionHost};
 
 /// Body of a fault-injected abort, as Envoy's fault filter sends it.
@@ -222,15 +223,25 @@ impl StreamFilter {
             return Err(InternalError("the host returned no :path header".into()));
         }
         if self.mode == FilterMode::Authorization {
+            if policy.jwt().enabled {
+                // Route B keeps istiod's own jwt_authn, which writes no payload header layover
+                // could trust: refuse rather than decide without the verified identity.
+                return Err(InternalError(
+                    "RequestAuthentication needs the waypoint mode (route A or own bootstrap)"
+                        .into(),
+                ));
+            }
             return Ok(self.authorize_only(policy, conn, &headers, host));
         }
+        let jwt = jwt::verified_payload(policy, &headers)?;
         // Client-sent internal signals are invisible to matching as well as to Envoy.
         let visible: Vec<(&str, &str)> = headers
             .iter()
             .filter(|(n, _)| !n.starts_with(':') && !is_internal_signal(n))
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        let view = request_view(policy, conn, &headers, &visible);
+        let mut view = request_view(policy, conn, &headers, &visible);
+        view.jwt = jwt.as_ref();
         let decision = policy.decide(&view);
         let sampled = decision.sample(entropy);
 
@@ -487,6 +498,7 @@ fn request_view<'a>(
             port: destination_port(conn.destination_port, authority),
         },
         sni: conn.sni.as_deref(),
+        jwt: None,
     }
 }
 

@@ -720,3 +720,58 @@ fn load_config_reads_the_mode() {
     assert_eq!(loaded.cluster_selection, ClusterSelection::Header);
     assert!(load_config(b"{\"mode\":\"authorization\"}").is_err());
 }
+
+/// RequestAuthentication bound to reviews, and an ALLOW for `iss/alice`.
+const JWT_POLICY: &str = r#"
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  jwtRules: [{issuer: iss, jwks: '{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}]}'}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: alice, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  rules: [{from: [{source: {requestPrincipals: [iss/alice]}}]}]
+"#;
+
+fn with_payload(value: &str) -> FakeHost {
+    FakeHost::new(&[
+        (":method", "GET"),
+        (":path", "/"),
+        (":authority", "reviews:9080"),
+        (":scheme", "http"),
+        (layover_contract::JWT_PAYLOAD_HEADER, value),
+    ])
+}
+
+#[test]
+fn verified_payload_header_gives_the_principal_and_is_removed() {
+    // {"iss":"iss","sub":"alice"} as jwt_authn's forward_payload_header writes it.
+    let p = policy(JWT_POLICY);
+    let mut host = with_payload("eyJpc3MiOiJpc3MiLCJzdWIiOiJhbGljZSJ9");
+    let v = StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
+    assert_eq!(v, Verdict::Continue);
+    assert!(host.req(layover_contract::JWT_PAYLOAD_HEADER).is_empty());
+}
+
+#[test]
+fn undecodable_payload_header_fails_closed() {
+    let p = policy(JWT_POLICY);
+    let mut host = with_payload("not base64url!");
+    let v = StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
+    assert_eq!(v, Verdict::Replied);
+    assert_eq!(host.replies[0].status, internal_error_reply().status);
+}
+
+#[test]
+fn no_payload_header_means_no_principal() {
+    let p = policy(JWT_POLICY);
+    let mut host = get("/");
+    let v = StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
+    assert_eq!(v, Verdict::Replied);
+    assert_eq!(host.replies[0].status, 403);
+}

@@ -364,6 +364,7 @@ fn decide(policy: &CompiledPolicy, req: &Req, entropy: u64) {
             port: req.port,
         },
         sni: None,
+        jwt: None,
     };
     let decision = policy.decide(&view);
     let sampled = decision.sample(entropy);
@@ -562,6 +563,7 @@ spec:
                 port: 9080,
             },
             sni: None,
+            jwt: None,
         };
         let decision = policy.decide(&view);
         let weights: Vec<u32> = decision.destinations.iter().map(|d| d.weight).collect();

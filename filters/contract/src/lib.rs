@@ -27,6 +27,19 @@ pub const CLUSTER_HEADER: &str = "x-layover-cluster";
 /// removed before anything else (Envoy's own `x-envoy-*` controls are removed too).
 pub const INTERNAL_HEADER_PREFIX: &str = "x-layover-";
 
+/// The request header Envoy's `jwt_authn` filter writes the payload of a token it verified to
+/// (`forward_payload_header`: the token's base64url payload segment), for layover to read
+/// `requestPrincipals` / `request.auth.*` from. The generated configuration removes a client's
+/// copy (an `envoy.filters.http.header_mutation` filter) BEFORE `jwt_authn` runs, so the header
+/// only ever holds what `jwt_authn` verified; layover removes it before the upstream.
+///
+/// Why a header and not the dynamic metadata istiod's RBAC reads
+/// (`filter_metadata["envoy.filters.http.jwt_authn"]["payload"]`): the dynamic-module ABI of
+/// Envoy 1.40.0 reads only top-level metadata keys of scalar type
+/// (`envoy_dynamic_module_callback_http_get_metadata_{string,number,bool,list_*}`), and the
+/// payload is a nested `Struct`; one signal for both builds keeps them identical.
+pub const JWT_PAYLOAD_HEADER: &str = "x-layover-jwt-payload";
+
 /// The request header that makes a `test-panic` build of either filter panic (tests of the
 /// fail-closed behaviour only; the release builds do not read it).
 pub const TEST_PANIC_HEADER: &str = "x-layover-test-panic";

@@ -212,6 +212,7 @@ fn bench(routes: usize, rules: usize) -> f64 {
             port: 9080,
         },
         sni: None,
+        jwt: None,
     };
     // Sanity: every request is routed (not denied / 404).
     for (k, (path, _)) in reqs.iter().enumerate() {

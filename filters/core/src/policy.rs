@@ -31,6 +31,51 @@ pub struct CompiledPolicy {
     authz: CompiledAuthz,
     default_retry: Option<wire::RetryPolicy>,
     path_normalization: wire::PathNormalization,
+    jwt: JwtSettings,
+}
+
+/// What the filters need of the policy's RequestAuthentication rules (Envoy's `jwt_authn`
+/// verifies the tokens; the filters only read the verified payload).
+#[derive(Debug, Default)]
+pub struct JwtSettings {
+    /// Whether any rule exists (the generated configuration then runs `jwt_authn`).
+    pub enabled: bool,
+    /// `outputPayloadToHeader` of the rules, lower-cased, deduplicated.
+    pub output_payload_headers: Vec<String>,
+    /// `spaceDelimitedClaims` of all rules (besides `scope` and `permission`).
+    pub space_delimited_claims: Vec<String>,
+    /// The rules themselves (for offline verification by `layover eval`).
+    pub rules: Vec<wire::JwtRule>,
+}
+
+impl JwtSettings {
+    /// Whether a RequestAuthentication rule of the payload's issuer binds `service`.
+    pub fn binds(&self, payload: &crate::jwt::JwtPayload, service: &str) -> bool {
+        let iss = payload.string("iss").unwrap_or("");
+        self.rules
+            .iter()
+            .any(|r| r.issuer == iss && r.services.iter().any(|s| s == service))
+    }
+
+    fn of(rules: &[wire::JwtRule]) -> JwtSettings {
+        let mut s = JwtSettings {
+            enabled: !rules.is_empty(),
+            rules: rules.to_vec(),
+            ..JwtSettings::default()
+        };
+        for r in rules {
+            let h = r.output_payload_to_header.to_ascii_lowercase();
+            if !h.is_empty() && !s.output_payload_headers.contains(&h) {
+                s.output_payload_headers.push(h);
+            }
+            for c in &r.space_delimited_claims {
+                if !s.space_delimited_claims.contains(c) {
+                    s.space_delimited_claims.push(c.clone());
+                }
+            }
+        }
+        s
+    }
 }
 
 #[derive(Debug)]
@@ -840,7 +885,13 @@ impl CompiledPolicy {
             authz,
             default_retry: mesh.default_retry,
             path_normalization,
+            jwt: JwtSettings::of(&policy.jwt_rules),
         })
+    }
+
+    /// The policy's RequestAuthentication settings the filters need.
+    pub fn jwt(&self) -> &JwtSettings {
+        &self.jwt
     }
 
     /// MeshConfig `pathNormalization` the policy was compiled with.
@@ -907,6 +958,16 @@ impl CompiledPolicy {
         req: &RequestView<'a>,
     ) -> Option<(&'a CompiledService, AuthzDecision<'a>)> {
         let svc = self.find_service(req)?;
+        // istiod builds jwt_authn per service chain (listener_waypoint.go:876-878 @ 1.30.3): a
+        // token counts only where a RequestAuthentication of its issuer binds the service.
+        let scoped;
+        let req = match req.jwt {
+            Some(j) if !self.jwt.binds(j, &svc.hostname) => {
+                scoped = RequestView { jwt: None, ..*req };
+                &scoped
+            }
+            _ => req,
+        };
         Some((svc, self.authz.evaluate(&svc.authz_bound, req)))
     }
 

@@ -25,6 +25,9 @@ pub struct RequestView<'a> {
     pub destination: DestinationView<'a>,
     /// TLS SNI of the downstream connection, if any (`connection.sni`).
     pub sni: Option<&'a str>,
+    /// The payload of the request's JWT as Envoy's `jwt_authn` filter verified it; `None`
+    /// without a verified token (AuthorizationPolicy `requestPrincipals`, `request.auth.*`).
+    pub jwt: Option<&'a crate::jwt::JwtPayload>,
 }
 
 /// The calling peer, as the waypoint authenticated it.

@@ -39,6 +39,10 @@ pub struct RequestJson {
     /// when the request gives none, so header matches on it see what Envoy would.
     #[serde(default)]
     pub body: Option<String>,
+    /// A compact JWT, verified offline against the RequestAuthentication rules' inline JWKS
+    /// (else the token is taken from the rules' locations, e.g. `Authorization: Bearer`).
+    #[serde(default)]
+    pub jwt: Option<String>,
 }
 
 /// A header given as one string or as several.

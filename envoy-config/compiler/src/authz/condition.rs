@@ -1,4 +1,4 @@
-//! `when[]` → a policy condition (known keys only; request.auth needs JWT support).
+//! `when[]` → a policy condition (known keys only).
 
 use super::validate::{empty_values, istiod_regexes, strip_spiffe, IstiodRegex};
 use crate::diag::ObjRef;
@@ -16,15 +16,16 @@ pub(super) fn condition(
     w: &AuthzCondition,
 ) -> Option<pb::Condition> {
     let key = w.key.as_str();
-    if key.starts_with("request.auth.") {
-        ctx.err(
-            at,
-            format!("{wp}.key"),
-            format!("{key}: request.auth (JWT) conditions are not supported yet"),
-        );
-        return None;
-    }
-    let known = key.starts_with("request.headers[") && key.ends_with(']')
+    // request.auth.* reads the JWT payload Envoy's jwt_authn verified
+    // (pilot/pkg/security/authz/model/model.go:105-120 @ 1.30.3).
+    let jwt_key = matches!(
+        key,
+        "request.auth.principal" | "request.auth.audiences" | "request.auth.presenter"
+    ) || key
+        .strip_prefix("request.auth.claims")
+        .is_some_and(|r| r.starts_with('[') && r.ends_with(']') && r.len() > 2);
+    let known = jwt_key
+        || key.starts_with("request.headers[") && key.ends_with(']')
         || key.starts_with("experimental.envoy.filters.")
         || matches!(
             key,

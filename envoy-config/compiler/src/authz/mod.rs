@@ -64,15 +64,34 @@ pub(crate) fn compile_policies(
 /// The served services `spec` binds through its targetRefs, sorted; `None` (with a notice or
 /// error) when it binds none or is not enforced by waypoints at all.
 fn bind(ctx: &mut Ctx, at: &ObjRef, spec: &AuthorizationPolicySpec) -> Option<Vec<String>> {
+    bind_refs(
+        ctx,
+        at,
+        spec.selector.is_some(),
+        spec.target_ref.as_ref(),
+        &spec.target_refs,
+    )
+}
+
+/// [`bind`] for any security.istio.io policy with `selector` / `targetRef` / `targetRefs`
+/// (RequestAuthentication attaches to waypoints exactly as AuthorizationPolicy does:
+/// `pilot/pkg/model/authentication.go:298-303 @ 1.30.3`, `ShouldAttachPolicy`).
+pub(crate) fn bind_refs(
+    ctx: &mut Ctx,
+    at: &ObjRef,
+    has_selector: bool,
+    target_ref: Option<&TargetRef>,
+    target_refs: &[TargetRef],
+) -> Option<Vec<String>> {
     let mut refs: Vec<(String, &TargetRef)> = Vec::new();
-    if let Some(r) = &spec.target_ref {
+    if let Some(r) = target_ref {
         refs.push(("spec.targetRef".into(), r));
     }
-    for (i, r) in spec.target_refs.iter().enumerate() {
+    for (i, r) in target_refs.iter().enumerate() {
         refs.push((format!("spec.targetRefs[{i}]"), r));
     }
     if refs.is_empty() {
-        let what = if spec.selector.is_some() {
+        let what = if has_selector {
             "skipped: selector-based policies are enforced by ztunnel or sidecars, not by waypoints; bind it to the waypoint with targetRefs"
         } else if at.namespace == ctx.mesh.root_namespace {
             "skipped: mesh-wide (root namespace) policies without targetRefs are not enforced by waypoints"
@@ -82,7 +101,7 @@ fn bind(ctx: &mut Ctx, at: &ObjRef, spec: &AuthorizationPolicySpec) -> Option<Ve
         ctx.info(at, "", what);
         return None;
     }
-    if spec.selector.is_some() {
+    if has_selector {
         ctx.err(
             at,
             "spec.selector",

@@ -16,13 +16,9 @@ pub(super) fn source(
     s: &AuthzSource,
     td: &str,
 ) -> pb::Source {
-    if !s.request_principals.is_empty() {
-        ctx.err(at, format!("{sp}.requestPrincipals"), "request.auth (JWT) is not supported yet: requestPrincipals needs RequestAuthentication");
-    }
-    if !s.not_request_principals.is_empty() {
-        ctx.err(at, format!("{sp}.notRequestPrincipals"), "request.auth (JWT) is not supported yet: notRequestPrincipals needs RequestAuthentication");
-    }
     for (name, list) in [
+        ("requestPrincipals", &s.request_principals),
+        ("notRequestPrincipals", &s.not_request_principals),
         ("principals", &s.principals),
         ("notPrincipals", &s.not_principals),
         ("namespaces", &s.namespaces),
@@ -96,7 +92,9 @@ pub(super) fn source(
         not_ip_blocks: s.not_ip_blocks.clone(),
         remote_ip_blocks: s.remote_ip_blocks.clone(),
         not_remote_ip_blocks: s.not_remote_ip_blocks.clone(),
-        request_principals: Vec::new(),
-        not_request_principals: Vec::new(),
+        // "iss/sub" patterns, matched on the JWT payload Envoy's jwt_authn verified
+        // (pilot/pkg/security/authz/model/generator.go:263-320 @ 1.30.3).
+        request_principals: s.request_principals.clone(),
+        not_request_principals: s.not_request_principals.clone(),
     }
 }

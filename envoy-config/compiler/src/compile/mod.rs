@@ -92,6 +92,7 @@ pub fn compile_with(bundle: &Bundle, opts: &CompileOptions) -> Result<Compiled, 
     clusters::collect_destination_rules(&mut ctx);
     let (clusters, registry) = clusters::build_clusters(&mut ctx);
     let (authz, bindings) = crate::authz::compile_policies(&mut ctx);
+    let jwt_rules = crate::jwt::compile_request_authentications(&mut ctx);
     let routes = crate::gwapi::compile_http_routes(&mut ctx);
     let vs_routes = crate::vs::compile_virtual_services(&mut ctx, &routes);
     let services = service_table(&ctx, routes, vs_routes, &bindings);
@@ -108,6 +109,7 @@ pub fn compile_with(bundle: &Bundle, opts: &CompileOptions) -> Result<Compiled, 
         mesh: Some(ctx.mesh.clone()),
         services,
         authorization_policies: authz,
+        jwt_rules,
         clusters,
         waypoint: ctx
             .waypoint

@@ -29,6 +29,7 @@
 //!   waypoint through the validation webhook, so rejecting it is the faithful outcome here).
 
 mod cidr;
+mod jwt_match;
 mod matchers;
 #[cfg(test)]
 mod tests;
@@ -613,6 +614,11 @@ enum Pred {
     InlineHeader(Box<str>, Vec<HeaderPat>),
     /// `connection.sni`.
     Sni(Vec<StrMatch>),
+    /// `requestPrincipals`, `request.auth.principal`: `iss` and `sub` of the verified JWT.
+    RequestPrincipal(Vec<jwt_match::PrincipalPat>),
+    /// `request.auth.audiences` (`aud`), `request.auth.presenter` (`azp`),
+    /// `request.auth.claims[..]`: a claim path of the verified JWT.
+    Claim(Box<[Box<str>]>, Vec<StrMatch>),
 }
 
 impl Pred {
@@ -623,6 +629,7 @@ impl Pred {
             Pred::Host(_) | Pred::SourceIp(_) | Pred::RemoteIp(_) | Pred::DestIp(_) => 1,
             Pred::Sni(_) | Pred::Principal(_) | Pred::Namespace(_) => 2,
             Pred::Header(..) | Pred::InlineHeader(..) => 3,
+            Pred::RequestPrincipal(_) | Pred::Claim(..) => 3,
             Pred::Path(_) | Pred::ServiceAccount(_) => 4,
         }
     }
@@ -707,6 +714,8 @@ impl Pred {
                 let sni = req.sni.unwrap_or("");
                 pats.iter().any(|m| m.matches(sni))
             }
+            Pred::RequestPrincipal(pats) => req.jwt.is_some_and(|j| jwt_match::principal(j, pats)),
+            Pred::Claim(path, pats) => req.jwt.is_some_and(|j| jwt_match::claim(j, path, pats)),
             // Handled by `matches`; listed so a new variant must be placed deliberately.
             Pred::MethodSet(..)
             | Pred::Port(_)
@@ -906,13 +915,17 @@ fn compile_source(cx: &Cx<'_>, at: &str, s: &wire::Source) -> Result<Clause, Inv
     ] {
         check_values(cx, &f(name), v)?;
     }
-    if !s.request_principals.is_empty() {
-        return Err(cx.unsupported(f("requestPrincipals"), "request authentication (JWT)"));
-    }
-    if !s.not_request_principals.is_empty() {
-        return Err(cx.unsupported(f("notRequestPrincipals"), "request authentication (JWT)"));
-    }
+    check_values(cx, &f("requestPrincipals"), &s.request_principals)?;
+    check_values(cx, &f("notRequestPrincipals"), &s.not_request_principals)?;
     let mut c = Clause::default();
+    add(
+        &mut c,
+        &f("requestPrincipals"),
+        &f("notRequestPrincipals"),
+        &s.request_principals,
+        &s.not_request_principals,
+        |_, v| Ok(jwt_match::principals(v)),
+    )?;
     add(
         &mut c,
         &f("principals"),
@@ -1071,7 +1084,16 @@ fn compile_condition(
             })
         }
         k if k.starts_with("request.auth.") => {
-            Err(cx.unsupported(kf, &format!("condition key {k:?} (request authentication)")))
+            let path = jwt_match::condition_path(k)
+                .ok_or_else(|| cx.value(kf.clone(), k, jwt_match::KEY_FORMS.into()))?;
+            add(clause, &vf, &nf, values, not_values, |_, v| {
+                Ok(match &path {
+                    None => jwt_match::principals(v),
+                    Some(p) => {
+                        Pred::Claim(p.clone(), v.iter().map(|s| StrMatch::istio(s)).collect())
+                    }
+                })
+            })
         }
         k if k.starts_with("experimental.") => {
             Err(cx.unsupported(kf, &format!("condition key {k:?} (Envoy metadata)")))

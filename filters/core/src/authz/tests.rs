@@ -74,6 +74,12 @@ fn namespaces(p: &[&str]) -> Source {
         ..Default::default()
     }
 }
+fn rp(p: &[&str]) -> Source {
+    Source {
+        request_principals: v(p),
+        ..Default::default()
+    }
+}
 fn methods(m: &[&str]) -> Operation {
     Operation {
         methods: v(m),
@@ -106,6 +112,7 @@ struct Req {
     dest_ip: Option<&'static str>,
     port: u16,
     sni: Option<&'static str>,
+    jwt: Option<crate::jwt::JwtPayload>,
 }
 
 fn req() -> Req {
@@ -120,6 +127,7 @@ fn req() -> Req {
         dest_ip: Some("10.96.0.10"),
         port: 8000,
         sni: None,
+        jwt: None,
     }
 }
 
@@ -156,6 +164,10 @@ impl Req {
         self.port = p;
         self
     }
+    fn jwt(mut self, payload: &str) -> Self {
+        self.jwt = Some(crate::jwt::tests_support::payload(payload));
+        self
+    }
     fn sni(mut self, s: &'static str) -> Self {
         self.sni = Some(s);
         self
@@ -184,6 +196,7 @@ impl Req {
                 port: self.port,
             },
             sni: self.sni,
+            jwt: self.jwt.as_ref(),
         }
     }
 }
@@ -483,6 +496,25 @@ fn cases() -> Vec<Case> {
         // "*" is ".+": no SNI (empty requested_server_name) does not match.
         allow_case("when-sni-star-absent", vec![when(vec![cond("connection.sni", &["*"], &[])])], req(), false),
 
+        // --- JWT (requestPrincipals, request.auth.*): generator.go:255-375 @ 1.30.3
+        allow_case("jwt-principal-exact", vec![from(rp(&["https://issuer/alice"]))], req().jwt("iss=https://issuer;sub=alice"), true),
+        allow_case("jwt-principal-wrong-issuer", vec![from(rp(&["https://issuer/alice"]))], req().jwt("iss=https://other;sub=alice"), false),
+        allow_case("jwt-principal-no-token", vec![from(rp(&["*"]))], req(), false),
+        allow_case("jwt-principal-star-with-token", vec![from(rp(&["*"]))], req().jwt("iss=i;sub=s"), true),
+        allow_case("jwt-not-principal-no-token", vec![from(Source { not_request_principals: v(&["*"]), ..Default::default() })], req(), true),
+        allow_case("jwt-not-principal-token", vec![from(Source { not_request_principals: v(&["*"]), ..Default::default() })], req().jwt("iss=i;sub=s"), false),
+        allow_case("jwt-when-principal", vec![when(vec![cond("request.auth.principal", &["i/s"], &[])])], req().jwt("iss=i;sub=s"), true),
+        allow_case("jwt-audiences-list-element", vec![when(vec![cond("request.auth.audiences", &["b"], &[])])], req().jwt("aud=a,b"), true),
+        allow_case("jwt-audiences-string", vec![when(vec![cond("request.auth.audiences", &["a*"], &[])])], req().jwt("aud=abc"), true),
+        allow_case("jwt-audiences-miss", vec![when(vec![cond("request.auth.audiences", &["c"], &[])])], req().jwt("aud=a,b"), false),
+        allow_case("jwt-presenter", vec![when(vec![cond("request.auth.presenter", &["web"], &[])])], req().jwt("azp=web"), true),
+        allow_case("jwt-claim-nested", vec![when(vec![cond("request.auth.claims[org][team]", &["red"], &[])])], req().jwt("org.team=red"), true),
+        allow_case("jwt-claim-nested-miss", vec![when(vec![cond("request.auth.claims[org][team]", &["red"], &[])])], req().jwt("org.team=blue"), false),
+        allow_case("jwt-claim-list", vec![when(vec![cond("request.auth.claims[groups]", &["admin"], &[])])], req().jwt("groups=dev,admin"), true),
+        allow_case("jwt-claim-non-string", vec![when(vec![cond("request.auth.claims[n]", &["*"], &[])])], req().jwt("n=#"), false),
+        allow_case("jwt-claim-scope-split", vec![when(vec![cond("request.auth.claims[scope]", &["write"], &[])])], req().jwt("scope=read write"), true),
+        allow_case("jwt-claim-not-values", vec![when(vec![cond("request.auth.claims[groups]", &[], &["banned"])])], req().jwt("groups=dev,banned"), false),
+
         // --- istio.io samples, translated by hand
         // reference example 1 (without its request.auth.claims condition, which the compiler rejects).
         case("sample-ref1-get-info-from-sleep",
@@ -741,7 +773,7 @@ fn invalid_condition_keys() {
     ])]));
     assert_eq!(e, "AuthorizationPolicy foo/bar: rules[0].when[1].key: unknown condition key \"request.method\"");
     let e = compile_err(deny(vec![when(vec![cond(
-        "request.auth.claims[iss]",
+        "request.auth.claim[iss]",
         &["x"],
         &[],
     )])]));
@@ -749,7 +781,7 @@ fn invalid_condition_keys() {
         e.starts_with("AuthorizationPolicy foo/bar: rules[0].when[0].key: "),
         "{e}"
     );
-    assert!(e.contains("not supported"), "{e}");
+    assert!(e.contains("request.auth.claims[<name>]"), "{e}");
     let e = compile_err(deny(vec![when(vec![cond(
         "experimental.envoy.filters.a.b[c]",
         &["x"],
@@ -798,10 +830,13 @@ fn invalid_values() {
     ]));
     assert_eq!(e, "AuthorizationPolicy foo/bar: rules[1].from[0].source.principals[1]: empty value not allowed");
     let e = compile_err(allow(vec![from(Source {
-        request_principals: v(&["iss/sub"]),
+        request_principals: v(&["iss/sub", ""]),
         ..Default::default()
     })]));
-    assert!(e.contains("rules[0].from[0].source.requestPrincipals: request authentication (JWT) is not supported"), "{e}");
+    assert!(
+        e.contains("rules[0].from[0].source.requestPrincipals[1]: empty value not allowed"),
+        "{e}"
+    );
     let e = compile_err(AuthorizationPolicy {
         action: 3,
         ..allow(vec![])

@@ -192,6 +192,7 @@ pub(crate) fn rv<'a>(path: &'a str, headers: &'a [(&'a str, &'a str)]) -> Reques
             port: 9080,
         },
         sni: None,
+        jwt: None,
     }
 }
 
