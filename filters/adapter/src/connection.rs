@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 
 use layover_contract::filter_state;
+use layover_core::ConnectionNeeds;
 
 use crate::InternalError;
 
@@ -44,14 +45,34 @@ pub trait ConnectionHost {
 /// `use_remote_address: false` (Istio waypoints) the latter follows `x-forwarded-for`, and would
 /// let a client pick its own source address with one header. `remote_ip` (`remoteIpBlocks`) is
 /// that XFF-derived `source.address`, as Envoy's RBAC `remote_ip` sees it.
-pub fn connection<H: ConnectionHost + ?Sized>(host: &H) -> Result<Connection, InternalError> {
-    // Every read is a host call (a copy into VM memory for proxy-wasm): each at most once.
-    let sni = host.sni().filter(|s| !s.is_empty());
+///
+/// `needs` ([`layover_core::CompiledPolicy::needs`]) says which attributes the policy can read;
+/// the others are not fetched (each is a host call, and for proxy-wasm a copy into VM memory)
+/// and stay unset, which no predicate then looks at. In particular an HBONE peer identity is
+/// only validated when a policy reads it: a value nothing reads cannot steer a decision.
+pub fn connection<H: ConnectionHost + ?Sized>(
+    host: &H,
+    needs: ConnectionNeeds,
+) -> Result<Connection, InternalError> {
+    // Every read is a host call (a copy into VM memory for proxy-wasm): each at most once, and
+    // only when the policy reads its value.
+    let sni = if needs.sni {
+        host.sni().filter(|s| !s.is_empty())
+    } else {
+        None
+    };
     let authority = host.filter_state(filter_state::CONNECT_AUTHORITY);
     if present(authority.as_deref()).is_some() {
-        let principal = host.filter_state(filter_state::PEER_PRINCIPAL);
-        let forwarded = host.filter_state(filter_state::FORWARDED_FOR);
-        let peer = host.filter_state(filter_state::HBONE_PEER_ADDRESS);
+        let read = |wanted: bool, key: &str| {
+            if wanted {
+                host.filter_state(key)
+            } else {
+                None
+            }
+        };
+        let principal = read(needs.principal, filter_state::PEER_PRINCIPAL);
+        let forwarded = read(needs.addresses(), filter_state::FORWARDED_FOR);
+        let peer = read(needs.addresses(), filter_state::HBONE_PEER_ADDRESS);
         let state = HboneState {
             peer_principal: principal.as_deref(),
             connect_authority: authority.as_deref(),
@@ -62,15 +83,28 @@ pub fn connection<H: ConnectionHost + ?Sized>(host: &H) -> Result<Connection, In
             return Ok(conn);
         }
     }
-    let principal = host
-        .peer_uri_san()
-        .as_deref()
-        .and_then(principal_from_uri_san)
-        .map(str::to_string);
-    let (source_ip, remote_ip) = peer_addresses(
-        host.direct_remote_address().as_deref(),
-        host.source_address().as_deref(),
-    );
+    let principal = if needs.principal {
+        host.peer_uri_san()
+            .as_deref()
+            .and_then(principal_from_uri_san)
+            .map(str::to_string)
+    } else {
+        None
+    };
+    let (source_ip, remote_ip) = if needs.addresses() {
+        let direct = host.direct_remote_address();
+        // Without `remote.ip` checks only the direct peer matters; the stream's remote address
+        // stands in for it only when the host does not know (or garbled) the direct one.
+        let known = direct.as_deref().and_then(parse_socket_address).is_some();
+        let remote = if needs.remote_ip || !known {
+            host.source_address()
+        } else {
+            None
+        };
+        peer_addresses(direct.as_deref(), remote.as_deref())
+    } else {
+        (None, None)
+    };
     Ok(Connection {
         principal,
         source_ip,

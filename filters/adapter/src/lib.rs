@@ -245,9 +245,12 @@ impl StreamFilter {
         let decision = policy.decide(&view);
         let sampled = decision.sample(entropy);
 
-        // Whatever happens next, no client-sent internal signal survives.
-        for (name, _) in headers.iter().filter(|(n, _)| is_internal_signal(n)) {
-            host.remove_request_header(name)?;
+        // Whatever happens next, no client-sent internal signal survives. One removal per name
+        // (it drops every value); nothing to write when the client sent none.
+        for (i, (name, _)) in headers.iter().enumerate() {
+            if is_internal_signal(name) && !headers[..i].iter().any(|(n, _)| n == name) {
+                host.remove_request_header(name)?;
+            }
         }
 
         let reply = local_reply(&decision, &sampled);

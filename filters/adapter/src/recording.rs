@@ -36,6 +36,10 @@ pub struct RecordingHost {
     /// `direct_remote_address`, `source_address`, or the filter-state key), so tests can check
     /// that each is read at most once and only when needed.
     pub connection_reads: std::cell::RefCell<Vec<String>>,
+    /// Every [`StreamHost`] call, in order (`request_headers`, `set_request_header <name>`,
+    /// `send_local_reply <status>`, …), so tests can check the host-call pattern: how often the
+    /// header map is read and which writes a decision costs.
+    pub host_calls: std::cell::RefCell<Vec<String>>,
 }
 
 impl RecordingHost {
@@ -68,6 +72,20 @@ impl RecordingHost {
 }
 
 impl RecordingHost {
+    fn call(&self, what: &str, name: &str) {
+        let entry = if name.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what} {name}")
+        };
+        self.host_calls.borrow_mut().push(entry);
+    }
+
+    /// The [`StreamHost`] calls made so far (see [`RecordingHost::host_calls`]).
+    pub fn calls(&self) -> Vec<String> {
+        self.host_calls.borrow().clone()
+    }
+
     fn mutation(&self, name: &str) -> Result<(), InternalError> {
         match self.fail_mutation {
             Some(n) if n == "*" || n == name => {
@@ -109,41 +127,50 @@ impl ConnectionHost for RecordingHost {
 
 impl StreamHost for RecordingHost {
     fn request_headers(&self) -> Result<Vec<(String, String)>, InternalError> {
+        self.call("request_headers", "");
         if self.fail_read {
             return Err(InternalError("fake host: header map unavailable".into()));
         }
         Ok(self.request.clone())
     }
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError> {
+        self.call("set_request_header", name);
         self.mutation(name)?;
         self.request.retain(|(n, _)| n != name);
         self.request.push((name.into(), value.into()));
         Ok(())
     }
     fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), InternalError> {
+        self.call("add_request_header", name);
         self.mutation(name)?;
         self.request.push((name.into(), value.into()));
         Ok(())
     }
     fn remove_request_header(&mut self, name: &str) -> Result<(), InternalError> {
+        self.call("remove_request_header", name);
         self.mutation(name)?;
         self.request.retain(|(n, _)| n != name);
         Ok(())
     }
     fn set_response_header(&mut self, name: &str, value: &str) {
+        self.call("set_response_header", name);
         self.response.retain(|(n, _)| n != name);
         self.response.push((name.into(), value.into()));
     }
     fn add_response_header(&mut self, name: &str, value: &str) {
+        self.call("add_response_header", name);
         self.response.push((name.into(), value.into()));
     }
     fn remove_response_header(&mut self, name: &str) {
+        self.call("remove_response_header", name);
         self.response.retain(|(n, _)| n != name);
     }
     fn send_local_reply(&mut self, reply: &LocalReply) {
+        self.call("send_local_reply", &reply.status.to_string());
         self.replies.push(reply.clone());
     }
     fn mirror(&mut self, cluster: &str, headers: &[(String, String)]) {
+        self.call("mirror", cluster);
         self.mirrors.push((cluster.into(), headers.to_vec()));
     }
     fn warn(&self, message: &str) {

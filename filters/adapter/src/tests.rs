@@ -775,3 +775,107 @@ fn no_payload_header_means_no_principal() {
     assert_eq!(v, Verdict::Replied);
     assert_eq!(host.replies[0].status, 403);
 }
+
+// ------------------------------------------------------------ host-call pattern (issue 15)
+// Every host call is a crossing of the proxy-wasm ABI (a copy into or out of the VM), so the
+// pattern is part of the contract: the header map is read once, and a decision costs only the
+// writes that carry it. Deterministic counts, not timings.
+
+const DENY_PRINCIPAL: &str = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-sleep, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  action: DENY
+  rules: [{from: [{source: {principals: ["cluster.local/ns/default/sa/sleep"]}}]}]
+"#;
+
+#[test]
+fn a_forwarded_request_reads_the_headers_once_and_writes_only_router_controls() {
+    let p = policy("");
+    let mut host = get("/");
+    StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
+    assert_eq!(
+        host.calls(),
+        [
+            "request_headers".to_string(),
+            format!("set_request_header {CLUSTER_HEADER}"),
+            "set_request_header x-envoy-max-retries".into(),
+            "set_request_header x-envoy-retry-on".into(),
+        ]
+    );
+}
+
+#[test]
+fn a_denied_request_reads_the_headers_once_and_only_replies() {
+    let p = policy(DENY_PRINCIPAL);
+    let mut host = get("/");
+    let sleep = Connection {
+        principal: Some("cluster.local/ns/default/sa/sleep".into()),
+        ..conn()
+    };
+    StreamFilter::default().on_request_headers(&p, Ok(&sleep), 1, &mut host);
+    assert_eq!(host.calls(), ["request_headers", "send_local_reply 403"]);
+}
+
+#[test]
+fn a_repeated_internal_header_is_removed_once() {
+    // Security first: every client-sent internal signal goes, but one removal drops all values.
+    let p = policy("");
+    let mut host = get("/");
+    host.request.extend([
+        ("x-envoy-retry-on".to_string(), "5xx".to_string()),
+        ("x-layover-anything".into(), "a".into()),
+        ("x-envoy-retry-on".into(), "reset".into()),
+        ("x-layover-anything".into(), "b".into()),
+    ]);
+    StreamFilter::default().on_request_headers(&p, Ok(&conn()), 1, &mut host);
+    let removals: Vec<String> = host
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("remove_request_header"))
+        .collect();
+    assert_eq!(
+        removals,
+        [
+            "remove_request_header x-envoy-retry-on",
+            "remove_request_header x-layover-anything"
+        ]
+    );
+    assert!(host.req("x-layover-anything").is_empty());
+    // The mesh default retry policy's own value, not the client's.
+    let retry_on = host.req("x-envoy-retry-on");
+    assert_eq!(retry_on.len(), 1);
+    assert!(!retry_on.contains(&"5xx") && !retry_on.contains(&"reset"));
+}
+
+#[test]
+fn the_connection_is_read_only_as_far_as_the_policy_needs() {
+    // Without principal or address predicates no identity or address property is fetched;
+    // with a principal predicate exactly the peer identity is.
+    let mut host = FakeHost {
+        peer_uri_san: Some("spiffe://cluster.local/ns/default/sa/sleep".into()),
+        direct_remote_address: Some("10.0.0.1:1".into()),
+        source_address: Some("10.0.0.2:0".into()),
+        sni: Some("reviews".into()),
+        ..get("/")
+    };
+    connection(&host, policy("").needs()).unwrap();
+    assert_eq!(
+        *host.connection_reads.borrow(),
+        [layover_contract::filter_state::CONNECT_AUTHORITY]
+    );
+    host.connection_reads.borrow_mut().clear();
+    let p = policy(DENY_PRINCIPAL);
+    let conn = connection(&host, p.needs()).unwrap();
+    assert_eq!(
+        *host.connection_reads.borrow(),
+        [
+            layover_contract::filter_state::CONNECT_AUTHORITY,
+            "peer_uri_san"
+        ]
+    );
+    let v = StreamFilter::default().on_request_headers(&p, Ok(&conn), 1, &mut host);
+    assert_eq!(v, Verdict::Replied);
+}

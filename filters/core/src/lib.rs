@@ -35,5 +35,7 @@ pub use layover_proto::v1 as wire;
 pub use layover_proto::v1::Policy;
 pub use normalize::{normalize_path, PathRejected};
 pub use policy::{CompiledPolicy, JwtSettings};
-pub use request::{namespace_of_principal, DestinationView, RequestView, SourceView};
+pub use request::{
+    namespace_of_principal, ConnectionNeeds, DestinationView, RequestView, SourceView,
+};
 pub use sample::{Entropy, Sampled};

@@ -17,7 +17,7 @@ use crate::index::{Entry, RouteIndex};
 use crate::matcher::{
     compile_full_regex, compile_value_match, HeaderCond, MatchCond, QueryCond, StrMatcher, UriCond,
 };
-use crate::request::RequestView;
+use crate::request::{ConnectionNeeds, RequestView};
 use crate::wire;
 
 /// A validated, indexed policy, ready to [`decide`](CompiledPolicy::decide) requests.
@@ -29,6 +29,8 @@ pub struct CompiledPolicy {
     /// Istio virtual-host domains (without port) → service.
     by_authority: FxHashMap<String, u32>,
     authz: CompiledAuthz,
+    /// What the authorization policies read of the connection ([`CompiledPolicy::needs`]).
+    needs: ConnectionNeeds,
     default_retry: Option<wire::RetryPolicy>,
     path_normalization: wire::PathNormalization,
     jwt: JwtSettings,
@@ -882,6 +884,7 @@ impl CompiledPolicy {
             by_host,
             by_ip,
             by_authority,
+            needs: authz.needs(),
             authz,
             default_retry: mesh.default_retry,
             path_normalization,
@@ -892,6 +895,14 @@ impl CompiledPolicy {
     /// The policy's RequestAuthentication settings the filters need.
     pub fn jwt(&self) -> &JwtSettings {
         &self.jwt
+    }
+
+    /// The connection attributes this policy can read: an adapter fetches only these from its
+    /// host (each is a host call, and for proxy-wasm a copy into VM memory). Routing reads none
+    /// of them (the service comes from the CONNECT authority or the Host header); only
+    /// AuthorizationPolicy predicates do.
+    pub fn needs(&self) -> ConnectionNeeds {
+        self.needs
     }
 
     /// MeshConfig `pathNormalization` the policy was compiled with.

@@ -108,3 +108,47 @@ pub fn namespace_of_principal(principal: &str) -> Option<&str> {
     }
     None
 }
+
+/// The connection attributes a compiled policy reads: each one the host must fetch (a
+/// proxy-wasm property call copies it into VM memory), so an adapter reads only these. What a
+/// waypoint always needs (the HBONE CONNECT authority that picks the service, the request's
+/// headers) is not listed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionNeeds {
+    /// The peer principal ([`SourceView::principal`], and the namespace and service account
+    /// derived from it): `principals`, `namespaces`, `source.principal`, `source.namespace`,
+    /// `source.serviceAccount`.
+    pub principal: bool,
+    /// The direct peer address ([`SourceView::ip`]): `ipBlocks`, `source.ip`.
+    pub source_ip: bool,
+    /// The original client address ([`SourceView::remote_ip`]): `remoteIpBlocks`,
+    /// `remote.ip` (which falls back to the direct peer's, so it needs that one too).
+    pub remote_ip: bool,
+    /// The TLS SNI ([`RequestView::sni`]): `connection.sni`.
+    pub sni: bool,
+}
+
+impl ConnectionNeeds {
+    /// Every attribute: what a filter reads when it does not know the policy.
+    pub const ALL: ConnectionNeeds = ConnectionNeeds {
+        principal: true,
+        source_ip: true,
+        remote_ip: true,
+        sni: true,
+    };
+
+    /// Whether either client address is needed.
+    pub fn addresses(&self) -> bool {
+        self.source_ip || self.remote_ip
+    }
+
+    /// Both sets of needs.
+    pub fn union(self, other: ConnectionNeeds) -> ConnectionNeeds {
+        ConnectionNeeds {
+            principal: self.principal || other.principal,
+            source_ip: self.source_ip || other.source_ip,
+            remote_ip: self.remote_ip || other.remote_ip,
+            sni: self.sni || other.sni,
+        }
+    }
+}

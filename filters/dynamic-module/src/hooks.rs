@@ -200,7 +200,7 @@ fn decide(filter: &Filter, envoy: HttpFilter<'_>) -> u32 {
     #[cfg(feature = "test-panic")]
     test_panic(&headers);
     // Unreadable HBONE state is an internal error (the request fails closed).
-    let conn = connection(&envoy);
+    let conn = connection(&envoy, filter.policy.needs());
     host.cached_request = Some(headers);
     let verdict =
         state

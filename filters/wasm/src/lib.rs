@@ -180,7 +180,7 @@ impl HttpContext for Http {
             return Action::Pause;
         };
         // Unreadable HBONE state is an internal error (the request fails closed).
-        let conn = connection(&host);
+        let conn = connection(&host, policy.needs());
         let entropy = self
             .shared
             .borrow_mut()

@@ -35,7 +35,7 @@ fn connection_outside_a_tunnel_reads_the_tls_peer_and_the_direct_address() {
     host.direct_remote_address = Some("127.0.0.1:40000".into());
     host.source_address = Some("10.1.2.3:0".into());
     host.sni = Some("reviews.default.svc.cluster.local".into());
-    let conn = connection(&host).unwrap();
+    let conn = connection(&host, ConnectionNeeds::ALL).unwrap();
     assert_eq!(
         conn,
         Connection {
@@ -66,7 +66,7 @@ fn connection_outside_a_tunnel_reads_the_tls_peer_and_the_direct_address() {
     host.peer_uri_san = Some("https://x".into());
     host.source_address = Some("[::1]:5000".into());
     host.sni = Some(String::new());
-    let conn = connection(&host).unwrap();
+    let conn = connection(&host, ConnectionNeeds::ALL).unwrap();
     assert_eq!(conn.principal, None);
     assert_eq!(conn.sni, None);
     assert_eq!((conn.source_ip, conn.remote_ip), (ip("::1"), None));
@@ -74,7 +74,10 @@ fn connection_outside_a_tunnel_reads_the_tls_peer_and_the_direct_address() {
     // An HBONE authority the formatter wrote as `-` is no tunnel: the HBONE keys behind it are
     // not read.
     let host = host_with_state(&[(filter_state::CONNECT_AUTHORITY, "-")]);
-    assert_eq!(connection(&host).unwrap(), Connection::default());
+    assert_eq!(
+        connection(&host, ConnectionNeeds::ALL).unwrap(),
+        Connection::default()
+    );
     assert!(!reads(&host)
         .iter()
         .any(|r| r == filter_state::PEER_PRINCIPAL));
@@ -96,7 +99,7 @@ fn connection_inside_a_tunnel_reads_the_hbone_filter_state_only() {
     host.direct_remote_address = Some("127.0.0.1:1".into());
     host.source_address = Some("127.0.0.1:1".into());
     host.sni = Some("sni".into());
-    let conn = connection(&host).unwrap();
+    let conn = connection(&host, ConnectionNeeds::ALL).unwrap();
     assert_eq!(
         conn,
         Connection {
@@ -142,7 +145,7 @@ fn connection_with_unreadable_hbone_state_fails_closed() {
         host.peer_uri_san = Some("spiffe://cluster.local/ns/a/sa/tls-peer".into());
         host.direct_remote_address = Some("10.0.0.9:1".into());
         assert!(
-            connection(&host).is_err(),
+            connection(&host, ConnectionNeeds::ALL).is_err(),
             "{principal:?} {authority:?} was accepted"
         );
     }
@@ -268,4 +271,177 @@ fn forwarded_for_forms() {
     assert_eq!(forwarded_for("for=unknown"), None);
     assert_eq!(forwarded_for("host=x"), None);
     assert_eq!(forwarded_for(""), None);
+}
+
+const NONE: ConnectionNeeds = ConnectionNeeds {
+    principal: false,
+    source_ip: false,
+    remote_ip: false,
+    sni: false,
+};
+
+fn plain_host() -> RecordingHost {
+    let mut host = host_with_state(&[]);
+    host.peer_uri_san = Some("spiffe://cluster.local/ns/default/sa/productpage".into());
+    host.direct_remote_address = Some("127.0.0.1:40000".into());
+    host.source_address = Some("10.1.2.3:0".into());
+    host.sni = Some("reviews.default.svc.cluster.local".into());
+    host
+}
+
+fn tunnel_host() -> RecordingHost {
+    host_with_state(&[
+        (
+            filter_state::PEER_PRINCIPAL,
+            "spiffe://cluster.local/ns/default/sa/productpage",
+        ),
+        (filter_state::CONNECT_AUTHORITY, "10.96.0.10:9080"),
+        (filter_state::FORWARDED_FOR, "for=\"10.244.1.7:41234\""),
+        (filter_state::HBONE_PEER_ADDRESS, "10.244.1.2:52000"),
+    ])
+}
+
+// Issue 15: a property the policy never reads is never fetched (each one is a host call and a
+// copy into the VM); only the CONNECT authority, which picks the service, is always read.
+macro_rules! reads_case {
+    ($name:ident, $host:expr, $needs:expr, $expected:expr) => {
+        #[test]
+        fn $name() {
+            let host = $host;
+            connection(&host, $needs).unwrap();
+            let expected: &[&str] = &$expected;
+            assert_eq!(reads(&host), expected);
+        }
+    };
+}
+
+reads_case!(
+    plain_nothing_needed,
+    plain_host(),
+    NONE,
+    [filter_state::CONNECT_AUTHORITY]
+);
+reads_case!(
+    plain_principal_only,
+    plain_host(),
+    ConnectionNeeds {
+        principal: true,
+        ..NONE
+    },
+    [filter_state::CONNECT_AUTHORITY, "peer_uri_san"]
+);
+reads_case!(
+    plain_source_ip_only,
+    plain_host(),
+    ConnectionNeeds {
+        source_ip: true,
+        ..NONE
+    },
+    [filter_state::CONNECT_AUTHORITY, "direct_remote_address"]
+);
+reads_case!(
+    plain_source_ip_without_direct_address,
+    RecordingHost {
+        direct_remote_address: None,
+        ..plain_host()
+    },
+    ConnectionNeeds {
+        source_ip: true,
+        ..NONE
+    },
+    [
+        filter_state::CONNECT_AUTHORITY,
+        "direct_remote_address",
+        "source_address"
+    ]
+);
+reads_case!(
+    plain_remote_ip,
+    plain_host(),
+    ConnectionNeeds {
+        remote_ip: true,
+        source_ip: true,
+        ..NONE
+    },
+    [
+        filter_state::CONNECT_AUTHORITY,
+        "direct_remote_address",
+        "source_address"
+    ]
+);
+reads_case!(
+    plain_sni_only,
+    plain_host(),
+    ConnectionNeeds { sni: true, ..NONE },
+    ["sni", filter_state::CONNECT_AUTHORITY]
+);
+reads_case!(
+    tunnel_nothing_needed,
+    tunnel_host(),
+    NONE,
+    [filter_state::CONNECT_AUTHORITY]
+);
+reads_case!(
+    tunnel_principal_only,
+    tunnel_host(),
+    ConnectionNeeds {
+        principal: true,
+        ..NONE
+    },
+    [
+        filter_state::CONNECT_AUTHORITY,
+        filter_state::PEER_PRINCIPAL
+    ]
+);
+reads_case!(
+    tunnel_addresses_only,
+    tunnel_host(),
+    ConnectionNeeds {
+        source_ip: true,
+        ..NONE
+    },
+    [
+        filter_state::CONNECT_AUTHORITY,
+        filter_state::FORWARDED_FOR,
+        filter_state::HBONE_PEER_ADDRESS
+    ]
+);
+
+#[test]
+fn connection_reads_only_what_is_needed_and_keeps_the_values() {
+    // What is read is what ALL reads; what is not is unset.
+    let conn = connection(
+        &plain_host(),
+        ConnectionNeeds {
+            principal: true,
+            ..NONE
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        conn,
+        Connection {
+            principal: Some("cluster.local/ns/default/sa/productpage".into()),
+            ..Connection::default()
+        }
+    );
+    let conn = connection(
+        &plain_host(),
+        ConnectionNeeds {
+            source_ip: true,
+            ..NONE
+        },
+    )
+    .unwrap();
+    assert_eq!((conn.source_ip, conn.remote_ip), (ip("127.0.0.1"), None));
+    let conn = connection(&tunnel_host(), NONE).unwrap();
+    assert_eq!(
+        (
+            conn.principal,
+            conn.source_ip,
+            conn.destination_ip,
+            conn.destination_port
+        ),
+        (None, None, ip("10.96.0.10"), 9080)
+    );
 }

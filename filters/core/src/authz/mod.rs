@@ -39,7 +39,7 @@ use std::net::IpAddr;
 
 use regex::Regex;
 
-use crate::request::RequestView;
+use crate::request::{ConnectionNeeds, RequestView};
 use crate::wire;
 use cidr::{parse_cidr, CidrSet};
 use matchers::{
@@ -179,6 +179,23 @@ impl CompiledAuthz {
             .map(|p| Policy::compile(&cache, p))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(CompiledAuthz { policies })
+    }
+
+    /// The connection attributes some predicate of some policy reads (dry-run ones too: their
+    /// verdict is reported).
+    pub fn needs(&self) -> ConnectionNeeds {
+        let mut needs = ConnectionNeeds::default();
+        let checks = self.policies.iter().flat_map(|p| &p.rules).flat_map(|r| {
+            r.from
+                .iter()
+                .chain(&r.to)
+                .chain(std::iter::once(&r.when))
+                .flat_map(|c| &c.checks)
+        });
+        for check in checks {
+            needs = needs.union(check.pred.needs());
+        }
+        needs
     }
 
     /// Number of compiled policies; bound indexes must be below it.
@@ -622,6 +639,36 @@ enum Pred {
 }
 
 impl Pred {
+    /// The connection attributes this predicate reads.
+    fn needs(&self) -> ConnectionNeeds {
+        let mut needs = ConnectionNeeds::default();
+        match self {
+            Pred::Principal(_) | Pred::Namespace(_) | Pred::ServiceAccount(_) => {
+                needs.principal = true
+            }
+            Pred::SourceIp(_) => needs.source_ip = true,
+            // `remote.ip` falls back to the direct peer's address.
+            Pred::RemoteIp(_) => {
+                needs.remote_ip = true;
+                needs.source_ip = true;
+            }
+            Pred::Sni(_) => needs.sni = true,
+            // The destination comes from the CONNECT authority, which is always read.
+            Pred::DestIp(_)
+            | Pred::Port(_)
+            | Pred::Method(_)
+            | Pred::MethodSet(..)
+            | Pred::Host(_)
+            | Pred::Path(_)
+            | Pred::Header(..)
+            | Pred::InlineHeader(..) => {}
+            // The verified JWT payload arrives in a request header (jwt_authn's
+            // forward_payload_header), not as a connection attribute.
+            Pred::RequestPrincipal(_) | Pred::Claim(..) => {}
+        }
+        needs
+    }
+
     fn cost(&self) -> u8 {
         match self {
             Pred::Port(_) | Pred::Method(_) | Pred::MethodSet(..) => 0,

@@ -1096,3 +1096,109 @@ fn an_unknown_client_address_fails_closed_for_allow_and_deny() {
         check(&c);
     }
 }
+
+// ---------------------------------------------------------------- connection needs (issue 15)
+
+fn needs_of(policies: Vec<AuthorizationPolicy>) -> ConnectionNeeds {
+    CompiledAuthz::compile(&policies).unwrap().needs()
+}
+
+const NO_NEEDS: ConnectionNeeds = ConnectionNeeds {
+    principal: false,
+    source_ip: false,
+    remote_ip: false,
+    sni: false,
+};
+
+macro_rules! needs_case {
+    ($name:ident, $policies:expr, $want:expr) => {
+        #[test]
+        fn $name() {
+            assert_eq!(needs_of($policies), $want);
+        }
+    };
+}
+
+needs_case!(needs_nothing_without_policies, vec![], NO_NEEDS);
+needs_case!(
+    needs_nothing_for_operations,
+    vec![allow(vec![
+        to(methods(&["GET"])),
+        to(paths(&["/a/*"])),
+        to(hosts(&["h"]))
+    ])],
+    NO_NEEDS
+);
+needs_case!(
+    needs_principal_for_principals,
+    vec![deny(vec![from(principals(&["*/sa/x"]))])],
+    ConnectionNeeds {
+        principal: true,
+        ..NO_NEEDS
+    }
+);
+needs_case!(
+    needs_principal_for_namespaces,
+    vec![allow(vec![from(namespaces(&["foo"]))])],
+    ConnectionNeeds {
+        principal: true,
+        ..NO_NEEDS
+    }
+);
+needs_case!(
+    needs_principal_for_service_account_condition,
+    vec![allow(vec![when(vec![cond(
+        "source.serviceAccount",
+        &["foo/sleep"],
+        &[]
+    )])])],
+    ConnectionNeeds {
+        principal: true,
+        ..NO_NEEDS
+    }
+);
+needs_case!(
+    needs_source_ip_for_ip_blocks,
+    vec![allow(vec![when(vec![cond(
+        "source.ip",
+        &["10.0.0.0/8"],
+        &[]
+    )])])],
+    ConnectionNeeds {
+        source_ip: true,
+        ..NO_NEEDS
+    }
+);
+needs_case!(
+    needs_both_addresses_for_remote_ip,
+    vec![allow(vec![when(vec![cond(
+        "remote.ip",
+        &[],
+        &["10.0.0.0/8"]
+    )])])],
+    ConnectionNeeds {
+        source_ip: true,
+        remote_ip: true,
+        ..NO_NEEDS
+    }
+);
+needs_case!(
+    needs_sni_for_connection_sni,
+    vec![allow(vec![when(vec![cond(
+        "connection.sni",
+        &["*.example.com"],
+        &[]
+    )])])],
+    ConnectionNeeds {
+        sni: true,
+        ..NO_NEEDS
+    }
+);
+needs_case!(
+    needs_of_dry_run_policies_count,
+    vec![dry(deny(vec![from(principals(&["*"]))]))],
+    ConnectionNeeds {
+        principal: true,
+        ..NO_NEEDS
+    }
+);
