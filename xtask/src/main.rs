@@ -8,6 +8,7 @@ mod bench_cluster_selection;
 mod envoy;
 mod hardening;
 mod measure;
+mod wasm_exports;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -130,7 +131,23 @@ pub(crate) fn build_wasm() -> Result<PathBuf, String> {
         "--profile",
         "wasm-release",
     ]))?;
-    Ok(repo_root().join(WASM_PATH))
+    let path = repo_root().join(WASM_PATH);
+    strip_wasm_exports(&path)?;
+    Ok(path)
+}
+
+/// Drops the exports of proxy-wasm callbacks the filter does not implement
+/// ([`wasm_exports`]), so Envoy never enters the VM for them.
+fn strip_wasm_exports(path: &Path) -> Result<(), String> {
+    let removed = wasm_exports::strip_unused_callbacks(path)?;
+    if !removed.is_empty() {
+        step(&format!(
+            "dropped {} unused proxy-wasm callback exports ({})",
+            removed.len(),
+            removed.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// File name of the dynamic module (`[lib] name = "layover_module"`).
@@ -169,9 +186,11 @@ fn build_wasm_test_panic() -> Result<PathBuf, String> {
         "--target-dir",
         DIR,
     ]))?;
-    Ok(repo_root()
+    let path = repo_root()
         .join(DIR)
-        .join("wasm32-wasip1/wasm-release/layover_wasm.wasm"))
+        .join("wasm32-wasip1/wasm-release/layover_wasm.wasm");
+    strip_wasm_exports(&path)?;
+    Ok(path)
 }
 
 /// Builds the dynamic module with the test-only `test-panic` feature, in its own target dir so it

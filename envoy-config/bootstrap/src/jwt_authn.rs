@@ -155,15 +155,40 @@ fn provider(r: &JwtRule) -> Value {
     if !r.from_cookies.is_empty() {
         obj.insert("from_cookies".into(), json!(r.from_cookies));
     }
-    // istiod's default (PILOT_JWT_ENABLE_REMOTE_JWKS=false) inlines the keys
-    // (policy_applier.go:244-248); layover does not fetch jwksUri.
+    let (field, keys) = keys_source(r);
+    obj.insert(field.into(), keys);
+    p
+}
+
+/// Where Envoy takes a provider's keys from (`policy_applier.go:197-248 @ 1.30.3`): inline
+/// keys; else `remote_jwks` through the cluster of the service serving `jwksUri` (istiod's
+/// Envoy-fetch path, with its 5-minute cache), when the compiler found one; else the
+/// public-only key (istiod's answer to a failed fetch), so every token is rejected.
+fn keys_source(r: &JwtRule) -> (&'static str, Value) {
+    if r.jwks.is_empty() && !r.jwks_cluster.is_empty() {
+        let timeout_ms = if r.timeout_ms == 0 {
+            5_000
+        } else {
+            r.timeout_ms
+        };
+        return (
+            "remote_jwks",
+            json!({
+                "http_uri": {
+                    "uri": r.jwks_uri,
+                    "cluster": r.jwks_cluster,
+                    "timeout": format!("{}.{:03}s", timeout_ms / 1000, timeout_ms % 1000),
+                },
+                "cache_duration": "300s",
+            }),
+        );
+    }
     let keys = if r.jwks.is_empty() {
         PUBLIC_ONLY_JWKS
     } else {
         r.jwks.as_str()
     };
-    obj.insert("local_jwks".into(), json!({ "inline_string": keys }));
-    p
+    ("local_jwks", json!({ "inline_string": keys }))
 }
 
 /// istiod's `buildSpaceDelimitedClaims` (`policy_applier.go:350-364 @ 1.30.3`).
@@ -321,5 +346,26 @@ mod tests {
     #[test]
     fn no_rules_no_filters() {
         assert!(jwt_filters(&Policy::default()).is_empty());
+    }
+
+    /// policy_applier.go:207-219 @ 1.30.3: a jwksUri the mesh serves → remote_jwks through its
+    /// cluster with the rule's timeout and a 5-minute cache; no cluster → the public-only key.
+    #[test]
+    fn jwks_uri_through_a_cluster() {
+        let mut r = rule("a");
+        r.jwks.clear();
+        r.jwks_uri = "http://keys.default.svc.cluster.local/jwks".into();
+        r.jwks_cluster = "outbound|80||keys.default.svc.cluster.local".into();
+        r.timeout_ms = 2500;
+        let p = provider(&r);
+        assert_eq!(p["remote_jwks"]["http_uri"]["cluster"], r.jwks_cluster);
+        assert_eq!(p["remote_jwks"]["http_uri"]["uri"], r.jwks_uri);
+        assert_eq!(p["remote_jwks"]["http_uri"]["timeout"], "2.500s");
+        assert_eq!(p["remote_jwks"]["cache_duration"], "300s");
+        assert!(p.get("local_jwks").is_none());
+        r.jwks_cluster.clear();
+        let p = provider(&r);
+        assert_eq!(p["local_jwks"]["inline_string"], PUBLIC_ONLY_JWKS);
+        assert!(p.get("remote_jwks").is_none());
     }
 }

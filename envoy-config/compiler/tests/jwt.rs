@@ -126,13 +126,48 @@ case! {
 
 case! {
     jwks_uri_without_jwks_warns,
-    "jwksUri without inline jwks: istiod fetches it; layover cannot and warns (tokens rejected)",
+    "jwksUri of a host the input has no service for: layover cannot fetch it and warns (tokens rejected)",
     cite: "pilot/pkg/features/pilot.go:44-54, pilot/pkg/model/jwks_resolver.go:295-316 @ 1.30.3",
     yaml: ra("jwt", gw_target(), "  - issuer: a\n    jwksUri: https://keys.example.com/jwks.json\n"),
     check: |c| {
         assert_eq!(c.policy.jwt_rules.len(), 1);
+        assert_eq!(c.policy.jwt_rules[0].jwks_cluster, "");
         assert!(notices(c).contains("spec.jwtRules[0].jwksUri"), "{}", notices(c));
+        assert!(notices(c).contains("add a ServiceEntry"), "{}", notices(c));
     },
+}
+
+case! {
+    jwks_uri_of_a_service_is_fetched_through_its_cluster,
+    "jwksUri naming a service of the input (port from the URL): remote_jwks through its cluster",
+    cite: "pilot/pkg/security/authn/policy_applier.go:197-216, pilot/pkg/model/telemetry_logging.go:545-579, pkg/config/security/security.go:77-104 @ 1.30.3",
+    yaml: ra("jwt", gw_target(), "  - issuer: a\n    jwksUri: http://multi.default.svc.cluster.local:8080/jwks.json\n"),
+    check: |c| {
+        let r = &c.policy.jwt_rules[0];
+        assert_eq!(r.jwks_cluster, "inbound-vip|8080|http|multi.default.svc.cluster.local");
+        assert!(notices(c).contains("remote_jwks"), "{}", notices(c));
+    },
+}
+
+case! {
+    jwks_uri_default_port_follows_the_scheme,
+    "jwksUri without a port: 80 for http; a service without that port keeps the public-only key, with a warning",
+    cite: "pkg/config/security/security.go:83-92 @ 1.30.3",
+    yaml: format!("{}\n---\n{}", ra("a", gw_target(), "  - issuer: a\n    jwksUri: http://multi.default.svc.cluster.local/keys\n"),
+        ra("b", gw_target(), "  - issuer: b\n    jwksUri: https://multi.default.svc.cluster.local/keys\n")),
+    check: |c| {
+        assert_eq!(c.policy.jwt_rules[0].jwks_cluster, "inbound-vip|80|http|multi.default.svc.cluster.local");
+        assert_eq!(c.policy.jwt_rules[1].jwks_cluster, "");
+        assert!(notices(c).contains("has no port 443"), "{}", notices(c));
+    },
+}
+
+err_case! {
+    jwks_uri_bad_port_rejected,
+    "A jwksUri whose port is not a number is invalid",
+    cite: "pkg/config/security/security.go:94-98 @ 1.30.3",
+    yaml: ra("jwt", gw_target(), "  - issuer: a\n    jwksUri: http://keys:http/jwks\n"),
+    check: |e| assert!(e.contains("spec.jwtRules[0].jwksUri") && e.contains("invalid port"), "{e}"),
 }
 
 err_case! {

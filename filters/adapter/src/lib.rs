@@ -615,8 +615,21 @@ fn mirror_headers(
         .cloned()
         .collect();
     out.push((":path".into(), path.to_string()));
-    out.push((":authority".into(), format!("{authority}-shadow")));
+    out.push((":authority".into(), shadow_authority(authority)));
     out
+}
+
+/// Envoy's `shadowAppendedHost` (`source/common/router/shadow_writer_impl.cc`, 1.40): `-shadow`
+/// goes on the host, before the port (`HeaderUtility::getPortStart`: the last `:` not inside
+/// an IPv6 literal's brackets).
+fn shadow_authority(authority: &str) -> String {
+    let port_start = authority
+        .rfind(':')
+        .filter(|&colon| authority.rfind(']').is_none_or(|end| end < colon));
+    match port_start {
+        Some(colon) => format!("{}-shadow{}", &authority[..colon], &authority[colon..]),
+        None => format!("{authority}-shadow"),
+    }
 }
 
 #[cfg(any(test, feature = "recording-host"))]

@@ -407,7 +407,8 @@ spec:
 
 #[test]
 fn mirror_sends_shadow_copy() {
-    // VirtualService mirror: Envoy shadows with "<authority>-shadow".
+    // VirtualService mirror: Envoy shadows with "<host>-shadow[:port]" (shadowAppendedHost,
+    // source/common/router/shadow_writer_impl.cc, Envoy 1.40).
     let p = policy(
         r#"
 apiVersion: networking.istio.io/v1
@@ -429,7 +430,19 @@ spec:
     );
     assert!(host.mirrors[0]
         .1
-        .contains(&(":authority".to_string(), "reviews:9080-shadow".to_string())));
+        .contains(&(":authority".to_string(), "reviews-shadow:9080".to_string())));
+}
+
+#[test]
+fn shadow_authority_goes_before_the_port() {
+    assert_eq!(
+        crate::shadow_authority("reviews:9080"),
+        "reviews-shadow:9080"
+    );
+    assert_eq!(crate::shadow_authority("reviews"), "reviews-shadow");
+    assert_eq!(crate::shadow_authority("[::1]:80"), "[::1]-shadow:80");
+    assert_eq!(crate::shadow_authority("[::1]"), "[::1]-shadow");
+    assert_eq!(crate::shadow_authority("a.b:"), "a.b-shadow:");
 }
 
 #[test]

@@ -388,7 +388,7 @@ spec:
     let shadow = bs[2].received();
     assert_eq!(shadow.len(), 5, "every request mirrored once");
     for e in &shadow {
-        assert_eq!(e.authority, "reviews:9080-shadow");
+        assert_eq!(e.authority, "reviews-shadow:9080");
         assert!(e.path.starts_with("/m"));
     }
 }

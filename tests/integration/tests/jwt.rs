@@ -16,7 +16,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use layover_integration::waypoint::{app_yaml, FilterBuild, Shape, Waypoint};
-use layover_integration::{Backend, Echo, Reply};
+use layover_integration::{Backend, Behavior, Echo, Reply};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::json;
@@ -319,6 +319,67 @@ async fn run(build: FilterBuild) {
     drop(backends);
 }
 
+/// A rule with only `jwksUri`, served by a Service of the input: Envoy fetches the keys
+/// through that service's cluster (`remote_jwks`, `policy_applier.go:197-216 @ 1.30.3`), and
+/// tokens signed with them verify; tokens signed with another key are still 401.
+async fn run_remote_jwks(build: FilterBuild) {
+    let key = Key::new("k1");
+    let stranger = Key::new("k1");
+    let api = Backend::start("api-v1", "v1").await.unwrap();
+    let keys = Backend::start("keys-v1", "v1").await.unwrap();
+    keys.set_default(Behavior::Respond {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Some(key.jwks()),
+    });
+    let yaml = format!(
+        r#"{}{}---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: jwt, namespace: default}}
+spec:
+  targetRefs: [{{kind: Service, group: "", name: api}}]
+  jwtRules:
+  - issuer: {ISSUER}
+    jwksUri: http://keys.default.svc.cluster.local:9080/jwks.json
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: api, namespace: default}}
+spec:
+  targetRefs: [{{kind: Service, group: "", name: api}}]
+  rules:
+  - from: [{{source: {{requestPrincipals: ["{ISSUER}/alice"]}}}}]
+"#,
+        app_yaml("api", &[&api]),
+        app_yaml("keys", &[&keys]),
+    );
+    let wp = Waypoint::start(build, &yaml)
+        .await
+        .unwrap_or_else(|e| panic!("[{}] {e}", build.name()));
+    let get = |token: String| {
+        let wp = &wp;
+        async move {
+            let auth = bearer(&token);
+            wp.get_with(&host("api"), "/", &[("authorization", auth.as_str())])
+                .await
+                .unwrap()
+        }
+    };
+    let alice = key.sign(claims(ISSUER, "alice", json!({})));
+    assert_status(&get(alice).await, 200, "token signed with the fetched key");
+    let fetched = keys.received();
+    assert!(
+        fetched.iter().any(|e| e.path == "/jwks.json"),
+        "Envoy fetched the keys through the service: {fetched:?}"
+    );
+    let forged = stranger.sign(claims(ISSUER, "alice", json!({})));
+    assert_status(&get(forged).await, 401, "token signed with another key");
+    let bob = key.sign(claims(ISSUER, "bob", json!({})));
+    assert_status(&get(bob).await, 403, "other principal");
+    drop((api, keys));
+}
+
 /// One test per build and shape: layover's own bootstrap (`wasm`, `dynamic_module`, and the
 /// native translation `native`) and the istiod-shaped waypoint (`istiod_*`: layover attached
 /// by route A, which brings the chain's jwt_authn; `istiod_native`: istiod's own chain,
@@ -330,6 +391,10 @@ macro_rules! builds {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn request_authentication() {
                 $shape.scope(run($build)).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn jwks_fetched_through_a_service() {
+                $shape.scope(run_remote_jwks($build)).await;
             }
         }
     )*};

@@ -280,6 +280,42 @@ fn assert_rbac_denied(reply: &Reply, what: &str) {
 // ------------------------------------------------------------------------------------ tests
 
 both_builds! {
+    // VirtualService `mirror` (istiod: the route's request_mirror_policies,
+    // route/route.go:518-548 @ 1.30.3): every request is copied to the shadow subset with
+    // `-shadow` on the host before the port (Envoy's `shadowAppendedHost`), and the primary's
+    // answer is what the client gets. The first five primaries stall, so their mirrors'
+    // responses arrive while the request is still in flight (the wasm build is called back
+    // for them); the rest answer at once.
+    async fn mirror_copies_every_request(build: FilterBuild) {
+        let yaml = vs("mirror", "\
+  - route: [{destination: {host: mirror, subset: v1}}]
+    mirror: {host: mirror, subset: v3}
+    mirrorPercentage: {value: 100}
+");
+        let (wp, apps) = mesh(build, &["mirror"], &yaml).await;
+        for i in 0..5 {
+            apps.of("mirror")[0].stall_next(Duration::from_millis(200));
+            let reply = wp.get(&host("mirror"), &format!("/m{i}")).await.unwrap();
+            assert_eq!(served_by(&reply), "v1", "request {i}");
+        }
+        for i in 5..10 {
+            let reply = wp.get(&host("mirror"), &format!("/m{i}")).await.unwrap();
+            assert_eq!(served_by(&reply), "v1", "request {i}");
+        }
+        let shadow = &apps.of("mirror")[2];
+        let started = Instant::now();
+        while shadow.request_count() < 10 && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let got = shadow.received();
+        assert_eq!(got.len(), 10, "every request mirrored once: {got:?}");
+        for e in &got {
+            assert_eq!(e.authority, "mirror-shadow:9080");
+            assert!(e.path.starts_with("/m"), "{}", e.path);
+        }
+        assert_eq!(apps.of("mirror")[1].request_count(), 0);
+    }
+
     // Route matching (VirtualService HTTPMatchRequest), one service per behaviour.
     async fn route_matching(build: FilterBuild) {
         let yaml = [

@@ -36,6 +36,21 @@ pub fn authenticate(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    if let Some(rule) = remote_keys_rule(&settings.rules, &token) {
+        let mut out = serde_json::Map::new();
+        if let Some(name) = &request.name {
+            out.insert("name".into(), json!(name));
+        }
+        out.insert("action".into(), json!("undecided"));
+        out.insert(
+            "reason".into(),
+            json!(format!(
+                "jwt_authn: the keys of issuer {:?} are fetched by Envoy at run time from {} (cluster {}); eval verifies only against inline jwks",
+                rule.issuer, rule.jwks_uri, rule.jwks_cluster
+            )),
+        );
+        return Err(Value::Object(out));
+    }
     match verify(&settings.rules, &token, now) {
         Ok(payload) => Ok(Some(JwtPayload::new(
             to_claim(&payload),
@@ -107,6 +122,16 @@ fn find_token(rules: &[JwtRule], request: &RequestJson) -> Option<String> {
     None
 }
 
+/// The rule of the token's issuer when Envoy fetches its keys (`remote_jwks`), which eval
+/// cannot: it has no inline keys and a cluster serving its `jwksUri`.
+fn remote_keys_rule<'a>(rules: &'a [JwtRule], token: &str) -> Option<&'a JwtRule> {
+    let payload = json_part(token.split('.').nth(1)?).ok()?;
+    let iss = payload.get("iss").and_then(Value::as_str)?;
+    rules
+        .iter()
+        .find(|r| r.issuer == iss && r.jwks.is_empty() && !r.jwks_cluster.is_empty())
+}
+
 /// Verifies `token` against the rule of its issuer; the payload JSON on success.
 pub fn verify(rules: &[JwtRule], token: &str, now: u64) -> Result<Value, String> {
     let mut parts = token.split('.');
@@ -125,8 +150,9 @@ pub fn verify(rules: &[JwtRule], token: &str, now: u64) -> Result<Value, String>
         .ok_or_else(|| format!("Jwt issuer {iss:?} is not configured"))?;
     let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
     let kid = header.get("kid").and_then(Value::as_str);
+    // No inline keys and no cluster: the public-only key, which no token verifies against.
     let jwks: Value = serde_json::from_str(&rule.jwks)
-        .map_err(|_| "the rule has no inline jwks (jwksUri is not fetched offline)".to_string())?;
+        .map_err(|_| "Jwks doesn't have key to match kid or alg from Jwt".to_string())?;
     let keys = jwks
         .get("keys")
         .and_then(Value::as_array)
@@ -357,5 +383,20 @@ mod tests {
         let t = sign(&k, json!({"iss": "iss", "aud": ["x", "y"]}));
         assert!(verify(&[rule(&k, &["y"])], &t, 0).is_ok());
         assert!(verify(&[rule(&k, &["z"])], &t, 0).is_err());
+    }
+
+    /// A rule whose keys Envoy fetches (remote_jwks): eval says it cannot decide, never 401.
+    #[test]
+    fn remote_keys_are_undecided() {
+        let k = key();
+        let mut r = rule(&k, &[]);
+        r.jwks.clear();
+        r.jwks_uri = "http://keys.default.svc.cluster.local/jwks".into();
+        r.jwks_cluster = "outbound|80||keys.default.svc.cluster.local".into();
+        let t = sign(&k, json!({"iss": "iss", "sub": "a"}));
+        assert!(remote_keys_rule(std::slice::from_ref(&r), &t).is_some());
+        r.jwks_cluster.clear();
+        assert!(remote_keys_rule(std::slice::from_ref(&r), &t).is_none());
+        assert!(verify(&[r], &t, 0).is_err());
     }
 }

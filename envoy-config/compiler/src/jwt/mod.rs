@@ -82,24 +82,24 @@ fn rule(ctx: &mut Ctx, at: &ObjRef, i: usize, r: &JwtRuleSpec, hosts: &[String])
             "issuer or jwksUri must be non-empty string",
         );
     }
-    if !r.jwks_uri.is_empty() {
-        if let Err(e) = check_jwks_uri(&r.jwks_uri) {
-            ctx.err(at, format!("{p}.jwksUri"), e);
+    let uri = if r.jwks_uri.is_empty() {
+        None
+    } else {
+        match parse_jwks_uri(&r.jwks_uri) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                ctx.err(at, format!("{p}.jwksUri"), e);
+                None
+            }
         }
-    }
+    };
+    let mut jwks_cluster = String::new();
     if !r.jwks.is_empty() {
         if let Err(e) = check_jwks(&r.jwks) {
             ctx.err(at, format!("{p}.jwks"), format!("jwks parse error: {e}"));
         }
-    } else if !r.jwks_uri.is_empty() {
-        // istiod (PILOT_JWT_ENABLE_REMOTE_JWKS=false, its default: pilot/pkg/features/
-        // pilot.go:44-54 @ 1.30.3) fetches jwksUri itself and inlines the keys; when the fetch
-        // fails it inlines a public-only key nobody can sign for (jwks_resolver.go:295-316).
-        ctx.warn(
-            at,
-            format!("{p}.jwksUri"),
-            "layover compiles offline and does not fetch jwksUri: every token of this issuer is rejected (401), as istiod does when its fetch fails; put the keys in jwks",
-        );
+    } else if let Some((host, port)) = &uri {
+        jwks_cluster = jwks_cluster_for(ctx, at, &format!("{p}.jwksUri"), host, *port);
     }
     for (k, h) in r.from_headers.iter().enumerate() {
         if h.name.is_empty() {
@@ -195,20 +195,85 @@ fn rule(ctx: &mut Ctx, at: &ObjRef, i: usize, r: &JwtRuleSpec, hosts: &[String])
         timeout_ms,
         space_delimited_claims: r.space_delimited_claims.clone(),
         services: hosts.to_vec(),
+        jwks_cluster,
     }
 }
 
-/// istiod's `security.ParseJwksURI`: an http(s) URL with a host.
-fn check_jwks_uri(uri: &str) -> Result<(), String> {
-    let rest = uri
-        .strip_prefix("https://")
-        .or_else(|| uri.strip_prefix("http://"))
-        .ok_or_else(|| format!("{uri:?}: jwksUri must use http or https"))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+/// istiod's `security.ParseJwksURI` (`pkg/config/security/security.go:77-104 @ 1.30.3`): an
+/// http(s) URL with a host; the port is the URL's, else 80 / 443 by scheme.
+fn parse_jwks_uri(uri: &str) -> Result<(String, u32), String> {
+    let (rest, default_port) = if let Some(r) = uri.strip_prefix("https://") {
+        (r, 443)
+    } else if let Some(r) = uri.strip_prefix("http://") {
+        (r, 80)
+    } else {
+        return Err(format!("{uri:?}: jwksUri must use http or https"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    // `[v6]:port` keeps its colons inside the brackets.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, tail)) => (h, tail.strip_prefix(':')),
+            None => return Err(format!("{uri:?}: jwksUri has an unclosed [")),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=65535).contains(n))
+            .ok_or_else(|| format!("{uri:?}: jwksUri has an invalid port {p:?}"))?,
+    };
     if host.is_empty() {
         return Err(format!("{uri:?}: jwksUri has no host"));
     }
-    Ok(())
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+/// The cluster Envoy fetches a `jwksUri` through, or empty with a warning.
+///
+/// istiod's default fetch mode (`PILOT_JWT_ENABLE_REMOTE_JWKS=false`,
+/// `pilot/pkg/features/pilot.go:44-54 @ 1.30.3`) has istiod fetch the keys and inline them; its
+/// `envoy` / `hybrid` modes give Envoy a `remote_jwks` through the cluster of the service that
+/// serves the URI's host (`policy_applier.go:197-216`, `model.LookupCluster`,
+/// `telemetry_logging.go:545-579`). layover compiles offline and never fetches, so it takes
+/// the second path whenever the input has that service (and port); otherwise the rule keeps
+/// a key nobody can sign for, as istiod does when its own fetch fails
+/// (`jwks_resolver.go:295-316`), and says so.
+fn jwks_cluster_for(ctx: &mut Ctx, at: &ObjRef, path: &str, host: &str, port: u32) -> String {
+    match ctx.svc(host) {
+        Some(svc) if svc.ports.iter().any(|p| p.number == port) => {
+            let cluster = ctx.cluster_name(port, "", host);
+            ctx.info(
+                at,
+                path,
+                format!("Envoy fetches the keys through cluster {cluster} (remote_jwks)"),
+            );
+            cluster
+        }
+        Some(_) => {
+            ctx.warn(
+                at,
+                path,
+                format!("service {host} has no port {port}: the keys cannot be fetched, so every token of this issuer is rejected (401); add the port or put the keys in jwks"),
+            );
+            String::new()
+        }
+        None => {
+            ctx.warn(
+                at,
+                path,
+                format!("no Service or ServiceEntry in the input serves {host}, and layover compiles offline: every token of this issuer is rejected (401), as istiod does when its fetch fails; add a ServiceEntry for {host} (Envoy then fetches the keys) or put the keys in jwks"),
+            );
+            String::new()
+        }
+    }
 }
 
 /// A JWKS document: a JSON object with a `keys` array of objects that each name a `kty`.
